@@ -1,0 +1,174 @@
+"""The producer API other Python services import: enqueue, poll, wait.
+
+    from tasks import enqueue_update, wait
+    job = enqueue_update("acme", True, "vm@acme.ru")
+    status = wait(job, timeout=30)     # JobStatus(state="SUCCESS", result={...}, error=None)
+
+Input is checked before anything is queued; a bad argument raises `InputError`,
+an account missing from the credential store raises `AccountNotFound`, and an
+unreachable Redis raises `QueueUnavailable` within seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import kombu.exceptions
+import redis
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult
+
+from worker.app import app, job_key
+from worker.credentials import CredentialStore
+from worker.errors import AccountNotFound, VoicemailError, describe
+from worker.runtime import redis_client
+from worker.settings import get_settings
+from worker.validation import check_account, check_update
+
+PENDING, STARTED, RETRY, SUCCESS, FAILURE, UNKNOWN = (
+    "PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "UNKNOWN",
+)
+READY_STATES = frozenset({SUCCESS, FAILURE, "REVOKED", UNKNOWN})
+
+
+class QueueUnavailable(VoicemailError):
+    """Redis (the broker or the result store) cannot be reached."""
+
+
+@dataclass(frozen=True)
+class JobError:
+    type: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    id: str
+    state: str
+    result: dict[str, Any] | None = None
+    error: JobError | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state in READY_STATES
+
+    @property
+    def ok(self) -> bool:
+        return self.state == SUCCESS
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "state": self.state}
+        if self.result is not None:
+            out["result"] = self.result
+        if self.error is not None:
+            out["error"] = {"type": self.error.type, "message": self.error.message}
+        return out
+
+
+def _safe_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+@contextmanager
+def _redis_errors() -> Iterator[None]:
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError) as exc:
+        url = _safe_url(get_settings().redis_url)
+        raise QueueUnavailable(f"cannot reach Redis at {url}: {exc}") from None
+
+
+_redis: redis.Redis | None = None
+
+
+def _client() -> redis.Redis:
+    global _redis
+    if _redis is None:
+        _redis = redis_client(get_settings().redis_url)
+    return _redis
+
+
+def credential_store() -> CredentialStore:
+    return CredentialStore.from_settings(get_settings(), _client())
+
+
+def _require_account(account: str) -> None:
+    with _redis_errors():
+        known = credential_store().exists(account)
+    if not known:
+        raise AccountNotFound(
+            f"account {account!r} is not in the credential store "
+            "(add it with `voicemail accounts import`)"
+        )
+
+
+def enqueue_get(account: str) -> str:
+    name = check_account(account)
+    _require_account(name)
+    with _redis_errors():
+        return str(app.send_task("voicemail.get", args=[name]).id)
+
+
+def enqueue_update(account: str, send: bool, email: str) -> str:
+    name, send_, email_ = check_update(account, send, email)
+    _require_account(name)
+    with _redis_errors():
+        return str(app.send_task("voicemail.update", args=[name, send_, email_]).id)
+
+
+def _status(result: AsyncResult) -> JobStatus:  # type: ignore[type-arg]
+    job_id = str(result.id)
+    state = str(result.state)
+    if state == PENDING and not _client().exists(job_key(job_id)):
+        return JobStatus(
+            job_id,
+            UNKNOWN,
+            error=JobError("UnknownJob", f"no job {job_id} was enqueued, or its result expired"),
+        )
+    value = result.result
+    if state == SUCCESS:
+        return JobStatus(job_id, state, result=value if isinstance(value, dict) else None)
+    if isinstance(value, BaseException):
+        return JobStatus(job_id, state, error=JobError(**describe(value)))
+    return JobStatus(job_id, state)
+
+
+def poll(job_id: str) -> JobStatus:
+    """The job's state now: PENDING, STARTED, RETRY, SUCCESS, FAILURE or UNKNOWN."""
+    with _redis_errors():
+        return _status(AsyncResult(job_id, app=app))
+
+
+def wait(job_id: str, timeout: float = 30.0) -> JobStatus:
+    """Block until the job is finished or `timeout` seconds pass; returns its status either way.
+
+    Uses the result backend's pub/sub, so a result is seen as soon as it is stored.
+    """
+    deadline = time.monotonic() + timeout
+    with _redis_errors():
+        result: AsyncResult = AsyncResult(job_id, app=app)  # type: ignore[type-arg]
+        status = _status(result)
+        if status.ready:
+            return status
+        try:
+            result.get(
+                timeout=max(deadline - time.monotonic(), 0.001),
+                propagate=False,
+                disable_sync_subtasks=False,
+                interval=0.05,
+            )
+        except CeleryTimeout:
+            pass
+        return _status(result)

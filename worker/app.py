@@ -1,0 +1,111 @@
+"""The Celery application: `celery -A worker worker` finds it as `worker.app`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from celery import Celery, signals
+
+from . import _constants as C
+from .logs import install_redaction
+from .runtime import close_runtime, redis_client, runtime
+from .settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        # JSON only: a pickle message is refused, never deserialised.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # A job is acknowledged after it ran; a worker lost mid-job puts it back.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_track_started": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "result_expires": settings.result_expires,
+        "result_extended": True,
+        # Must outlast the longest re-queue countdown: kombu's Redis transport
+        # re-delivers an unacknowledged message (an ETA one included) after it.
+        "broker_transport_options": {"visibility_timeout": 3600},
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 4,
+        "redis_socket_connect_timeout": 5,
+        "redis_socket_timeout": 10,
+        "redis_backend_health_check_interval": 30,
+        # A producer facing a dead Redis gets an error within seconds, not a hang.
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
+        "worker_hijack_root_logger": True,
+        "worker_redirect_stdouts": False,
+    }
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    celery = Celery("voicemail", include=["tasks.voicemail"])
+    celery.conf.update(celery_config(settings))
+    return celery
+
+
+app = create_app()
+
+
+def job_key(job_id: str) -> str:
+    return C.JOB_KEY_PREFIX + job_id
+
+
+@signals.before_task_publish.connect
+def _remember_job(sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Record that a job id was issued, so a poller can tell "queued" from "never heard of"."""
+    if not sender or not sender.startswith("voicemail.") or not headers:
+        return
+    if headers.get("retries"):
+        return
+    settings = get_settings()
+    record = {"task": sender, "argsrepr": headers.get("argsrepr"), "at": time.time()}
+    _producer_redis().set(
+        job_key(str(headers["id"])), json.dumps(record), ex=settings.result_expires
+    )
+
+
+_producer_client: Any = None
+
+
+def _producer_redis() -> Any:
+    global _producer_client
+    if _producer_client is None:
+        _producer_client = redis_client(get_settings().redis_url)
+    return _producer_client
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _redact_logs(logger: logging.Logger | None = None, **_: Any) -> None:
+    install_redaction(logger)
+    install_redaction()
+
+
+@signals.worker_ready.connect
+def _advertise_env_account(**_: Any) -> None:
+    runtime().store.mark_env_account()
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def _close(**_: Any) -> None:
+    close_runtime()

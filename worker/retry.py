@@ -1,0 +1,145 @@
+"""When to retry a failed API call and how long to wait: pure functions, table-tested.
+
+Two levels, as arq and dramatiq do it:
+- short retries inside the task (tenacity, `in_process_retrying`), a few attempts
+  a second or so apart, for blips;
+- if the error is still transient, the Celery task re-queues itself with
+  `requeue_delay`, so a long outage never holds a worker slot.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import tenacity
+
+from .errors import RateLimited, TransientError
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date.
+
+    Junk (empty, negative, nan, inf, unparsable) gives None: the caller then
+    falls back to its own backoff rather than trusting a broken header.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+        return max(seconds, 0.0)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+def should_retry(exc: BaseException) -> bool:
+    """Transient errors are retried; everything else (permanent, bugs) is not."""
+    return isinstance(exc, TransientError)
+
+
+def backoff_delay(
+    attempt: int,
+    *,
+    base: float,
+    cap: float,
+    retry_after: float | None = None,
+    retry_after_cap: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Delay before retry number `attempt` (1-based).
+
+    A Retry-After from the server wins, capped at `retry_after_cap`; otherwise
+    exponential backoff with "full jitter" between half and all of
+    `base * 2**(attempt-1)`, capped at `cap`.
+    """
+    if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
+        limit = cap if retry_after_cap is None else retry_after_cap
+        return min(retry_after, limit)
+    exp = base * (2 ** max(attempt - 1, 0))
+    ceiling = min(exp, cap)
+    return ceiling * (0.5 + rand() / 2)
+
+
+def retry_after_of(exc: BaseException | None) -> float | None:
+    return exc.retry_after if isinstance(exc, RateLimited) else None
+
+
+def in_process_delay(settings: Settings, attempt: int, exc: BaseException | None) -> float:
+    return backoff_delay(
+        attempt,
+        base=settings.retry_base_delay,
+        cap=settings.retry_max_delay,
+        retry_after=retry_after_of(exc),
+        retry_after_cap=settings.retry_after_max,
+    )
+
+
+def requeue_delay(settings: Settings, requeues: int, exc: BaseException | None) -> float:
+    """Countdown for the Celery re-queue after `requeues` earlier re-queues."""
+    return backoff_delay(
+        requeues + 1,
+        base=settings.requeue_base_delay,
+        cap=settings.requeue_max_delay,
+        retry_after=retry_after_of(exc),
+        retry_after_cap=settings.requeue_max_delay,
+    )
+
+
+def wants_requeue_now(settings: Settings, exc: BaseException) -> bool:
+    """A Retry-After longer than we will sleep in process skips straight to the re-queue."""
+    after = retry_after_of(exc)
+    return after is not None and after > settings.retry_after_max
+
+
+def in_process_retrying(settings: Settings) -> tenacity.Retrying:
+    def _wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return in_process_delay(settings, state.attempt_number, exc)
+
+    def _retry(state: tenacity.RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        return exc is not None and should_retry(exc) and not wants_requeue_now(settings, exc)
+
+    def _log(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        logger.debug(
+            "retrying after %s (attempt %d), sleeping %.3fs",
+            type(exc).__name__,
+            state.attempt_number,
+            delay,
+        )
+
+    return tenacity.Retrying(
+        retry=_retry,
+        wait=_wait,
+        stop=tenacity.stop_after_attempt(settings.retry_attempts),
+        before_sleep=_log,
+        reraise=True,
+    )
+
+
+def call_with_retries(settings: Settings, fn: Callable[[], T]) -> T:
+    return in_process_retrying(settings)(fn)

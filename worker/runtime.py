@@ -1,0 +1,69 @@
+"""Per-process resources of a worker: settings, Redis, the credential store, the HTTP client.
+
+Created on first use in each process (prefork children, threads and solo pools
+alike) and closed at shutdown, as arq keeps them in `ctx`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import redis
+
+from .client import PlusofonClient
+from .credentials import CredentialStore
+from .settings import Settings, get_settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    store: CredentialStore
+    client: PlusofonClient
+
+    def close(self) -> None:
+        self.client.close()
+        self.redis.close()
+
+
+def redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+_lock = threading.Lock()
+_current: tuple[int, Runtime] | None = None
+
+
+def runtime() -> Runtime:
+    global _current
+    pid = os.getpid()
+    current = _current
+    if current is not None and current[0] == pid:
+        return current[1]
+    with _lock:
+        if _current is None or _current[0] != pid:
+            settings = get_settings()
+            client = redis_client(settings.redis_url)
+            _current = (
+                pid,
+                Runtime(
+                    settings=settings,
+                    redis=client,
+                    store=CredentialStore.from_settings(settings, client),
+                    client=PlusofonClient(settings),
+                ),
+            )
+        return _current[1]
+
+
+def close_runtime() -> None:
+    global _current
+    with _lock:
+        if _current is not None and _current[0] == os.getpid():
+            _current[1].close()
+        _current = None
