@@ -2,17 +2,26 @@
 
 Other services import `enqueue_get`, `enqueue_update`, `poll` and `wait` from here,
 or send `voicemail.get` / `voicemail.update` by name without importing anything.
+
+The names load on first use (PEP 562), so the `voicemail` CLI can start, and report
+a bad environment variable in one line, before the Celery app is built.
 """
 
-from .producer import (
-    JobError,
-    JobStatus,
-    QueueUnavailable,
-    enqueue_get,
-    enqueue_update,
-    poll,
-    wait,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .producer import (
+        JobError,
+        JobStatus,
+        QueueUnavailable,
+        enqueue_get,
+        enqueue_update,
+        poll,
+        wait,
+    )
 
 __all__ = [
     "JobError",
@@ -23,3 +32,9 @@ __all__ = [
     "poll",
     "wait",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module(".producer", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

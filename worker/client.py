@@ -96,16 +96,16 @@ def error_from_response(
     """
     body = _json_object(content)
     shape = _error_shape(body)
-    message = _short(shape[0]) if shape else ""
     status = shape[1] if shape else status_code
+    text = body.get("message") if body else None
+    message = _short(text) if isinstance(text, str) else ""
 
     if message.strip().rstrip(".").lower() == "user not found":
         return UserNotFound(message, status_code=status_code)
 
     if 200 <= status < 300:
         if body is not None and body.get("success") is False:
-            text = body.get("message")
-            reason = _short(text) if isinstance(text, str) and text else "success: false"
+            reason = message or "success: false"
             return ApiError(f"API refused the request: {reason}", status_code=status_code)
         return None
 
@@ -115,8 +115,7 @@ def error_from_response(
         )
     if status in (400, 422):
         errors = _field_errors(body)
-        text = message or (_short(str(body.get("message"))) if body and body.get("message") else "")
-        text = text or f"HTTP {status}: request rejected"
+        text = message or f"HTTP {status}: request rejected"
         if errors:
             details = "; ".join(f"{k}: {', '.join(v)}" for k, v in errors.items())
             text = f"{text} ({_short(details)})"

