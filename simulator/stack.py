@@ -80,6 +80,11 @@ class Service:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def stop(self, timeout: float = 15.0) -> None:
+        self._stop(timeout)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def _stop(self, timeout: float) -> None:
         if self.process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):

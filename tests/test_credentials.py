@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import fakeredis
+import pytest
+import redis
+
+from worker import _constants as C
+from worker.credentials import ENV_MARKER, AccountRow, CredentialStore
+from worker.errors import AccountNotFound, CredentialError
+
+KEY = "a" * 40
+OTHER_KEY = "b" * 40
+
+
+@pytest.fixture
+def fake() -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis()
+
+
+def test_roundtrip_and_encrypted_at_rest(fake: fakeredis.FakeRedis) -> None:
+    store = CredentialStore(fake, KEY)
+    store.put("acme", "very-secret-token", client_id=42)
+    creds = store.get("acme")
+    assert (creds.account, creds.token, creds.client_id) == ("acme", "very-secret-token", 42)
+    raw = fake.hget(C.ACCOUNTS_KEY, "acme")
+    assert raw is not None and b"very-secret-token" not in raw
+    assert "very-secret-token" not in repr(creds)
+
+
+def test_names_exists_remove(fake: fakeredis.FakeRedis) -> None:
+    store = CredentialStore(fake, KEY)
+    store.put_many([AccountRow("b", "t1"), AccountRow("a", "t2")])
+    assert store.names() == ["a", "b"]
+    assert store.exists("a") and not store.exists("c")
+    assert store.missing(["a", "c", "d"]) == {"c", "d"}
+    assert store.remove("a") and not store.remove("a")
+    with pytest.raises(AccountNotFound, match="'a'"):
+        store.get("a")
+
+
+def test_wrong_key_is_refused(fake: fakeredis.FakeRedis) -> None:
+    CredentialStore(fake, KEY).put("acme", "tok")
+    other = CredentialStore(fake, OTHER_KEY)
+    with pytest.raises(CredentialError, match="VOICEMAIL_SECRET_KEY"):
+        other.get("acme")
+    with pytest.raises(CredentialError, match="differs"):
+        other.put("new", "tok")
+
+
+def test_swapped_ciphertext_is_refused(fake: fakeredis.FakeRedis) -> None:
+    store = CredentialStore(fake, KEY)
+    store.put("a", "tok-a")
+    fake.hset(C.ACCOUNTS_KEY, "b", fake.hget(C.ACCOUNTS_KEY, "a") or b"")
+    with pytest.raises(CredentialError, match="belongs elsewhere"):
+        store.get("b")
+
+
+def test_no_key_means_no_tokens(fake: fakeredis.FakeRedis) -> None:
+    CredentialStore(fake, KEY).put("acme", "tok")
+    keyless = CredentialStore(fake, None)
+    assert keyless.exists("acme")  # producers check existence without the key
+    with pytest.raises(CredentialError, match="VOICEMAIL_SECRET_KEY is not set"):
+        keyless.get("acme")
+
+
+def test_env_token_serves_default(fake: fakeredis.FakeRedis) -> None:
+    worker_side = CredentialStore(fake, None, env_token="env-tok")
+    assert worker_side.get("default").token == "env-tok"
+    worker_side.mark_env_account()
+    assert fake.hget(C.ACCOUNTS_KEY, "default") == ENV_MARKER.encode()
+    producer_side = CredentialStore(fake, None)
+    assert producer_side.exists("default")
+    with pytest.raises(CredentialError, match="PLUSOFON_TOKEN"):
+        producer_side.get("default")
+
+
+def test_on_real_redis(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = CredentialStore(client, "test-secret-key-" + "k" * 32)
+    store.put("real-redis-account", "real-redis-token")
+    assert store.get("real-redis-account").token == "real-redis-token"
+    assert store.remove("real-redis-account")
+    client.close()
