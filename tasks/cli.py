@@ -64,7 +64,10 @@ def cli() -> None:
 
 wait_option = click.option("--wait", is_flag=True, help="Wait for the result and print it.")
 timeout_option = click.option(
-    "--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
     help="Seconds to wait with --wait.",
 )
 
@@ -119,14 +122,12 @@ def _open_text(path: str) -> IO[str]:
     if path == "-":
         return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
     try:
-        return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed by caller
+        return open(path, encoding="utf-8-sig", newline="")
     except OSError as exc:
         _fail(f"cannot read {path}: {exc.strerror}")
 
 
-def read_account_rows(
-    fh: IO[str], errors: list[str]
-) -> Iterator[Any]:
+def read_account_rows(fh: IO[str], errors: list[str]) -> Iterator[Any]:
     """Yield good rows of an `account,token[,client]` CSV; bad ones go to `errors`."""
     from worker.credentials import AccountRow
     from worker.validation import check_account

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from simulator import stack
 
-DEMO_ACCOUNTS = [
+DEMO_ACCOUNTS: list[dict[str, Any]] = [
     {"account": "alice", "token": "demo-token-alice", "email": "alice@example.com", "send": True},
     {"account": "bob", "token": "demo-token-bob", "email": "bob@example.com", "send": False},
     {"account": "carol", "token": "demo-token-carol", "email": "carol@example.com", "send": True},
@@ -49,7 +49,9 @@ def _run_jobs(console: Console, sim: stack.SimulatorControl) -> list[dict[str, A
 
     store = credential_store()
     store.put_many(AccountRow(a["account"], a["token"]) for a in DEMO_ACCOUNTS)
-    batch = [{"account": f"batch-{i:02d}", "token": f"demo-token-batch-{i:02d}"} for i in range(BATCH)]
+    batch = [
+        {"account": f"batch-{i:02d}", "token": f"demo-token-batch-{i:02d}"} for i in range(BATCH)
+    ]
     store.put_many(AccountRow(a["account"], a["token"]) for a in batch)
     sim.add_accounts(batch)
     # carol's API answers two gateway errors first: the worker retries through them.
@@ -58,8 +60,11 @@ def _run_jobs(console: Console, sim: stack.SimulatorControl) -> list[dict[str, A
     plan: list[tuple[str, str, Any]] = [
         ("get alice", "alice", lambda: enqueue_get("alice")),
         ("update bob", "bob", lambda: enqueue_update("bob", True, "voicemail@bob.example.com")),
-        ("update carol (two 502s first)", "carol",
-         lambda: enqueue_update("carol", False, "carol@new.example.com")),
+        (
+            "update carol (two 502s first)",
+            "carol",
+            lambda: enqueue_update("carol", False, "carol@new.example.com"),
+        ),
         ("get ghost (User not found)", "ghost", lambda: enqueue_get("ghost")),
         ("get revoked (401)", "revoked", lambda: enqueue_get("revoked")),
     ]
@@ -74,12 +79,16 @@ def _run_jobs(console: Console, sim: stack.SimulatorControl) -> list[dict[str, A
     statuses = [wait(i, timeout=60) for i in ids]
     elapsed = time.perf_counter() - started
     ok = sum(s.ok for s in statuses)
-    rows.append({
-        "job": f"batch of {BATCH} updates", "account": "batch-00..19",
-        "state": "SUCCESS" if ok == BATCH else f"{ok}/{BATCH} SUCCESS",
-        "outcome": f"{ok} applied, {BATCH - ok} failed", "requests": str(BATCH),
-        "ms": f"{elapsed * 1000:.0f}",
-    })
+    rows.append(
+        {
+            "job": f"batch of {BATCH} updates",
+            "account": "batch-00..19",
+            "state": "SUCCESS" if ok == BATCH else f"{ok}/{BATCH} SUCCESS",
+            "outcome": f"{ok} applied, {BATCH - ok} failed",
+            "requests": str(BATCH),
+            "ms": f"{elapsed * 1000:.0f}",
+        }
+    )
     return rows
 
 
@@ -91,8 +100,12 @@ def _row(label: str, account: str, status: Any, elapsed: float, sim: Any) -> dic
     else:
         outcome = "(no result)"
     return {
-        "job": label, "account": account, "state": status.state, "outcome": outcome,
-        "requests": str(sim.requests(account)), "ms": f"{elapsed * 1000:.0f}",
+        "job": label,
+        "account": account,
+        "state": status.state,
+        "outcome": outcome,
+        "requests": str(sim.requests(account)),
+        "ms": f"{elapsed * 1000:.0f}",
     }
 
 
@@ -134,8 +147,13 @@ def run_demo(keep_logs: bool = False) -> int:
         table.add_column(column, justify="right" if column in ("requests", "ms") else "left")
     for row in rows:
         style = "green" if row["state"] == "SUCCESS" else "red"
-        table.add_row(*(row[c] for c in ("job", "account")), f"[{style}]{row['state']}[/{style}]",
-                      row["outcome"], row["requests"], row["ms"])
+        table.add_row(
+            *(row[c] for c in ("job", "account")),
+            f"[{style}]{row['state']}[/{style}]",
+            row["outcome"],
+            row["requests"],
+            row["ms"],
+        )
     console.print(table)
     expected = ["SUCCESS", "SUCCESS", "SUCCESS", "FAILURE", "FAILURE", "SUCCESS"]
     good = [r["state"] for r in rows] == expected

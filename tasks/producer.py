@@ -11,6 +11,7 @@ unreachable Redis raises `QueueUnavailable` within seconds.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +32,12 @@ from worker.settings import get_settings
 from worker.validation import check_account, check_update
 
 PENDING, STARTED, RETRY, SUCCESS, FAILURE, UNKNOWN = (
-    "PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "UNKNOWN",
+    "PENDING",
+    "STARTED",
+    "RETRY",
+    "SUCCESS",
+    "FAILURE",
+    "UNKNOWN",
 )
 READY_STATES = frozenset({SUCCESS, FAILURE, "REVOKED", UNKNOWN})
 
@@ -162,13 +168,11 @@ def wait(job_id: str, timeout: float = 30.0) -> JobStatus:
         status = _status(result)
         if status.ready:
             return status
-        try:
+        with contextlib.suppress(CeleryTimeout):
             result.get(
                 timeout=max(deadline - time.monotonic(), 0.001),
                 propagate=False,
                 disable_sync_subtasks=False,
                 interval=0.05,
             )
-        except CeleryTimeout:
-            pass
         return _status(result)

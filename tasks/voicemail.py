@@ -46,14 +46,23 @@ class VoicemailTask(Task):  # type: ignore[type-arg]
             if requeues >= settings.requeue_max:
                 logger.warning(
                     "job %s account=%s gave up after %d re-queues: %s: %s",
-                    self.request.id, account, requeues, type(exc).__name__, exc,
+                    self.request.id,
+                    account,
+                    requeues,
+                    type(exc).__name__,
+                    exc,
                 )
                 raise
             countdown = requeue_delay(settings, requeues, exc)
             logger.info(
                 "job %s account=%s re-queued in %.1fs (%d/%d): %s: %s",
-                self.request.id, account, countdown, requeues + 1, settings.requeue_max,
-                type(exc).__name__, exc,
+                self.request.id,
+                account,
+                countdown,
+                requeues + 1,
+                settings.requeue_max,
+                type(exc).__name__,
+                exc,
             )
             raise self.retry(
                 exc=exc, countdown=countdown, max_retries=settings.requeue_max
@@ -61,12 +70,17 @@ class VoicemailTask(Task):  # type: ignore[type-arg]
         except PermanentError as exc:
             logger.info(
                 "job %s account=%s failed: %s: %s",
-                self.request.id, account, type(exc).__name__, exc,
+                self.request.id,
+                account,
+                type(exc).__name__,
+                exc,
             )
             raise
         logger.info(
             "job %s account=%s ok in %.1fms (requeues %d)",
-            self.request.id, account, (time.perf_counter() - started) * 1000,
+            self.request.id,
+            account,
+            (time.perf_counter() - started) * 1000,
             self.request.retries,
         )
         return result

@@ -26,6 +26,8 @@ from simulator import stack
 TEST_SECRET_KEY = "test-secret-key-" + "k" * 32
 _embedded: stack.Service | None = None
 _log_dir = Path(tempfile.mkdtemp(prefix="voicemail-tests-"))
+# Every token a test hands out, for the scans that prove none leaked.
+ISSUED_TOKENS: list[str] = []
 
 
 def _choose_redis() -> str:
@@ -124,10 +126,15 @@ def make_account(sim: stack.SimulatorControl) -> Callable[..., SimAccount]:
     """A fresh account known to the simulator and imported into the credential store."""
     from tasks.producer import credential_store
 
-    def make(mode: str = "ok", *, imported: bool = True, in_api: bool = True, **extra: Any) -> SimAccount:
+    def make(
+        mode: str = "ok", *, imported: bool = True, in_api: bool = True, **extra: Any
+    ) -> SimAccount:
         account = SimAccount(f"acct-{uuid.uuid4().hex[:10]}", f"tok-{secrets.token_hex(16)}")
+        ISSUED_TOKENS.append(account.token)
         if in_api:
-            sim.add_accounts([{"account": account.name, "token": account.token, "mode": mode, **extra}])
+            sim.add_accounts(
+                [{"account": account.name, "token": account.token, "mode": mode, **extra}]
+            )
         if imported:
             credential_store().put(account.name, account.token)
         return account

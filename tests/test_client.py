@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -14,11 +15,11 @@ from worker.settings import Settings, load_settings
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def settings_for(url: str = "http://api.test", **extra: object) -> Settings:
+def settings_for(url: str = "http://api.test", **extra: Any) -> Settings:
     return load_settings(PLUSOFON_API_URL=url, **extra)
 
 
-def mock_client(handler: Handler, **extra: object) -> PlusofonClient:
+def mock_client(handler: Handler, **extra: Any) -> PlusofonClient:
     return PlusofonClient(settings_for(**extra), transport=httpx.MockTransport(handler))
 
 
@@ -63,20 +64,26 @@ def test_user_not_found_in_both_forms(status: int) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, json={"message": "User not found.", "code": 500})
 
-    with mock_client(handler) as client, pytest.raises(errors.UserNotFound, match="User not found."):
+    with (
+        mock_client(handler) as client,
+        pytest.raises(errors.UserNotFound, match=r"User not found\."),
+    ):
         client.get_voicemail(CREDS)
 
 
 def test_success_false_is_an_error() -> None:
-    with mock_client(lambda r: httpx.Response(200, json={"success": False})) as client:
-        with pytest.raises(errors.ApiError):
-            client.set_voicemail(CREDS, True, "a@b.ru")
+    response = httpx.Response(200, json={"success": False})
+    with mock_client(lambda r: response) as client, pytest.raises(errors.ApiError):
+        client.set_voicemail(CREDS, True, "a@b.ru")
 
 
 def test_malformed_get_answer_is_an_error() -> None:
-    with mock_client(lambda r: httpx.Response(200, json={"email": 5})) as client:
-        with pytest.raises(errors.ApiError, match="unexpected GET answer"):
-            client.get_voicemail(CREDS)
+    response = httpx.Response(200, json={"email": 5})
+    with (
+        mock_client(lambda r: response) as client,
+        pytest.raises(errors.ApiError, match="GET answer"),
+    ):
+        client.get_voicemail(CREDS)
 
 
 @pytest.mark.parametrize(
@@ -110,7 +117,9 @@ def real_client(simulator: stack.Service) -> PlusofonClient:
     return PlusofonClient(settings_for(simulator.url, VOICEMAIL_READ_TIMEOUT=2))
 
 
-def test_roundtrip_against_simulator(real_client: PlusofonClient, sim: stack.SimulatorControl) -> None:
+def test_roundtrip_against_simulator(
+    real_client: PlusofonClient, sim: stack.SimulatorControl
+) -> None:
     sim.add_accounts([{"account": "client-a", "token": "tok-client-a"}])
     creds = Credentials("client-a", "tok-client-a")
     with real_client:
@@ -134,7 +143,9 @@ def test_roundtrip_against_simulator(real_client: PlusofonClient, sim: stack.Sim
     ],
 )
 def test_simulator_faults_map_to_errors(
-    real_client: PlusofonClient, sim: stack.SimulatorControl, script: str,
+    real_client: PlusofonClient,
+    sim: stack.SimulatorControl,
+    script: str,
     expected: type[Exception],
 ) -> None:
     name = f"fault-{script.replace(':', '-')}"
@@ -151,7 +162,9 @@ def test_unknown_token_is_auth_error(real_client: PlusofonClient) -> None:
         real_client.get_voicemail(Credentials("nobody", "tok-nobody"))
 
 
-def test_simulator_validates_patch_body(simulator: stack.Service, sim: stack.SimulatorControl) -> None:
+def test_simulator_validates_patch_body(
+    simulator: stack.Service, sim: stack.SimulatorControl
+) -> None:
     sim.add_accounts([{"account": "client-v", "token": "tok-client-v"}])
     headers = {"Authorization": "Bearer tok-client-v", "Client": "10553"}
     response = httpx.patch(

@@ -25,8 +25,12 @@ HTML_502 = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body>
         (200, {}, b'{"message": "Oops", "code": 503}', errors.ServerError),
         (401, {}, b'{"message": "Unauthenticated."}', errors.AuthError),
         (403, {}, b"", errors.AuthError),
-        (422, {}, b'{"message": "The given data was invalid.", "errors": {"email": ["bad"]}}',
-         errors.ValidationError),
+        (
+            422,
+            {},
+            b'{"message": "The given data was invalid.", "errors": {"email": ["bad"]}}',
+            errors.ValidationError,
+        ),
         (400, {}, b"not json", errors.ValidationError),
         (404, {}, b"<html>not found</html>", errors.ApiError),
         (408, {}, b"", errors.ApiTimeout),
@@ -64,7 +68,12 @@ def test_validation_error_carries_field_errors() -> None:
 
 @pytest.mark.parametrize(
     ("headers", "expected"),
-    [({"retry-after": "7"}, 7.0), ({"retry-after": "soon"}, None), ({"retry-after-ms": "1500"}, 1.5), ({}, None)],
+    [
+        ({"retry-after": "7"}, 7.0),
+        ({"retry-after": "soon"}, None),
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({}, None),
+    ],
 )
 def test_rate_limited_reads_retry_after(headers: dict[str, str], expected: float | None) -> None:
     error = error_from_response(429, headers, b"")
@@ -76,8 +85,13 @@ def test_transient_and_permanent_are_disjoint() -> None:
     for cls in (errors.UserNotFound, errors.AuthError, errors.ValidationError, errors.ApiError):
         assert issubclass(cls, errors.PermanentError)
         assert not issubclass(cls, errors.TransientError)
-    for cls in (errors.RateLimited, errors.ServerError, errors.ApiTimeout, errors.ApiConnectionError):
-        assert issubclass(cls, errors.TransientError)
+    for transient in (
+        errors.RateLimited,
+        errors.ServerError,
+        errors.ApiTimeout,
+        errors.ApiConnectionError,
+    ):
+        assert issubclass(transient, errors.TransientError)
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ def test_filter_rewrites_records(caplog: pytest.LogCaptureFixture) -> None:
     logger = logging.getLogger("test.redaction")
     handler = logging.Handler()
     records: list[logging.LogRecord] = []
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler.emit = records.append  # type: ignore[method-assign,assignment]
     handler.addFilter(RedactingFilter())
     logger.addHandler(handler)
     try:

@@ -37,7 +37,9 @@ def test_update_then_get(make_account: MakeAccount, sim: stack.SimulatorControl)
     assert sim.account(account.name)["headers"]["Client"] == "10553"
 
 
-def test_two_502s_are_retried_to_success(make_account: MakeAccount, sim: stack.SimulatorControl) -> None:
+def test_two_502s_are_retried_to_success(
+    make_account: MakeAccount, sim: stack.SimulatorControl
+) -> None:
     account = make_account()
     sim.script(account.name, ["502", "502"])
     status = wait(enqueue_update(account.name, False, "after@acme.ru"), timeout=20)
@@ -65,7 +67,9 @@ def test_401_fails_as_auth_error(make_account: MakeAccount) -> None:
     assert status.error is not None and status.error.type == "AuthError"
 
 
-def test_422_fails_with_field_errors(make_account: MakeAccount, sim: stack.SimulatorControl) -> None:
+def test_422_fails_with_field_errors(
+    make_account: MakeAccount, sim: stack.SimulatorControl
+) -> None:
     account = make_account()
     sim.script(account.name, ["422"])
     status = wait(enqueue_update(account.name, True, "ok@acme.ru"), timeout=20)
@@ -132,7 +136,9 @@ def test_worker_checks_input_sent_by_name(foreign_app: Celery, make_account: Mak
     assert status.error.type == "TypeError"
 
 
-def test_outage_is_requeued_then_succeeds(make_account: MakeAccount, sim: stack.SimulatorControl) -> None:
+def test_outage_is_requeued_then_succeeds(
+    make_account: MakeAccount, sim: stack.SimulatorControl
+) -> None:
     account = make_account()
     # 3 in-process attempts fail, the task re-queues itself, then succeeds on the 5th request.
     sim.script(account.name, ["503", "503", "503", "503"])

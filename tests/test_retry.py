@@ -76,9 +76,15 @@ def test_should_retry(exc: BaseException, expected: bool) -> None:
         (1, 1.0, math.nan, 0.5),  # junk ignored
     ],
 )
-def test_backoff_delay(attempt: int, rand: float, retry_after: float | None, expected: float) -> None:
+def test_backoff_delay(
+    attempt: int, rand: float, retry_after: float | None, expected: float
+) -> None:
     got = backoff_delay(
-        attempt, base=0.5, cap=8.0, retry_after=retry_after, retry_after_cap=30.0,
+        attempt,
+        base=0.5,
+        cap=8.0,
+        retry_after=retry_after,
+        retry_after_cap=30.0,
         rand=lambda: rand,
     )
     assert got == pytest.approx(expected)

@@ -47,6 +47,6 @@ def test_bad_variable_is_named(
 
 def test_short_secret_key_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOICEMAIL_SECRET_KEY", "too-short-secret")
-    with pytest.raises(ConfigError, match="VOICEMAIL_SECRET_KEY: .*at least 32") as info:
+    with pytest.raises(ConfigError, match=r"VOICEMAIL_SECRET_KEY: .*at least 32") as info:
         load_settings()
     assert "too-short-secret" not in str(info.value)

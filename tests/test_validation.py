@@ -35,7 +35,9 @@ def test_good_emails(good: str) -> None:
     assert check_email(good) == good
 
 
-@pytest.mark.parametrize("bad", ["", "nope", "a@@b.ru", "a b@c.ru", "x@localhost", "a@" + "b" * 300 + ".ru", 7])
+@pytest.mark.parametrize(
+    "bad", ["", "nope", "a@@b.ru", "a b@c.ru", "x@localhost", "a@" + "b" * 300 + ".ru", 7]
+)
 def test_bad_emails(bad: Any) -> None:
     with pytest.raises(InputError, match="email"):
         check_email(bad)

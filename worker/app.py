@@ -70,7 +70,9 @@ def job_key(job_id: str) -> str:
 
 
 @signals.before_task_publish.connect
-def _remember_job(sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
+def _remember_job(
+    sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any
+) -> None:
     """Record that a job id was issued, so a poller can tell "queued" from "never heard of"."""
     if not sender or not sender.startswith("voicemail.") or not headers:
         return

@@ -68,9 +68,10 @@ def _error_shape(body: Mapping[str, Any] | None) -> tuple[str, int] | None:
     if body is None:
         return None
     message, code = body.get("message"), body.get("code")
-    if isinstance(message, str) and isinstance(code, int) and not isinstance(code, bool):
-        if code >= 400:
-            return message, code
+    if isinstance(code, bool) or not isinstance(code, int):
+        return None
+    if isinstance(message, str) and code >= 400:
+        return message, code
     return None
 
 
@@ -156,7 +157,7 @@ def map_transport_errors() -> Iterator[None]:
 def parse_settings(body: Mapping[str, Any] | None) -> VoicemailSettings:
     email, send = (body or {}).get("email"), (body or {}).get("send")
     if not isinstance(email, str) or not isinstance(send, bool):
-        raise ApiError("unexpected GET answer: expected {\"email\": str, \"send\": bool}")
+        raise ApiError('unexpected GET answer: expected {"email": str, "send": bool}')
     return VoicemailSettings(email=email, send=send)
 
 

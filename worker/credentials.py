@@ -88,7 +88,7 @@ class CredentialStore:
         return self._fernet
 
     def check_key(self) -> None:
-        """Refuse to mix keys: the store remembers the fingerprint of the key it was written with."""
+        """Refuse to mix keys: the store keeps the fingerprint of the key it was written with."""
         self._require_key()
         assert self._secret is not None
         mine = key_fingerprint(self._secret)

@@ -76,10 +76,9 @@ def backoff_delay(
     """
     if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
         limit = cap if retry_after_cap is None else retry_after_cap
-        return min(retry_after, limit)
-    exp = base * (2 ** max(attempt - 1, 0))
-    ceiling = min(exp, cap)
-    return ceiling * (0.5 + rand() / 2)
+        return float(min(retry_after, limit))
+    ceiling = min(base * 2.0 ** max(attempt - 1, 0), cap)
+    return float(ceiling * (0.5 + rand() / 2))
 
 
 def retry_after_of(exc: BaseException | None) -> float | None:

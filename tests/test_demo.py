@@ -1,0 +1,26 @@
+"""`voicemail demo` as `make demo` runs it: its own Redis, simulator and worker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
+
+
+@pytest.mark.integration
+def test_demo_runs_and_cleans_up() -> None:
+    proc = subprocess.run(
+        [VOICEMAIL, "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "160"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "all jobs behaved as expected" in proc.stdout
+    assert "UserNotFound: User not found." in proc.stdout
