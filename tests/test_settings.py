@@ -45,6 +45,14 @@ def test_bad_variable_is_named(
     assert "\n" not in str(info.value)
 
 
+def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOICEMAIL_SECRET_KEY", "")
+    monkeypatch.setenv("PLUSOFON_TOKEN", "")
+    settings = load_settings()
+    assert settings.secret_key is None
+    assert settings.token is None
+
+
 def test_short_secret_key_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOICEMAIL_SECRET_KEY", "too-short-secret")
     with pytest.raises(ConfigError, match=r"VOICEMAIL_SECRET_KEY: .*at least 32") as info:

@@ -67,7 +67,6 @@ class Settings(BaseSettings):
     result_expires: int = Field(
         C.DEFAULT_RESULT_EXPIRES, ge=60, validation_alias="VOICEMAIL_RESULT_EXPIRES"
     )
-    log_json: bool = Field(False, validation_alias="VOICEMAIL_LOG_JSON")
 
     @field_validator("redis_url", "broker_url_override", "result_backend_override")
     @classmethod
@@ -88,6 +87,8 @@ class Settings(BaseSettings):
     @field_validator("secret_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None  # an empty variable (as compose passes it) means unset
         if value is not None and len(value.get_secret_value()) < C.SECRET_KEY_MIN_LENGTH:
             raise ValueError(f"must be at least {C.SECRET_KEY_MIN_LENGTH} characters")
         return value

@@ -1,0 +1,11 @@
+# One image for the worker, Flower and (locally) the simulator.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY worker ./worker
+COPY tasks ./tasks
+COPY simulator ./simulator
+RUN pip install . && useradd --system --uid 10001 voicemail
+USER voicemail
+CMD ["celery", "-A", "worker", "worker", "--pool", "threads", "--concurrency", "32", "--loglevel", "INFO"]
