@@ -19,10 +19,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulator import stack  # noqa: E402
+from simulator import stack
 
-CONFIGS = [("prefork", 2), ("prefork", 8), ("threads", 8), ("threads", 16), ("threads", 32),
-           ("threads", 64)]
+CONFIGS = [
+    ("prefork", 2),
+    ("prefork", 8),
+    ("threads", 8),
+    ("threads", 16),
+    ("threads", 32),
+    ("threads", 64),
+]
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -47,7 +53,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument(
-        "--configs", default=",".join(f"{p}:{c}" for p, c in CONFIGS),
+        "--configs",
+        default=",".join(f"{p}:{c}" for p, c in CONFIGS),
         help="pool:concurrency pairs, comma-separated",
     )
     args = parser.parse_args()
@@ -56,14 +63,14 @@ def main() -> int:
     rows = []
     with stack.temp_dir("voicemail-bench-") as log_dir:
         redis_service = stack.start_redis(log_dir)
-        sim_service = stack.start_simulator(
-            log_dir, latency_ms=args.latency_ms, generate=args.jobs
+        sim_service = stack.start_simulator(log_dir, latency_ms=args.latency_ms, generate=args.jobs)
+        os.environ.update(
+            {
+                "REDIS_URL": redis_service.url,
+                "PLUSOFON_API_URL": sim_service.url,
+                "VOICEMAIL_SECRET_KEY": secrets.token_urlsafe(32),
+            }
         )
-        os.environ.update({
-            "REDIS_URL": redis_service.url,
-            "PLUSOFON_API_URL": sim_service.url,
-            "VOICEMAIL_SECRET_KEY": secrets.token_urlsafe(32),
-        })
         from tasks import enqueue_update, wait
         from tasks.producer import credential_store
         from worker.credentials import AccountRow
@@ -72,7 +79,10 @@ def main() -> int:
         try:
             for pool, concurrency in configs:
                 worker = stack.start_worker(
-                    log_dir, dict(os.environ), name=f"{pool}{concurrency}", pool=pool,
+                    log_dir,
+                    dict(os.environ),
+                    name=f"{pool}{concurrency}",
+                    pool=pool,
                     concurrency=concurrency,
                 )
                 try:
@@ -86,8 +96,11 @@ def main() -> int:
                 finally:
                     worker.stop()
                 rows.append((pool, concurrency, args.jobs / elapsed, peak))
-                print(f"{pool:8s} -c {concurrency:3d}: {args.jobs / elapsed:7.1f} jobs/s   "
-                      f"worker RSS {peak:6.1f} MB", flush=True)
+                print(
+                    f"{pool:8s} -c {concurrency:3d}: {args.jobs / elapsed:7.1f} jobs/s   "
+                    f"worker RSS {peak:6.1f} MB",
+                    flush=True,
+                )
         finally:
             sim_service.stop()
             redis_service.stop()

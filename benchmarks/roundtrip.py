@@ -22,7 +22,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulator import stack  # noqa: E402
+from simulator import stack
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -70,8 +70,11 @@ def main() -> int:
                 roundtrips.append(time.perf_counter() - started)
                 assert status.ok, status
 
-            headers = {"Authorization": "Bearer tok-bench", "Client": "10553",
-                       "Accept": "application/json"}
+            headers = {
+                "Authorization": "Bearer tok-bench",
+                "Client": "10553",
+                "Accept": "application/json",
+            }
             direct = []
             with httpx.Client(base_url=sim_service.url, headers=headers) as client:
                 for _ in range(20):
@@ -90,8 +93,10 @@ def main() -> int:
     print(f"worker: --pool {args.pool} --concurrency {args.concurrency}; {args.jobs} jobs each")
     print(f"round trip (enqueue_get -> wait): {ms(roundtrips)}")
     print(f"direct GET at the simulator:      {ms(direct)}")
-    print(f"queue overhead (median):          {overhead * 1000:6.2f} ms   "
-          f"(target < 15 ms: {'met' if overhead < 0.015 else 'NOT met'})")
+    print(
+        f"queue overhead (median):          {overhead * 1000:6.2f} ms   "
+        f"(target < 15 ms: {'met' if overhead < 0.015 else 'NOT met'})"
+    )
     return 0
 
 
