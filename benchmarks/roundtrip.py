@@ -31,7 +31,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def ms(values: list[float]) -> str:
-    return f"median {statistics.median(values) * 1000:6.2f} ms   p95 {percentile(values, 0.95) * 1000:6.2f} ms"
+    median, p95 = statistics.median(values) * 1000, percentile(values, 0.95) * 1000
+    return f"median {median:6.2f} ms   p95 {p95:6.2f} ms"
 
 
 def main() -> int:

