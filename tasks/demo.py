@@ -111,6 +111,8 @@ def _row(label: str, account: str, status: Any, elapsed: float, sim: Any) -> dic
 
 def run_demo(keep_logs: bool = False) -> int:
     console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 120)  # piped output: room for the table
     log_dir = Path(tempfile.mkdtemp(prefix="voicemail-demo-"))
     services: list[stack.Service] = []
     started = time.perf_counter()

@@ -171,3 +171,22 @@ def test_result_has_a_ttl(make_account: MakeAccount, redis_client: redis.Redis) 
     assert wait(job, timeout=20).ok
     ttl = redis_client.ttl(f"celery-task-meta-{job}")
     assert 0 < ttl <= C.DEFAULT_RESULT_EXPIRES
+
+
+def test_pickle_message_is_refused(
+    foreign_app: Celery,
+    make_account: MakeAccount,
+    sim: stack.SimulatorControl,
+    worker: stack.Service,
+) -> None:
+    account = make_account()
+    job = foreign_app.send_task("voicemail.get", args=[account.name], serializer="pickle")
+    # A JSON job sent after it is processed; by then the pickle one was seen and refused.
+    assert wait(enqueue_get(account.name), timeout=20).ok
+    stack.wait_until(
+        lambda: "ContentDisallowed" in worker.log() or "Refusing" in worker.log(),
+        10,
+        "the worker logging the refused message",
+    )
+    assert poll(job.id).state in ("PENDING", "UNKNOWN")
+    assert sim.account(account.name)["requests"] == 1
