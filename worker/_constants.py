@@ -26,6 +26,13 @@ DEFAULT_REQUEUE_MAX = 8
 DEFAULT_REQUEUE_BASE_DELAY = 15.0
 DEFAULT_REQUEUE_MAX_DELAY = 600.0
 
+# 429s per account per run that wait their Retry-After without spending an attempt.
+DEFAULT_RATE_LIMITED_MAX = 10
+
+# Bulk: rows per chunk task, concurrent requests per bulk process.
+DEFAULT_BULK_CHUNK_SIZE = 500
+DEFAULT_BULK_IN_FLIGHT = 100
+
 DEFAULT_RESULT_EXPIRES = 86_400  # one day, in seconds
 
 DEFAULT_ACCOUNT = "default"
@@ -36,3 +43,4 @@ KEY_PREFIX = "voicemail:"
 ACCOUNTS_KEY = KEY_PREFIX + "accounts"
 ACCOUNTS_CHECK_KEY = KEY_PREFIX + "accounts:keycheck"
 JOB_KEY_PREFIX = KEY_PREFIX + "job:"
+BULK_KEY_PREFIX = KEY_PREFIX + "bulk:"

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from celery import Celery, signals
+from kombu import Queue
 
 from . import _constants as C
 from .logs import install_redaction
@@ -31,6 +32,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_track_started": True,
+        # Bulk chunks have a queue of their own; a worker consumes both by default, and
+        # kombu takes from them in turn, so a big bulk does not starve single jobs.
+        "task_queues": (
+            Queue("celery", routing_key="celery"),
+            Queue("voicemail.bulk", routing_key="voicemail.bulk"),
+        ),
+        "task_routes": {"voicemail.bulk_chunk": {"queue": "voicemail.bulk"}},
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "result_expires": settings.result_expires,
@@ -57,7 +65,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    celery = Celery("voicemail", include=["tasks.voicemail"])
+    celery = Celery("voicemail", include=["tasks.voicemail", "tasks.bulk"])
     celery.conf.update(celery_config(settings))
     return celery
 
@@ -110,4 +118,7 @@ def _advertise_env_account(**_: Any) -> None:
 @signals.worker_process_shutdown.connect
 @signals.worker_shutdown.connect
 def _close(**_: Any) -> None:
+    from .engine import reset_engine
+
+    reset_engine()
     close_runtime()

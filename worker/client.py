@@ -24,6 +24,7 @@ from .errors import (
     UserNotFound,
     ValidationError,
 )
+from .ratelimit import RateLimiter
 from .retry import parse_retry_after
 from .settings import Settings
 
@@ -55,7 +56,7 @@ def _short(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
-def _json_object(content: bytes) -> dict[str, Any] | None:
+def json_object(content: bytes) -> dict[str, Any] | None:
     try:
         body = json.loads(content)
     except (ValueError, UnicodeDecodeError):
@@ -96,7 +97,7 @@ def error_from_response(
     error; a 5xx without that JSON shape (a gateway's HTML page, an empty body)
     is transient. The body's `code`, when present, counts as the status.
     """
-    body = _json_object(content)
+    body = json_object(content)
     shape = _error_shape(body)
     status = shape[1] if shape else status_code
     text = body.get("message") if body else None
@@ -154,6 +155,10 @@ def map_transport_errors() -> Iterator[None]:
         raise ApiConnectionError(f"{type(exc).__name__}: {reason}") from exc
 
 
+def patch_body(send: bool, email: str) -> dict[str, Any]:
+    return {"send": send, "email": email}
+
+
 def parse_settings(body: Mapping[str, Any] | None) -> VoicemailSettings:
     email, send = (body or {}).get("email"), (body or {}).get("send")
     if not isinstance(email, str) or not isinstance(send, bool):
@@ -181,8 +186,15 @@ def timeout_of(settings: Settings) -> httpx.Timeout:
 class PlusofonClient:
     """A blocking client: one per worker process, opened at start and closed at shutdown."""
 
-    def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        limiter: RateLimiter | None = None,
+    ):
         self.settings = settings
+        self._limiter = limiter
         self._http = httpx.Client(
             base_url=settings.api_url,
             headers=default_headers(),
@@ -206,6 +218,8 @@ class PlusofonClient:
     def _request(
         self, method: str, creds: Credentials, payload: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
+        if self._limiter is not None:
+            self._limiter.acquire(creds.token)
         started = time.perf_counter()
         with map_transport_errors():
             response = self._http.request(
@@ -224,12 +238,14 @@ class PlusofonClient:
             (time.perf_counter() - started) * 1000,
         )
         if error is not None:
+            if isinstance(error, RateLimited) and self._limiter is not None:
+                self._limiter.penalize(creds.token, error.retry_after or 1.0)
             raise error
-        return _json_object(response.content)
+        return json_object(response.content)
 
     def get_voicemail(self, creds: Credentials) -> VoicemailSettings:
         return parse_settings(self._request("GET", creds))
 
     def set_voicemail(self, creds: Credentials, send: bool, email: str) -> VoicemailSettings:
-        self._request("PATCH", creds, {"send": send, "email": email})
+        self._request("PATCH", creds, patch_body(send, email))
         return VoicemailSettings(email=email, send=send)

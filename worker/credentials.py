@@ -57,6 +57,52 @@ class AccountRow:
         return f"AccountRow(account={self.account!r}, client_id={self.client_id!r})"
 
 
+class Cipher:
+    """Seals and opens one account's token; needs only the key, not Redis."""
+
+    def __init__(self, secret_key: str | None, env_token: str | None = None) -> None:
+        self.secret = secret_key
+        self._fernet = (
+            Fernet(base64.urlsafe_b64encode(derive_key(secret_key))) if secret_key else None
+        )
+        self.env_token = env_token
+
+    def require_key(self) -> Fernet:
+        if self._fernet is None:
+            raise CredentialError(
+                "VOICEMAIL_SECRET_KEY is not set: it is needed to read or write account tokens"
+            )
+        return self._fernet
+
+    def seal(self, row: AccountRow) -> str:
+        plain = json.dumps({"a": row.account, "t": row.token, "c": row.client_id})
+        return self.require_key().encrypt(plain.encode()).decode()
+
+    def open(self, account: str, blob: bytes | str | None) -> Credentials:
+        """The credentials of `account` from its stored blob (None: not in the store)."""
+        if account == C.DEFAULT_ACCOUNT and self.env_token:
+            return Credentials(account, self.env_token)
+        if blob is None:
+            raise AccountNotFound(f"account {account!r} is not in the credential store")
+        text = _text(blob)
+        if text == ENV_MARKER:
+            raise CredentialError(
+                f"account {account!r} is served from PLUSOFON_TOKEN, which this worker lacks"
+            )
+        try:
+            plain = self.require_key().decrypt(text.encode())
+        except InvalidToken:
+            raise CredentialError(
+                f"cannot decrypt the token of account {account!r}: "
+                "VOICEMAIL_SECRET_KEY differs from the key it was imported with"
+            ) from None
+        data: dict[str, Any] = json.loads(plain)
+        if data.get("a") != account:
+            raise CredentialError(f"the stored token of account {account!r} belongs elsewhere")
+        client = data.get("c")
+        return Credentials(account, str(data["t"]), int(client) if client is not None else None)
+
+
 class CredentialStore:
     def __init__(
         self,
@@ -66,11 +112,7 @@ class CredentialStore:
         env_token: str | None = None,
     ) -> None:
         self._redis = client
-        self._secret = secret_key
-        self._fernet = (
-            Fernet(base64.urlsafe_b64encode(derive_key(secret_key))) if secret_key else None
-        )
-        self._env_token = env_token
+        self.cipher = Cipher(secret_key, env_token)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis) -> CredentialStore:
@@ -80,18 +122,11 @@ class CredentialStore:
             env_token=settings.token.get_secret_value() if settings.token else None,
         )
 
-    def _require_key(self) -> Fernet:
-        if self._fernet is None:
-            raise CredentialError(
-                "VOICEMAIL_SECRET_KEY is not set: it is needed to read or write account tokens"
-            )
-        return self._fernet
-
     def check_key(self) -> None:
         """Refuse to mix keys: the store keeps the fingerprint of the key it was written with."""
-        self._require_key()
-        assert self._secret is not None
-        mine = key_fingerprint(self._secret)
+        self.cipher.require_key()
+        assert self.cipher.secret is not None
+        mine = key_fingerprint(self.cipher.secret)
         theirs = self._redis.get(C.ACCOUNTS_CHECK_KEY)
         if theirs is None:
             self._redis.set(C.ACCOUNTS_CHECK_KEY, mine, nx=True)
@@ -101,16 +136,12 @@ class CredentialStore:
                 "VOICEMAIL_SECRET_KEY differs from the key this credential store was written with"
             )
 
-    def _seal(self, row: AccountRow) -> str:
-        plain = json.dumps({"a": row.account, "t": row.token, "c": row.client_id})
-        return self._require_key().encrypt(plain.encode()).decode()
-
     def put_many(self, rows: Iterable[AccountRow]) -> int:
         self.check_key()
         count = 0
         with self._redis.pipeline(transaction=False) as pipe:
             for row in rows:
-                pipe.hset(C.ACCOUNTS_KEY, row.account, self._seal(row))
+                pipe.hset(C.ACCOUNTS_KEY, row.account, self.cipher.seal(row))
                 count += 1
                 if count % 1000 == 0:
                     pipe.execute()
@@ -127,7 +158,7 @@ class CredentialStore:
         return sorted(_text(k) for k in self._redis.hkeys(C.ACCOUNTS_KEY))
 
     def exists(self, account: str) -> bool:
-        if account == C.DEFAULT_ACCOUNT and self._env_token:
+        if self.exists_env(account):
             return True
         return bool(self._redis.hexists(C.ACCOUNTS_KEY, account))
 
@@ -143,38 +174,16 @@ class CredentialStore:
         return {a for a, ok in zip(wanted, found, strict=True) if not ok and not self.exists_env(a)}
 
     def exists_env(self, account: str) -> bool:
-        return account == C.DEFAULT_ACCOUNT and bool(self._env_token)
+        return account == C.DEFAULT_ACCOUNT and bool(self.cipher.env_token)
 
     def mark_env_account(self) -> None:
         """Advertise `default` to producers when this worker serves it from PLUSOFON_TOKEN."""
-        if self._env_token:
+        if self.cipher.env_token:
             self._redis.hsetnx(C.ACCOUNTS_KEY, C.DEFAULT_ACCOUNT, ENV_MARKER)
 
     def get(self, account: str) -> Credentials:
-        if account == C.DEFAULT_ACCOUNT and self._env_token:
-            return Credentials(account, self._env_token)
-        blob = self._redis.hget(C.ACCOUNTS_KEY, account)
-        if blob is None:
-            raise AccountNotFound(f"account {account!r} is not in the credential store")
-        return self._open(account, _text(blob))
-
-    def _open(self, account: str, blob: str) -> Credentials:
-        if blob == ENV_MARKER:
-            raise CredentialError(
-                f"account {account!r} is served from PLUSOFON_TOKEN, which this worker lacks"
-            )
-        try:
-            plain = self._require_key().decrypt(blob.encode())
-        except InvalidToken:
-            raise CredentialError(
-                f"cannot decrypt the token of account {account!r}: "
-                "VOICEMAIL_SECRET_KEY differs from the key it was imported with"
-            ) from None
-        data: dict[str, Any] = json.loads(plain)
-        if data.get("a") != account:
-            raise CredentialError(f"the stored token of account {account!r} belongs elsewhere")
-        client = data.get("c")
-        return Credentials(account, str(data["t"]), int(client) if client is not None else None)
+        blob = None if self.exists_env(account) else self._redis.hget(C.ACCOUNTS_KEY, account)
+        return self.cipher.open(account, blob)
 
 
 def _text(value: Any) -> str:

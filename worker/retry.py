@@ -14,8 +14,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import tenacity
 
@@ -112,16 +112,35 @@ def wants_requeue_now(settings: Settings, exc: BaseException) -> bool:
     return after is not None and after > settings.retry_after_max
 
 
-def in_process_retrying(settings: Settings) -> tenacity.Retrying:
-    def _wait(state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        return in_process_delay(settings, state.attempt_number, exc)
+class _Policy:
+    """tenacity hooks for one call: 429s wait their Retry-After without spending attempts."""
 
-    def _retry(state: tenacity.RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome else None
-        return exc is not None and should_retry(exc) and not wants_requeue_now(settings, exc)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.attempts = 0  # failed attempts that count against VOICEMAIL_RETRY_ATTEMPTS
+        self.rate_limited = 0  # 429s, bounded separately by VOICEMAIL_RATE_LIMITED_MAX
 
-    def _log(state: tenacity.RetryCallState) -> None:
+    def retry(self, state: tenacity.RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is None or not should_retry(exc) or wants_requeue_now(self.settings, exc):
+            return False
+        if isinstance(exc, RateLimited):
+            self.rate_limited += 1
+        else:
+            self.attempts += 1
+        return True
+
+    def stop(self, state: tenacity.RetryCallState) -> bool:
+        return (
+            self.attempts >= self.settings.retry_attempts
+            or self.rate_limited >= self.settings.rate_limited_max
+        )
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return in_process_delay(self.settings, max(self.attempts, 1), exc)
+
+    def log(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         delay = state.next_action.sleep if state.next_action else 0.0
         logger.debug(
@@ -131,14 +150,27 @@ def in_process_retrying(settings: Settings) -> tenacity.Retrying:
             delay,
         )
 
-    return tenacity.Retrying(
-        retry=_retry,
-        wait=_wait,
-        stop=tenacity.stop_after_attempt(settings.retry_attempts),
-        before_sleep=_log,
-        reraise=True,
-    )
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "retry": self.retry,
+            "stop": self.stop,
+            "wait": self.wait,
+            "before_sleep": self.log,
+            "reraise": True,
+        }
 
 
 def call_with_retries(settings: Settings, fn: Callable[[], T]) -> T:
-    return in_process_retrying(settings)(fn)
+    """Short in-process retries for a blocking call (single jobs)."""
+    return tenacity.Retrying(**_Policy(settings).kwargs())(fn)
+
+
+async def acall_with_retries(settings: Settings, fn: Callable[[], Awaitable[T]]) -> T:
+    """The same policy for a coroutine (bulk chunks)."""
+
+    # tenacity awaits only what a coroutine *function* returns; a lambda returning a
+    # coroutine would come back unawaited, so wrap it.
+    async def attempt() -> T:
+        return await fn()
+
+    return await tenacity.AsyncRetrying(**_Policy(settings).kwargs())(attempt)

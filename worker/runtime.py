@@ -14,6 +14,7 @@ import redis
 
 from .client import PlusofonClient
 from .credentials import CredentialStore
+from .ratelimit import RateLimiter
 from .settings import Settings, get_settings
 
 
@@ -55,7 +56,10 @@ def runtime() -> Runtime:
                     settings=settings,
                     redis=client,
                     store=CredentialStore.from_settings(settings, client),
-                    client=PlusofonClient(settings),
+                    client=PlusofonClient(
+                        settings,
+                        limiter=RateLimiter(client, settings.rate_limit, settings.token_rate_limit),
+                    ),
                 ),
             )
         return _current[1]

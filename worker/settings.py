@@ -64,9 +64,40 @@ class Settings(BaseSettings):
     requeue_max_delay: NonNegativeFloat = Field(
         C.DEFAULT_REQUEUE_MAX_DELAY, validation_alias="VOICEMAIL_REQUEUE_MAX_DELAY"
     )
+    rate_limit: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        None, validation_alias="VOICEMAIL_RATE_LIMIT"
+    )
+    token_rate_limit: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        None, validation_alias="VOICEMAIL_TOKEN_RATE_LIMIT"
+    )
+    rate_limited_max: int = Field(
+        C.DEFAULT_RATE_LIMITED_MAX, ge=1, le=1000, validation_alias="VOICEMAIL_RATE_LIMITED_MAX"
+    )
+    bulk_chunk_size: int = Field(
+        C.DEFAULT_BULK_CHUNK_SIZE, ge=1, le=100_000, validation_alias="VOICEMAIL_BULK_CHUNK_SIZE"
+    )
+    bulk_in_flight: int = Field(
+        C.DEFAULT_BULK_IN_FLIGHT, ge=1, le=10_000, validation_alias="VOICEMAIL_BULK_IN_FLIGHT"
+    )
+    bulk_processes: int | None = Field(
+        None, ge=0, le=64, validation_alias="VOICEMAIL_BULK_PROCESSES"
+    )
     result_expires: int = Field(
         C.DEFAULT_RESULT_EXPIRES, ge=60, validation_alias="VOICEMAIL_RESULT_EXPIRES"
     )
+
+    @field_validator(
+        "rate_limit",
+        "token_rate_limit",
+        "bulk_processes",
+        "broker_url_override",
+        "result_backend_override",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # compose and .env files pass unset variables as empty strings
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("redis_url", "broker_url_override", "result_backend_override")
     @classmethod

@@ -1,0 +1,284 @@
+"""The bulk engine: runs chunks of accounts concurrently on asyncio, on every core.
+
+The Celery worker runs a thread pool (good for single jobs, one core). A chunk
+task hands its chunk to a small pool of engine processes (one per core by
+default, `VOICEMAIL_BULK_PROCESSES`), each with one event loop, one HTTP
+connection pool and one Redis connection pool that live as long as the process.
+With `VOICEMAIL_BULK_PROCESSES=0`, or where child processes are not allowed (a
+prefork pool's children are daemons), chunks run inline in the calling thread.
+
+Per row the single-job semantics hold: short tenacity retries, permanent errors
+recorded at once, a 429 waits its Retry-After without spending an attempt.
+Rows still failing transiently are left unrecorded and the chunk task re-queues
+itself; on its last run they are recorded as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from . import _constants as C
+from .aclient import AsyncPlusofonClient
+from .bulk import (
+    RECORD_SCRIPT,
+    SUCCEEDED,
+    UNCHANGED,
+    BulkRow,
+    Keys,
+    Outcome,
+    failure_reason,
+    record_args,
+)
+from .credentials import Cipher
+from .errors import (
+    AccountNotFound,
+    CredentialError,
+    InputError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+    VoicemailError,
+)
+from .logs import install_redaction
+from .ratelimit import AsyncRateLimiter
+from .retry import acall_with_retries
+from .settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+_FLUSH_ROWS = 200
+_FLUSH_SECONDS = 0.25
+
+
+@dataclass
+class ChunkReport:
+    rows: int = 0
+    skipped: int = 0  # already recorded by an earlier run
+    succeeded: int = 0
+    failed: int = 0
+    unchanged: int = 0
+    transient: int = 0  # left for the next run
+    retry_after: float | None = None
+    missing: bool = False
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class EngineUnavailable(VoicemailError):
+    """The engine process died (killed, out of memory): the chunk is re-queued."""
+
+
+@dataclass
+class _Recorder:
+    """Buffers outcomes and writes them with one Lua call per batch."""
+
+    redis: Any
+    script: Any
+    keys: Keys
+    ttl: int
+    buffer: list[Outcome] = field(default_factory=list)
+    last: float = field(default_factory=time.monotonic)
+
+    async def add(self, outcome: Outcome) -> None:
+        self.buffer.append(outcome)
+        if len(self.buffer) >= _FLUSH_ROWS or time.monotonic() - self.last > _FLUSH_SECONDS:
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self.buffer, self.last = self.buffer, [], time.monotonic()
+        if batch:
+            await self.script(keys=self.keys.record_keys(), args=record_args(batch, self.ttl))
+
+
+class EngineContext:
+    """What one engine process (or one inline run) keeps open."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = aioredis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        self.record = self.redis.register_script(RECORD_SCRIPT)
+        self.cipher = Cipher(
+            settings.secret_key.get_secret_value() if settings.secret_key else None,
+            settings.token.get_secret_value() if settings.token else None,
+        )
+        self.client = AsyncPlusofonClient(
+            settings,
+            limiter=AsyncRateLimiter(self.redis, settings.rate_limit, settings.token_rate_limit),
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self.redis.aclose()
+
+
+async def _apply(ctx: EngineContext, row: BulkRow, blob: Any, only_changed: bool) -> str:
+    creds = ctx.cipher.open(row.account, blob)
+    if only_changed:
+        current = await acall_with_retries(ctx.settings, lambda: ctx.client.get_voicemail(creds))
+        if current.send == row.send and current.email == row.email:
+            return UNCHANGED
+    await acall_with_retries(
+        ctx.settings, lambda: ctx.client.set_voicemail(creds, row.send, row.email)
+    )
+    return SUCCEEDED
+
+
+async def process_chunk(
+    ctx: EngineContext, bulk_id: str, number: int, *, final: bool
+) -> ChunkReport:
+    started = time.perf_counter()
+    keys = Keys(bulk_id)
+    report = ChunkReport()
+    raw = await ctx.redis.get(keys.chunk(number))
+    if raw is None:
+        # Finished and cleaned up by an earlier delivery, or expired with the bulk.
+        return ChunkReport(missing=True)
+    rows = [BulkRow.from_json(item) for item in json.loads(raw)]
+    report.rows = len(rows)
+    await ctx.redis.hsetnx(keys.meta, "started_at", repr(time.time()))
+    only_changed = await ctx.redis.hget(keys.meta, "only_changed") == b"1"
+    recorded = await ctx.redis.hmget(keys.done, [row.line for row in rows])
+    todo = [row for row, seen in zip(rows, recorded, strict=True) if seen is None]
+    report.skipped = len(rows) - len(todo)
+    blobs = await ctx.redis.hmget(C.ACCOUNTS_KEY, [row.account for row in todo]) if todo else []
+    recorder = _Recorder(ctx.redis, ctx.record, keys, ctx.settings.result_expires)
+    gate = asyncio.Semaphore(ctx.settings.bulk_in_flight)
+
+    async def run(row: BulkRow, blob: Any) -> None:
+        async with gate:
+            try:
+                code = await _apply(ctx, row, blob, only_changed)
+                outcome = Outcome(row.line, code)
+            except TransientError as exc:
+                if not final:
+                    report.transient += 1
+                    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                        report.retry_after = max(report.retry_after or 0.0, exc.retry_after)
+                    return
+                outcome = _failed(row, exc)
+            except (PermanentError, InputError, AccountNotFound, CredentialError) as exc:
+                outcome = _failed(row, exc)
+        if outcome.code == SUCCEEDED:
+            report.succeeded += 1
+        elif outcome.code == UNCHANGED:
+            report.unchanged += 1
+        else:
+            report.failed += 1
+        await recorder.add(outcome)
+
+    try:
+        await asyncio.gather(*(run(row, blob) for row, blob in zip(todo, blobs, strict=True)))
+    finally:
+        await recorder.flush()
+    if report.transient == 0:
+        await ctx.redis.delete(keys.chunk(number))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _failed(row: BulkRow, exc: BaseException) -> Outcome:
+    return Outcome.failed(
+        row.line, failure_reason(exc), account=row.account, send=row.send, email=row.email
+    )
+
+
+# --- engine processes ---------------------------------------------------------------
+
+_child_loop: asyncio.AbstractEventLoop | None = None
+_child_ctx: EngineContext | None = None
+
+
+def _child_init() -> None:
+    global _child_loop, _child_ctx
+    logging.basicConfig(level=logging.WARNING, format="[engine %(process)d] %(message)s")
+    install_redaction()
+    _child_loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(_child_loop)
+    _child_ctx = EngineContext(get_settings())
+
+
+def _child_run(bulk_id: str, number: int, final: bool) -> ChunkReport:
+    assert _child_loop is not None
+    assert _child_ctx is not None
+    return _child_loop.run_until_complete(process_chunk(_child_ctx, bulk_id, number, final=final))
+
+
+async def _inline(settings: Settings, bulk_id: str, number: int, final: bool) -> ChunkReport:
+    ctx = EngineContext(settings)
+    try:
+        return await process_chunk(ctx, bulk_id, number, final=final)
+    finally:
+        await ctx.aclose()
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        wanted = settings.bulk_processes
+        self.processes = (os.cpu_count() or 1) if wanted is None else wanted
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        if self.processes and multiprocessing.current_process().daemon:
+            logger.warning("bulk engine runs inline: daemonic processes cannot have children")
+            self.processes = 0
+        if self.processes:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                self.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_child_init,
+            )
+
+    def run_chunk(self, bulk_id: str, number: int, *, final: bool) -> ChunkReport:
+        if self._pool is None:
+            return asyncio.run(_inline(self.settings, bulk_id, number, final))
+        try:
+            return self._pool.submit(_child_run, bulk_id, number, final).result()
+        except BrokenProcessPool as exc:
+            raise EngineUnavailable(f"a bulk engine process died: {exc}") from None
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+_lock = threading.Lock()
+_engine: tuple[int, Engine] | None = None
+
+
+def engine() -> Engine:
+    """This process's engine, started on first use."""
+    global _engine
+    with _lock:
+        if _engine is None or _engine[0] != os.getpid():
+            _engine = (os.getpid(), Engine(get_settings()))
+        return _engine[1]
+
+
+def reset_engine() -> None:
+    """Drop a broken engine (its processes died); the next chunk starts a new one."""
+    global _engine
+    with _lock:
+        old, _engine = _engine, None
+    if old is not None and old[0] == os.getpid():
+        try:
+            old[1].shutdown()
+        except Exception:  # a broken pool may refuse a clean shutdown; it is gone anyway
+            logger.debug("engine shutdown failed", exc_info=True)

@@ -1,0 +1,118 @@
+"""A request rate shared by every worker process on every host, enforced in Redis.
+
+Each request reserves the next free slot with one atomic Lua call: the global
+schedule (`VOICEMAIL_RATE_LIMIT` requests/s) and the schedule of its token
+(`VOICEMAIL_TOKEN_RATE_LIMIT`) both move on by one interval, and the caller
+sleeps until its slot. That is GCRA with no burst: requests leave evenly spaced,
+so no one-second window at the API sees more than the limit plus scheduling
+jitter. Celery's own `rate_limit` is per worker, which is why this exists.
+
+A 429 pushes its token's schedule past the Retry-After (`penalize`), so every
+worker holding that token waits instead of spending retries.
+
+Clock: Redis's TIME, so hosts with skewed clocks share one schedule. Token keys
+are a hash of the token, never the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Any
+
+from . import _constants as C
+
+# KEYS[1] global schedule, KEYS[2] token schedule.
+# ARGV[1] global interval us (0: no global limit), ARGV[2] token interval us (0: none).
+# Returns microseconds to wait until the reserved slot.
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local g_int, k_int = tonumber(ARGV[1]), tonumber(ARGV[2])
+local slot = now
+local k = tonumber(redis.call('GET', KEYS[2]) or '0')
+if k > slot then slot = k end
+if g_int > 0 then
+  local g = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if g > slot then slot = g end
+end
+local ttl = 60000 + math.floor((slot - now) / 1000)
+if g_int > 0 then
+  redis.call('SET', KEYS[1], string.format('%d', slot + g_int), 'PX', ttl)
+end
+if k_int > 0 then
+  redis.call('SET', KEYS[2], string.format('%d', slot + k_int), 'PX', ttl)
+end
+return slot - now
+"""
+
+# KEYS[1] token schedule; ARGV[1] penalty in microseconds.
+_PENALIZE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local until_ = now + tonumber(ARGV[1])
+local k = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl = math.floor(tonumber(ARGV[1]) / 1000) + 60000
+if until_ > k then
+  redis.call('SET', KEYS[1], string.format('%d', until_), 'PX', ttl)
+end
+return until_ - now
+"""
+
+GLOBAL_KEY = C.KEY_PREFIX + "rate:global"
+
+
+def token_key(token: str) -> str:
+    digest = hashlib.sha256(token.encode()).hexdigest()[:24]
+    return f"{C.KEY_PREFIX}rate:token:{digest}"
+
+
+def _interval_us(rate: float | None) -> int:
+    return round(1_000_000 / rate) if rate else 0
+
+
+class RateLimiter:
+    """Blocking flavour, for single jobs in the thread pool."""
+
+    def __init__(self, client: Any, rate: float | None, token_rate: float | None) -> None:
+        self._reserve = client.register_script(_RESERVE)
+        self._penalize = client.register_script(_PENALIZE)
+        self._intervals = (_interval_us(rate), _interval_us(token_rate))
+        # No limits configured: no Redis call per request; a 429 then only waits locally.
+        self.enabled = any(self._intervals)
+
+    def acquire(self, token: str) -> float:
+        if not self.enabled:
+            return 0.0
+        wait = int(self._reserve(keys=[GLOBAL_KEY, token_key(token)], args=self._intervals)) / 1e6
+        if wait > 0:
+            time.sleep(wait)
+        return wait
+
+    def penalize(self, token: str, seconds: float) -> None:
+        if self.enabled and seconds > 0:
+            self._penalize(keys=[token_key(token)], args=[round(seconds * 1e6)])
+
+
+class AsyncRateLimiter:
+    """asyncio flavour, for bulk chunks; same keys and scripts, so both share one schedule."""
+
+    def __init__(self, client: Any, rate: float | None, token_rate: float | None) -> None:
+        self._reserve = client.register_script(_RESERVE)
+        self._penalize = client.register_script(_PENALIZE)
+        self._intervals = (_interval_us(rate), _interval_us(token_rate))
+        self.enabled = any(self._intervals)
+
+    async def acquire(self, token: str) -> float:
+        if not self.enabled:
+            return 0.0
+        raw = await self._reserve(keys=[GLOBAL_KEY, token_key(token)], args=self._intervals)
+        wait = int(raw) / 1e6
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return wait
+
+    async def penalize(self, token: str, seconds: float) -> None:
+        if self.enabled and seconds > 0:
+            await self._penalize(keys=[token_key(token)], args=[round(seconds * 1e6)])
