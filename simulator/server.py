@@ -63,6 +63,8 @@ class State:
     per_second: collections.Counter[int] = field(default_factory=collections.Counter)
     faults_injected: collections.Counter[str] = field(default_factory=collections.Counter)
     headers_seen: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Arrival times of the last requests per account, to check back-off from outside.
+    times: dict[str, collections.deque[float]] = field(default_factory=dict)
     total: int = 0
 
 
@@ -137,6 +139,7 @@ async def voicemail(request: web.Request) -> web.StreamResponse:
         state.requests["<unauthenticated>"] += 1
         return _json(401, {"message": "Unauthenticated."})
     state.requests[account.name] += 1
+    state.times.setdefault(account.name, collections.deque(maxlen=50)).append(now)
     state.headers_seen[account.name] = {
         k: v for k, v in request.headers.items() if k.lower() != "authorization"
     }
@@ -206,6 +209,7 @@ async def show_account(request: web.Request) -> web.Response:
                     "requests": state.requests[name],
                     "patches": state.patches[name],
                     "headers": state.headers_seen.get(name, {}),
+                    "times": list(state.times.get(name, ())),
                 },
             )
     raise web.HTTPNotFound(text=f"no account {name!r}")
