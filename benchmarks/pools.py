@@ -41,8 +41,10 @@ def tree_rss_mb(pid: int) -> float:
                 for line in fh:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
-            with open(f"/proc/{current}/task/{current}/children") as fh:
-                todo.extend(int(c) for c in fh.read().split())
+            # Children hang off the thread that started them: read every thread's list.
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
         except OSError:
             continue
     return total / 1024

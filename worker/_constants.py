@@ -30,7 +30,7 @@ DEFAULT_REQUEUE_MAX_DELAY = 600.0
 DEFAULT_RATE_LIMITED_MAX = 10
 
 # Bulk: rows per chunk task, concurrent requests per bulk process.
-DEFAULT_BULK_CHUNK_SIZE = 500
+DEFAULT_BULK_CHUNK_SIZE = 1000
 DEFAULT_BULK_IN_FLIGHT = 100
 
 DEFAULT_RESULT_EXPIRES = 86_400  # one day, in seconds

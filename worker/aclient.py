@@ -9,6 +9,7 @@ blocking client, so single jobs and bulk rows fail in exactly the same way.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -59,11 +60,13 @@ class AsyncPlusofonClient:
         self.settings = settings
         self._limiter = limiter
         self._http = httpx.AsyncClient(
-            base_url=settings.api_url,
-            headers=default_headers(),
-            timeout=timeout_of(settings),
             transport=transport if transport is not None else aiohttp_transport(settings),
         )
+        # Requests are built here rather than by `AsyncClient.request`: merging a base URL,
+        # default headers and cookies per request cost a quarter of the engine's CPU.
+        self._url = httpx.URL(settings.api_url + C.VOICEMAIL_PATH)
+        self._timeout = {"timeout": timeout_of(settings).as_dict()}
+        self._headers = default_headers()
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -73,10 +76,15 @@ class AsyncPlusofonClient:
     ) -> dict[str, Any] | None:
         if self._limiter is not None:
             await self._limiter.acquire(creds.token)
+        request = httpx.Request(
+            method,
+            self._url,
+            headers={**self._headers, **build_headers(self.settings, creds)},
+            content=json.dumps(payload).encode() if payload is not None else None,
+            extensions=self._timeout,
+        )
         with map_transport_errors():
-            response = await self._http.request(
-                method, C.VOICEMAIL_PATH, headers=build_headers(self.settings, creds), json=payload
-            )
+            response = await self._http.send(request)
         error = error_from_response(response.status_code, response.headers, response.content)
         if error is not None:
             if isinstance(error, RateLimited) and self._limiter is not None:

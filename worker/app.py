@@ -111,8 +111,11 @@ def _redact_logs(logger: logging.Logger | None = None, **_: Any) -> None:
 
 
 @signals.worker_ready.connect
-def _advertise_env_account(**_: Any) -> None:
+def _on_ready(**_: Any) -> None:
     runtime().store.mark_env_account()
+    from .engine import engine
+
+    engine()  # start the bulk engine processes before the first chunk arrives
 
 
 @signals.worker_process_shutdown.connect

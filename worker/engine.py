@@ -211,7 +211,12 @@ def _child_init() -> None:
     global _child_loop, _child_ctx
     logging.basicConfig(level=logging.WARNING, format="[engine %(process)d] %(message)s")
     install_redaction()
-    _child_loop = asyncio.new_event_loop()
+    try:
+        import uvloop
+    except ImportError:  # optional: the engine runs on asyncio's own loop too
+        _child_loop = asyncio.new_event_loop()
+    else:
+        _child_loop = uvloop.new_event_loop()
     asyncio.set_event_loop(_child_loop)
     _child_ctx = EngineContext(get_settings())
 
@@ -220,6 +225,10 @@ def _child_run(bulk_id: str, number: int, final: bool) -> ChunkReport:
     assert _child_loop is not None
     assert _child_ctx is not None
     return _child_loop.run_until_complete(process_chunk(_child_ctx, bulk_id, number, final=final))
+
+
+def _child_ping() -> int:
+    return os.getpid()
 
 
 async def _inline(settings: Settings, bulk_id: str, number: int, final: bool) -> ChunkReport:
@@ -245,6 +254,10 @@ class Engine:
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_child_init,
             )
+            # Start every process now (the executor spawns lazily), so the first
+            # chunk of the first bulk does not pay for interpreter start-up.
+            for ready in [self._pool.submit(_child_ping) for _ in range(self.processes)]:
+                ready.result()
 
     def run_chunk(self, bulk_id: str, number: int, *, final: bool) -> ChunkReport:
         if self._pool is None:

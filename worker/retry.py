@@ -9,6 +9,7 @@ Two levels, as arq and dramatiq do it:
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import math
@@ -120,8 +121,8 @@ class _Policy:
         self.attempts = 0  # failed attempts that count against VOICEMAIL_RETRY_ATTEMPTS
         self.rate_limited = 0  # 429s, bounded separately by VOICEMAIL_RATE_LIMITED_MAX
 
-    def retry(self, state: tenacity.RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome else None
+    def count(self, exc: BaseException | None) -> bool:
+        """Record a failure; True if it is worth another attempt."""
         if exc is None or not should_retry(exc) or wants_requeue_now(self.settings, exc):
             return False
         if isinstance(exc, RateLimited):
@@ -130,15 +131,23 @@ class _Policy:
             self.attempts += 1
         return True
 
-    def stop(self, state: tenacity.RetryCallState) -> bool:
+    def spent(self) -> bool:
         return (
             self.attempts >= self.settings.retry_attempts
             or self.rate_limited >= self.settings.rate_limited_max
         )
 
-    def wait(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
+    def delay(self, exc: BaseException | None) -> float:
         return in_process_delay(self.settings, max(self.attempts, 1), exc)
+
+    def retry(self, state: tenacity.RetryCallState) -> bool:
+        return self.count(state.outcome.exception() if state.outcome else None)
+
+    def stop(self, state: tenacity.RetryCallState) -> bool:
+        return self.spent()
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        return self.delay(state.outcome.exception() if state.outcome else None)
 
     def log(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -166,11 +175,23 @@ def call_with_retries(settings: Settings, fn: Callable[[], T]) -> T:
 
 
 async def acall_with_retries(settings: Settings, fn: Callable[[], Awaitable[T]]) -> T:
-    """The same policy for a coroutine (bulk chunks)."""
+    """The same policy for a coroutine (bulk rows).
+
+    The first attempt runs outside tenacity: nearly every row succeeds at once, and
+    tenacity's bookkeeping was a tenth of the engine's CPU at thousands of rows/s.
+    """
+    try:
+        return await fn()
+    except Exception as exc:
+        policy = _Policy(settings)
+        if not policy.count(exc) or policy.spent():
+            raise
+        first = exc
+    await asyncio.sleep(policy.delay(first))
 
     # tenacity awaits only what a coroutine *function* returns; a lambda returning a
     # coroutine would come back unawaited, so wrap it.
     async def attempt() -> T:
         return await fn()
 
-    return await tenacity.AsyncRetrying(**_Policy(settings).kwargs())(attempt)
+    return await tenacity.AsyncRetrying(**policy.kwargs())(attempt)
