@@ -1,0 +1,63 @@
+"""The bulk record script and status, on a real Redis."""
+
+from __future__ import annotations
+
+import uuid
+
+import redis
+
+from worker.bulk import (
+    FAILED,
+    RECORD_SCRIPT,
+    SUCCEEDED,
+    UNCHANGED,
+    Keys,
+    Outcome,
+    record_args,
+    status_from,
+)
+
+
+def meta(client: redis.Redis, keys: Keys) -> dict[str, str]:
+    raw: dict[bytes, bytes] = client.hgetall(keys.meta)  # type: ignore[assignment]
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def test_outcomes_count_once_and_finish_the_bulk(redis_client: redis.Redis) -> None:
+    keys = Keys(uuid.uuid4().hex)
+    record = redis_client.register_script(RECORD_SCRIPT)
+    redis_client.hset(keys.meta, mapping={"created_at": "100.0", "total": 4})
+    batch = [
+        Outcome(2, SUCCEEDED),
+        Outcome(3, UNCHANGED),
+        Outcome.failed(4, "UserNotFound: User not found.", account="a", send=True, email="x@y.ru"),
+    ]
+    assert record(keys=keys.record_keys(), args=record_args(batch, 60, now=101.0)) == 3
+    # A redelivered chunk records the same lines again: nothing changes.
+    assert record(keys=keys.record_keys(), args=record_args(batch, 60, now=102.0)) == 0
+    state = meta(redis_client, keys)
+    assert (state["succeeded"], state["unchanged"], state["failed"]) == ("1", "1", "1")
+    assert "finished_at" not in state
+    assert redis_client.llen(keys.failures) == 1
+
+    record(keys=keys.record_keys(), args=record_args([Outcome(5, SUCCEEDED)], 60, now=103.0))
+    state = meta(redis_client, keys)
+    assert state["finished_at"] == "103.0"
+    assert 0 < redis_client.ttl(keys.done) <= 60
+    status = status_from("x", state, {}, now=104.0)
+    assert (status.state, status.total, status.succeeded, status.pending) == ("DONE", 4, 2, 0)
+    assert status.summary()["unchanged"] == 1
+
+
+def test_status_states() -> None:
+    assert status_from("b", {}, {}, 0).state == "UNKNOWN"
+    submitting = status_from("b", {"created_at": "1", "rows": "10", "succeeded": "3"}, {}, 5)
+    assert (submitting.state, submitting.total, submitting.pending) == ("SUBMITTING", 10, 7)
+    running = status_from(
+        "b", {"created_at": "1", "total": "10", "succeeded": "4"}, {"8": "20", "9": "30"}, 10.5
+    )
+    assert running.state == "RUNNING"
+    assert running.rate == 10.0  # 50 outcomes over the last 5 full seconds
+    dry = status_from("b", {"dry_run": "1", "total": "5", "would_send": "4", "failed": "1"}, {}, 0)
+    assert (dry.state, dry.would_send, dry.pending) == ("DRY_RUN", 4, 0)
+    assert FAILED == "f"

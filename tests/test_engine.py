@@ -1,0 +1,59 @@
+"""A chunk delivered twice never sends a row twice (inline engine, real Redis and simulator)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+import redis
+
+from simulator import stack
+from tasks.producer import credential_store
+from worker.bulk import BulkRow, Keys
+from worker.engine import Engine, EngineContext, process_chunk
+from worker.settings import load_settings
+
+from .conftest import ISSUED_TOKENS
+
+
+@pytest.mark.integration
+def test_redelivered_chunk_is_not_resent(
+    simulator: stack.Service, sim: stack.SimulatorControl, redis_client: redis.Redis
+) -> None:
+    names = [f"engine-{uuid.uuid4().hex[:8]}-{i}" for i in range(5)]
+    for name in names:
+        ISSUED_TOKENS.append(f"tok-{name}")
+        sim.add_accounts([{"account": name, "token": f"tok-{name}"}])
+        credential_store().put(name, f"tok-{name}")
+    keys = Keys(uuid.uuid4().hex)
+    chunk = json.dumps(
+        [BulkRow(i + 2, n, True, f"{n}@e.ru").to_json() for i, n in enumerate(names)]
+    )
+    redis_client.hset(keys.meta, mapping={"created_at": "1", "total": len(names)})
+    redis_client.set(keys.chunk(0), chunk)
+    settings = load_settings(PLUSOFON_API_URL=simulator.url, VOICEMAIL_BULK_PROCESSES=0)
+    engine = Engine(settings)
+    bulk_id = keys.meta.split("{")[1].rstrip("}")
+
+    first = engine.run_chunk(bulk_id, 0, final=False)
+    assert (first.succeeded, first.skipped, first.missing) == (5, 0, False)
+    assert redis_client.get(keys.chunk(0)) is None  # cleaned up once every row is recorded
+
+    # Redelivered after clean-up: nothing to do.
+    assert engine.run_chunk(bulk_id, 0, final=False).missing
+
+    # Redelivered before clean-up (the worker died between recording and deleting):
+    redis_client.set(keys.chunk(0), chunk)
+
+    async def again() -> int:
+        ctx = EngineContext(settings)
+        try:
+            return (await process_chunk(ctx, bulk_id, 0, final=False)).skipped
+        finally:
+            await ctx.aclose()
+
+    assert asyncio.run(again()) == 5
+    assert all(sim.account(n)["patches"] == 1 for n in names)
+    assert redis_client.hget(keys.meta, "finished_at") is not None
