@@ -239,6 +239,11 @@ def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
     except EngineUnavailable as exc:
         reset_engine()
         raise self.retry(exc=exc, countdown=1, max_retries=settings.requeue_max + 5) from None
+    except Exception as exc:
+        # Redis gone mid-chunk, say: rows already recorded stay recorded, the rest run later.
+        logger.warning("bulk %s chunk %d failed: %s: %s", bulk_id, number, type(exc).__name__, exc)
+        countdown = requeue_delay(settings, self.request.retries, None)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=settings.requeue_max) from None
     if report.transient:
         hint = report.retry_after
         countdown = (
