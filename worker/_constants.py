@@ -33,6 +33,9 @@ DEFAULT_RATE_LIMITED_MAX = 10
 DEFAULT_BULK_CHUNK_SIZE = 1000
 DEFAULT_BULK_IN_FLIGHT = 100
 
+# Seconds an unacknowledged message stays with its worker without a lease renewal.
+DEFAULT_VISIBILITY_TIMEOUT = 60
+
 DEFAULT_RESULT_EXPIRES = 86_400  # one day, in seconds
 
 DEFAULT_ACCOUNT = "default"

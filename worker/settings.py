@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     bulk_processes: int | None = Field(
         None, ge=0, le=64, validation_alias="VOICEMAIL_BULK_PROCESSES"
     )
+    visibility_timeout: int = Field(
+        C.DEFAULT_VISIBILITY_TIMEOUT,
+        ge=2,
+        le=86_400,
+        validation_alias="VOICEMAIL_VISIBILITY_TIMEOUT",
+    )
     result_expires: int = Field(
         C.DEFAULT_RESULT_EXPIRES, ge=60, validation_alias="VOICEMAIL_RESULT_EXPIRES"
     )

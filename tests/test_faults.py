@@ -1,0 +1,201 @@
+"""What survives what: real Redis, real worker processes killed with SIGKILL, the simulator.
+
+Each test gets its own Redis server (AOF on, as docker-compose runs it), simulator
+and workers, and talks to them through the `voicemail` CLI, as another host would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulator import stack
+
+from .conftest import worker_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
+VISIBILITY = 4
+
+
+@dataclass
+class Isolated:
+    log_dir: Path
+    redis: stack.Service
+    simulator: stack.Service
+    sim: stack.SimulatorControl
+    env: dict[str, str]
+    workers: list[stack.Service] = field(default_factory=list)
+
+    def worker(self, name: str, **extra: str) -> stack.Service:
+        service = stack.start_worker(self.log_dir, {**self.env, **extra}, name=name, concurrency=8)
+        self.workers.append(service)
+        return service
+
+    def cli(self, *args: str, input: str | None = None, timeout: float = 120) -> Any:
+        return subprocess.run(
+            [VOICEMAIL, *args],
+            input=input,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def cli_json(self, *args: str, input: str | None = None) -> dict[str, Any]:
+        proc = self.cli(*args, input=input)
+        assert proc.stdout, proc.stderr
+        return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+    def import_accounts(self, count: int) -> list[str]:
+        names = [f"acct-{i:06d}" for i in range(1, count + 1)]
+        csv = "account,token\n" + "".join(f"{n},tok-{n}\n" for n in names)
+        proc = self.cli("accounts", "import", "-", input=csv)
+        assert proc.returncode == 0, proc.stderr
+        return names
+
+
+@pytest.fixture
+def isolated(tmp_path: Path) -> Iterator[Isolated]:
+    redis_service = stack.start_redis(tmp_path, appendonly=True)
+    sim_service = stack.start_simulator(tmp_path, generate=3000)
+    env = worker_env(
+        sim_service.url,
+        REDIS_URL=redis_service.url,
+        VOICEMAIL_VISIBILITY_TIMEOUT=str(VISIBILITY),
+    )
+    env.pop("VOICEMAIL_REQUEUE_MAX", None)
+    iso = Isolated(
+        tmp_path, redis_service, sim_service, stack.SimulatorControl(sim_service.url), env
+    )
+    try:
+        yield iso
+    finally:
+        for service in iso.workers:
+            service.stop()
+        iso.sim.close()
+        sim_service.stop()
+        iso.redis.stop()  # the restarted one, if the test restarted it
+
+
+def test_single_job_survives_sigkill_of_the_worker(isolated: Isolated) -> None:
+    isolated.import_accounts(3)
+    isolated.sim.script("acct-000001", ["slow:1.5"])
+    first = isolated.worker("k1")
+    job = isolated.cli_json("update", "acct-000001", "--send", "--email", "kill@acme.ru")["id"]
+    stack.wait_until(lambda: isolated.sim.requests("acct-000001") == 1, 20, "the request in flight")
+
+    first.kill()  # SIGKILL to the main process and its pool at once
+    killed_at = time.monotonic()
+    isolated.worker("k2")
+    status = isolated.cli_json("result", job, "--wait", "--timeout", "60")
+    recovery = time.monotonic() - killed_at
+    assert status["state"] == "SUCCESS", status
+    assert isolated.sim.account("acct-000001")["email"] == "kill@acme.ru"
+    # The message came back after the lease ran out, not after kombu's default hour.
+    assert recovery < VISIBILITY + 5 + 10, recovery
+    print(f"single job recovered {recovery:.1f}s after SIGKILL")
+
+
+def test_bulk_survives_sigkill_mid_way(isolated: Isolated) -> None:
+    names = isolated.import_accounts(1500)
+    isolated.env["VOICEMAIL_BULK_CHUNK_SIZE"] = "100"
+    # 300 requests/s for everyone: slow enough to kill the worker mid-bulk.
+    first = isolated.worker("b1", VOICEMAIL_RATE_LIMIT="300")
+    rows = "account,send,email\n" + "".join(f"{n},true,{n}@after-kill.example.com\n" for n in names)
+    bulk_id = isolated.cli_json("bulk", "submit", "-", input=rows)["bulk_id"]
+
+    def progress() -> int:
+        return int(isolated.cli_json("bulk", "status", bulk_id)["succeeded"])
+
+    stack.wait_until(lambda: progress() >= 300, 60, "a fifth of the bulk")
+    first.kill()
+    killed_at = time.monotonic()
+    done_before = progress()
+    assert done_before < len(names)
+
+    isolated.worker("b2", VOICEMAIL_RATE_LIMIT="300")
+    stack.wait_until(
+        lambda: isolated.cli_json("bulk", "status", bulk_id)["state"] == "DONE", 120, "bulk DONE"
+    )
+    status = isolated.cli_json("bulk", "status", bulk_id)
+    assert (status["succeeded"], status["failed"], status["pending"]) == (1500, 0, 0)
+    stats = isolated.sim.stats()
+    patched = stats["patches"]
+    assert all(patched.get(n, 0) >= 1 for n in names)
+    duplicates = sum(patched.values()) - len(names)
+    print(
+        f"bulk: {done_before} rows done at SIGKILL, DONE {time.monotonic() - killed_at:.1f}s later, "
+        f"{duplicates} duplicate PATCHes"
+    )
+    # Only rows in flight at the kill can be sent twice.
+    assert duplicates <= 2 * 100
+
+
+def test_redis_restart(isolated: Isolated) -> None:
+    isolated.import_accounts(20)
+    isolated.worker("r1")
+    before = isolated.cli_json(
+        "update", "acct-000001", "--send", "--email", "pre@acme.ru", "--wait"
+    )
+    assert before["state"] == "SUCCESS"
+
+    # Jobs accepted before the restart and still waiting: countdowns the worker holds.
+    from celery import Celery
+
+    other = Celery("other", broker=isolated.redis.url, backend=isolated.redis.url)
+    other.conf.update(task_serializer="json", accept_content=["json"])
+    held = [
+        other.send_task(
+            "voicemail.update", args=[f"acct-{i:06d}", True, f"held{i}@acme.ru"], countdown=4
+        )
+        for i in range(2, 7)
+    ]
+
+    port, data_dir = isolated.redis.extra["port"], isolated.redis.extra["dir"]
+    isolated.redis.stop()  # SIGTERM: Redis writes its AOF and exits
+    down = isolated.cli("get", "acct-000001")
+    assert down.returncode == 2
+    assert "cannot reach Redis" in down.stderr
+
+    argv = [
+        stack.redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--appendonly",
+        "yes",
+        "--dir",
+        str(data_dir),
+        "--save",
+        "",
+    ]
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    isolated.redis = stack.Service("redis", process, isolated.redis.url)
+    stack.wait_until(lambda: stack.redis_answers(isolated.redis.url), 20, "Redis back")
+
+    # Results from before the restart are still there (AOF).
+    assert isolated.cli_json("result", before["id"])["state"] == "SUCCESS"
+    # The running worker reconnected by itself.
+    after = isolated.cli_json(
+        "update", "acct-000010", "--no-send", "--email", "post@acme.ru", "--wait", "--timeout", "60"
+    )
+    assert after["state"] == "SUCCESS", after
+    # Nothing accepted before the restart was lost.
+    for result in held:
+        assert result.get(timeout=60)["send"] is True
+    for i in range(2, 7):
+        assert isolated.sim.account(f"acct-{i:06d}")["email"] == f"held{i}@acme.ru"
+    other.close()
