@@ -134,8 +134,8 @@ def test_bulk_survives_sigkill_mid_way(isolated: Isolated) -> None:
     assert all(patched.get(n, 0) >= 1 for n in names)
     duplicates = sum(patched.values()) - len(names)
     print(
-        f"bulk: {done_before} rows done at SIGKILL, DONE {time.monotonic() - killed_at:.1f}s later, "
-        f"{duplicates} duplicate PATCHes"
+        f"bulk: {done_before} rows done at SIGKILL, DONE "
+        f"{time.monotonic() - killed_at:.1f}s later, {duplicates} duplicate PATCHes"
     )
     # Only rows in flight at the kill can be sent twice.
     assert duplicates <= 2 * 100

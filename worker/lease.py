@@ -30,7 +30,8 @@ UNACKED_INDEX = "unacked_index"  # kombu's default `unacked_index_key`
 
 def held_delivery_tags() -> set[str]:
     tags: set[str] = set()
-    for group in (state.active_requests, state.reserved_requests, state.scheduled_requests):
+    groups = (state.active_requests, state.reserved_requests, state.scheduled_requests)  # type: ignore[attr-defined]
+    for group in groups:
         for request in list(group):
             tag = getattr(getattr(request, "message", None), "delivery_tag", None)
             if tag:
