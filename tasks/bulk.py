@@ -13,6 +13,7 @@ A bad row is recorded as failed with its line number and reason; the rest run.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -37,6 +38,7 @@ from worker.bulk import (
 )
 from worker.engine import EngineUnavailable, engine, reset_engine
 from worker.errors import InputError
+from worker.ordering import seq_key
 from worker.retry import requeue_delay
 from worker.runtime import runtime
 from worker.settings import get_settings
@@ -173,6 +175,12 @@ def _check_batch(
             )
         else:
             good.append(row)
+    if good:
+        with client.pipeline(transaction=False) as pipe:
+            for row in good:
+                pipe.incr(seq_key(row.account))
+            seqs = pipe.execute()
+        good = [dataclasses.replace(row, seq=int(seq)) for row, seq in zip(good, seqs, strict=True)]
     return good, bad
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
+from worker import _constants as C
 from worker.app import app, job_key
 from worker.credentials import CredentialStore
-from worker.errors import AccountNotFound, VoicemailError, describe
+from worker.errors import AccountNotFound, InputError, VoicemailError, describe
+from worker.ordering import seq_key
 from worker.runtime import redis_client
 from worker.settings import get_settings
 from worker.validation import check_account, check_update
@@ -120,6 +123,35 @@ def _require_account(account: str) -> None:
         )
 
 
+def _idem_key(key: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > 200:
+        raise InputError("idempotency_key must be a non-empty string of at most 200 characters")
+    return f"{C.KEY_PREFIX}idem:{key}"
+
+
+@contextmanager
+def once(key: str | None, new_id: str) -> Iterator[str | None]:
+    """With an idempotency key, yield the id already given for it, or None the first time.
+
+    The first caller's id is stored before its job is queued; if queueing fails the
+    key is dropped again, so a retried submission is not told about a job that never was.
+    """
+    if key is None:
+        yield None
+        return
+    redis_key = _idem_key(key)
+    client = _client()
+    if not client.set(redis_key, new_id, nx=True, ex=get_settings().result_expires):
+        existing = client.get(redis_key)
+        yield existing.decode() if isinstance(existing, bytes) else str(existing)
+        return
+    try:
+        yield None
+    except BaseException:
+        client.delete(redis_key)
+        raise
+
+
 def enqueue_get(account: str) -> str:
     name = check_account(account)
     _require_account(name)
@@ -127,11 +159,21 @@ def enqueue_get(account: str) -> str:
         return str(app.send_task("voicemail.get", args=[name]).id)
 
 
-def enqueue_update(account: str, send: bool, email: str) -> str:
+def enqueue_update(
+    account: str, send: bool, email: str, *, idempotency_key: str | None = None
+) -> str:
+    """Queue an update; with `idempotency_key`, a repeated call returns the first job's id."""
     name, send_, email_ = check_update(account, send, email)
     _require_account(name)
-    with _redis_errors():
-        return str(app.send_task("voicemail.update", args=[name, send_, email_]).id)
+    job_id = str(uuid.uuid4())
+    with _redis_errors(), once(idempotency_key, job_id) as existing:
+        if existing is not None:
+            return existing
+        seq = int(_client().incr(seq_key(name)))
+        app.send_task(
+            "voicemail.update", args=[name, send_, email_], kwargs={"seq": seq}, task_id=job_id
+        )
+        return job_id
 
 
 def _status(result: AsyncResult) -> JobStatus:  # type: ignore[type-arg]

@@ -2,6 +2,9 @@
 
 - `voicemail.get(account)` -> `{"account", "email", "send"}`
 - `voicemail.update(account, send, email)` -> the same shape, the settings now in force
+
+`voicemail.update` also takes an optional `seq` (the producer API sets it): the
+per-account order of updates, see worker.ordering.
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ from worker.errors import (
     InputError,
     PermanentError,
     TransientError,
+)
+from worker.ordering import (
+    APPLIED,
+    LOCKED,
+    SUPERSEDED,
+    claim_call,
+    release_call,
+    seq_key,
 )
 from worker.retry import call_with_retries, requeue_delay
 from worker.runtime import runtime
@@ -95,12 +106,54 @@ def get(self: VoicemailTask, account: Any) -> dict[str, Any]:
     return settings.as_result(name)
 
 
+LOCK_WAIT = 10.0  # seconds a job waits for another update of its account to finish
+
+
 @app.task(name="voicemail.update", bind=True, base=VoicemailTask)
-def update(self: VoicemailTask, account: Any, send: Any, email: Any) -> dict[str, Any]:
+def update(
+    self: VoicemailTask, account: Any, send: Any, email: Any, seq: Any = None
+) -> dict[str, Any]:
     name, send_, email_ = check_update(account, send, email)
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 1):
+        raise InputError(f"seq must be a positive integer, got {seq!r:.40}")
     rt = runtime()
     creds = rt.store.get(name)
-    settings: VoicemailSettings = self.call_api(
-        name, lambda: rt.client.set_voicemail(creds, send_, email_)
-    )
+    if seq is None:
+        # Sent by name without a number: ordered from the moment a worker first sees it.
+        seq = int(rt.redis.incr(seq_key(name)))
+        self.request.kwargs = {**(self.request.kwargs or {}), "seq": seq}
+    owner = str(self.request.id)
+    verdict = _claim(rt, owner, name, seq)
+    if verdict == LOCKED:
+        raise self.retry(countdown=1, max_retries=None) from None
+    if verdict in (SUPERSEDED, APPLIED):
+        logger.info(
+            "job %s account=%s seq=%d skipped: %s",
+            owner,
+            name,
+            seq,
+            "a later update is already applied" if verdict == SUPERSEDED else "already applied",
+        )
+        result = VoicemailSettings(email_, send_).as_result(name)
+        return {**result, "superseded": True} if verdict == SUPERSEDED else result
+    applied = False
+    try:
+        settings: VoicemailSettings = self.call_api(
+            name, lambda: rt.client.set_voicemail(creds, send_, email_)
+        )
+        applied = True
+    finally:
+        keys, args = release_call(owner, [(name, seq, applied)])
+        rt.release(keys=keys, args=args)
     return settings.as_result(name)
+
+
+def _claim(rt: Any, owner: str, account: str, seq: int) -> int:
+    """Claim the account for this update, waiting up to LOCK_WAIT for another one to finish."""
+    keys, args = claim_call(owner, [(account, seq)])
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        (verdict,) = rt.claim(keys=keys, args=args)
+        if verdict != LOCKED or time.monotonic() > deadline:
+            return int(verdict)
+        time.sleep(0.05)

@@ -12,6 +12,7 @@ from kombu import Queue
 
 from . import _constants as C
 from . import compat
+from .backend import backend_url
 from .logs import install_redaction
 from .runtime import close_runtime, redis_client, runtime
 from .settings import Settings, get_settings
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
-        "result_backend": settings.result_backend,
+        "result_backend": backend_url(settings.result_backend),
         # JSON only: a pickle message is refused, never deserialised.
         "task_serializer": "json",
         "result_serializer": "json",

@@ -37,13 +37,15 @@ class BulkRow:
     account: str
     send: bool
     email: str
+    seq: int = 0  # the account's update order (worker.ordering), given at submission
 
     def to_json(self) -> list[Any]:
-        return [self.line, self.account, self.send, self.email]
+        return [self.line, self.account, self.send, self.email, self.seq]
 
     @classmethod
     def from_json(cls, raw: Sequence[Any]) -> BulkRow:
-        return cls(int(raw[0]), str(raw[1]), bool(raw[2]), str(raw[3]))
+        seq = int(raw[4]) if len(raw) > 4 else 0
+        return cls(int(raw[0]), str(raw[1]), bool(raw[2]), str(raw[3]), seq)
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,16 @@ from .errors import (
     VoicemailError,
 )
 from .logs import install_redaction
+from .ordering import (
+    APPLIED,
+    CLAIM_SCRIPT,
+    CLAIMED,
+    LOCKED,
+    RELEASE_SCRIPT,
+    SUPERSEDED,
+    claim_call,
+    release_call,
+)
 from .ratelimit import AsyncRateLimiter
 from .retry import acall_with_retries
 from .settings import Settings, get_settings
@@ -84,24 +94,35 @@ class EngineUnavailable(VoicemailError):
 
 @dataclass
 class _Recorder:
-    """Buffers outcomes and writes them with one Lua call per batch."""
+    """Buffers outcomes and account releases; writes each batch with two Lua calls."""
 
-    redis: Any
-    script: Any
+    ctx: EngineContext
     keys: Keys
-    ttl: int
+    owner: str
     buffer: list[Outcome] = field(default_factory=list)
+    releases: list[tuple[str, int, bool]] = field(default_factory=list)
     last: float = field(default_factory=time.monotonic)
 
-    async def add(self, outcome: Outcome) -> None:
+    async def add(self, outcome: Outcome, release: tuple[str, int, bool] | None) -> None:
         self.buffer.append(outcome)
+        if release is not None:
+            self.releases.append(release)
         if len(self.buffer) >= _FLUSH_ROWS or time.monotonic() - self.last > _FLUSH_SECONDS:
             await self.flush()
 
+    async def release_only(self, release: tuple[str, int, bool]) -> None:
+        self.releases.append(release)
+
     async def flush(self) -> None:
         batch, self.buffer, self.last = self.buffer, [], time.monotonic()
+        releases, self.releases = self.releases, []
+        if releases:
+            # Applied numbers first: once an outcome is recorded, a redelivery must see it.
+            keys, args = release_call(self.owner, releases)
+            await self.ctx.release(keys=keys, args=args)
         if batch:
-            await self.script(keys=self.keys.record_keys(), args=record_args(batch, self.ttl))
+            ttl = self.ctx.settings.result_expires
+            await self.ctx.record(keys=self.keys.record_keys(), args=record_args(batch, ttl))
 
 
 class EngineContext:
@@ -116,6 +137,8 @@ class EngineContext:
             health_check_interval=30,
         )
         self.record = self.redis.register_script(RECORD_SCRIPT)
+        self.claim = self.redis.register_script(CLAIM_SCRIPT)
+        self.release = self.redis.register_script(RELEASE_SCRIPT)
         self.cipher = Cipher(
             settings.secret_key.get_secret_value() if settings.secret_key else None,
             settings.token.get_secret_value() if settings.token else None,
@@ -160,39 +183,73 @@ async def process_chunk(
     todo = [row for row, seen in zip(rows, recorded, strict=True) if seen is None]
     report.skipped = len(rows) - len(todo)
     blobs = await ctx.redis.hmget(C.ACCOUNTS_KEY, [row.account for row in todo]) if todo else []
-    recorder = _Recorder(ctx.redis, ctx.record, keys, ctx.settings.result_expires)
+    owner = f"bulk:{bulk_id}:{number}"  # a redelivery of this chunk may take its own locks back
+    verdicts = await _claim(ctx, owner, todo)
+    recorder = _Recorder(ctx, keys, owner)
     gate = asyncio.Semaphore(ctx.settings.bulk_in_flight)
 
-    async def run(row: BulkRow, blob: Any) -> None:
-        async with gate:
-            try:
-                code = await _apply(ctx, row, blob, only_changed)
-                outcome = Outcome(row.line, code)
-            except TransientError as exc:
-                if not final:
-                    report.transient += 1
-                    if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                        report.retry_after = max(report.retry_after or 0.0, exc.retry_after)
-                    return
-                outcome = _failed(row, exc)
-            except (PermanentError, InputError, AccountNotFound, CredentialError) as exc:
-                outcome = _failed(row, exc)
+    async def run(row: BulkRow, blob: Any, verdict: int) -> None:
+        release: tuple[str, int, bool] | None = None
+        if verdict == LOCKED and not final:  # another update of the account is running
+            report.transient += 1
+            return
+        if verdict == LOCKED:
+            outcome = Outcome.failed(
+                row.line,
+                "AccountBusy: another update of this account kept it locked",
+                account=row.account,
+                send=row.send,
+                email=row.email,
+            )
+        elif verdict == APPLIED:  # applied by an earlier delivery that died before recording
+            outcome = Outcome(row.line, SUCCEEDED)
+        elif verdict == SUPERSEDED:  # a later update of the account is already applied
+            outcome = Outcome(row.line, UNCHANGED)
+        else:
+            async with gate:
+                try:
+                    code = await _apply(ctx, row, blob, only_changed)
+                    outcome = Outcome(row.line, code)
+                    release = (row.account, row.seq, True)
+                except TransientError as exc:
+                    if not final:
+                        report.transient += 1
+                        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                            report.retry_after = max(report.retry_after or 0.0, exc.retry_after)
+                        await recorder.release_only((row.account, row.seq, False))
+                        return
+                    outcome = _failed(row, exc)
+                    release = (row.account, row.seq, False)
+                except (PermanentError, InputError, AccountNotFound, CredentialError) as exc:
+                    outcome = _failed(row, exc)
+                    release = (row.account, row.seq, False)
         if outcome.code == SUCCEEDED:
             report.succeeded += 1
         elif outcome.code == UNCHANGED:
             report.unchanged += 1
         else:
             report.failed += 1
-        await recorder.add(outcome)
+        await recorder.add(outcome, release)
 
     try:
-        await asyncio.gather(*(run(row, blob) for row, blob in zip(todo, blobs, strict=True)))
+        await asyncio.gather(*(run(r, b, v) for r, b, v in zip(todo, blobs, verdicts, strict=True)))
     finally:
         await recorder.flush()
     if report.transient == 0:
         await ctx.redis.delete(keys.chunk(number))
     report.seconds = time.perf_counter() - started
     return report
+
+
+async def _claim(ctx: EngineContext, owner: str, rows: list[BulkRow]) -> list[int]:
+    """One Lua call claims every row's account (rows from before ordering existed pass)."""
+    ordered = [row for row in rows if row.seq]
+    answers: list[Any] = []
+    if ordered:
+        keys, args = claim_call(owner, [(row.account, row.seq) for row in ordered])
+        answers = await ctx.claim(keys=keys, args=args)
+    verdicts = iter(answers)
+    return [int(next(verdicts)) if row.seq else CLAIMED for row in rows]
 
 
 def _failed(row: BulkRow, exc: BaseException) -> Outcome:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
 from .client import PlusofonClient
 from .credentials import CredentialStore
+from .ordering import CLAIM_SCRIPT, RELEASE_SCRIPT
 from .ratelimit import RateLimiter
 from .settings import Settings, get_settings
 
@@ -24,6 +26,12 @@ class Runtime:
     redis: redis.Redis
     store: CredentialStore
     client: PlusofonClient
+    claim: Any = None
+    release: Any = None
+
+    def __post_init__(self) -> None:
+        self.claim = self.redis.register_script(CLAIM_SCRIPT)
+        self.release = self.redis.register_script(RELEASE_SCRIPT)
 
     def close(self) -> None:
         self.client.close()

@@ -1,0 +1,33 @@
+"""The result backend: Celery's Redis backend, minus stored tracebacks.
+
+A poller reads a failure as its type and message (`UserNotFound: User not
+found.`); the traceback, with file paths and code, stays in the worker's log.
+Configured as `worker.backend:RedisBackend+redis://...` (Celery's `class+URL`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.backends.redis import RedisBackend as _CeleryRedisBackend
+
+
+class RedisBackend(_CeleryRedisBackend):
+    def store_result(
+        self,
+        task_id: Any,
+        result: Any,
+        state: Any,
+        traceback: Any = None,
+        request: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        return super().store_result(task_id, result, state, None, request, **kwargs)
+
+
+def backend_url(url: str) -> str:
+    return (
+        f"{__name__}:RedisBackend+{url}"
+        if url.startswith(("redis://", "rediss://", "unix://"))
+        else url
+    )
