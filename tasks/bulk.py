@@ -44,7 +44,7 @@ from worker.runtime import runtime
 from worker.settings import get_settings
 from worker.validation import check_update
 
-from .producer import _client, _redis_errors, credential_store
+from .producer import _client, _redis_errors, credential_store, once
 from .rows import RowError, parse_send
 
 logger = logging.getLogger(__name__)
@@ -87,10 +87,21 @@ def submit_bulk(
     *,
     dry_run: bool = False,
     only_changed: bool = False,
+    idempotency_key: str | None = None,
 ) -> str:
-    """Check and queue `rows` (each with account, send, email); returns the bulk id."""
-    settings = get_settings()
+    """Check and queue `rows` (each with account, send, email); returns the bulk id.
+
+    With `idempotency_key`, submitting again returns the first bulk's id and queues nothing.
+    """
     bulk_id = uuid.uuid4().hex
+    with _redis_errors(), once(idempotency_key, bulk_id) as existing:
+        if existing is not None:
+            return existing
+        return _submit(bulk_id, rows, dry_run=dry_run, only_changed=only_changed)
+
+
+def _submit(bulk_id: str, rows: Iterable[Any], *, dry_run: bool, only_changed: bool) -> str:
+    settings = get_settings()
     keys = Keys(bulk_id)
     ttl = settings.result_expires
     with _redis_errors():

@@ -88,15 +88,23 @@ def get(account: str, wait: bool, timeout: float) -> None:
 @click.argument("account")
 @click.option("--send/--no-send", "send", default=None, help="Turn sending recordings on or off.")
 @click.option("--email", required=True, help="Where recordings are sent.")
+@click.option("--idempotency-key", help="Repeating the command with this key queues nothing new.")
 @wait_option
 @timeout_option
-def update(account: str, send: bool | None, email: str, wait: bool, timeout: float) -> None:
+def update(
+    account: str,
+    send: bool | None,
+    email: str,
+    idempotency_key: str | None,
+    wait: bool,
+    timeout: float,
+) -> None:
     """Enqueue a change of ACCOUNT's voicemail settings."""
     from .producer import enqueue_update
 
     if send is None:
         raise click.UsageError("one of --send or --no-send is required")
-    _report(enqueue_update(account, send, email), wait, timeout)
+    _report(enqueue_update(account, send, email, idempotency_key=idempotency_key), wait, timeout)
 
 
 @cli.command()
@@ -273,15 +281,27 @@ def _finish(status: Any, wait: bool) -> None:
     default=24 * 3600.0,
     help="Seconds to wait with --wait.",
 )
+@click.option("--idempotency-key", help="Submitting again with this key queues nothing new.")
 def bulk_submit(
-    file: str, wait: bool, dry_run: bool, only_changed: bool, fmt: str, timeout: float
+    file: str,
+    wait: bool,
+    dry_run: bool,
+    only_changed: bool,
+    fmt: str,
+    timeout: float,
+    idempotency_key: str | None,
 ) -> None:
     """Queue the rows of FILE (header account,send,email; .jsonl for JSON Lines; - for stdin)."""
     from .bulk import bulk_status, submit_bulk
     from .rows import open_input, read_rows
 
     with open_input(file) as fh:
-        bulk_id = submit_bulk(read_rows(fh, fmt, file), dry_run=dry_run, only_changed=only_changed)
+        bulk_id = submit_bulk(
+            read_rows(fh, fmt, file),
+            dry_run=dry_run,
+            only_changed=only_changed,
+            idempotency_key=idempotency_key,
+        )
     status = bulk_status(bulk_id)
     if dry_run:
         from .bulk import bulk_failures
@@ -343,6 +363,34 @@ def bulk_retry(bulk_id: str, wait: bool, timeout: float) -> None:
     new_id = retry_bulk(bulk_id)
     status = _follow(new_id, timeout) if wait else bulk_status(new_id)
     _finish(status, wait)
+
+
+@cli.group()
+def dead() -> None:
+    """Jobs that failed for good: list them, send them again."""
+
+
+@dead.command("list")
+def dead_list() -> None:
+    """One JSON object per dead job, oldest first: id, task, args, error, failed_at."""
+    from .producer import dead_letters
+
+    for letter in dead_letters():
+        _emit(letter.as_dict())
+
+
+@dead.command("retry")
+@click.argument("job_id", required=False)
+@click.option("--all", "everything", is_flag=True, help="Re-drive every dead job.")
+def dead_retry(job_id: str | None, everything: bool) -> None:
+    """Send JOB_ID (or --all) again under a new id; prints {"id": old, "new_id": new}."""
+    from .producer import dead_letters, redrive
+
+    if bool(job_id) == everything:
+        raise click.UsageError("give one JOB_ID or --all")
+    ids = [letter.id for letter in dead_letters()] if everything else [str(job_id)]
+    for old in ids:
+        _emit({"id": old, "new_id": redrive(old)})
 
 
 @cli.command()

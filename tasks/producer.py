@@ -224,3 +224,31 @@ def wait(job_id: str, timeout: float = 30.0) -> JobStatus:
 
 
 _WAIT_SLICE = 0.5
+
+
+def dead_letters() -> Iterator[Any]:
+    """Jobs that failed for good, oldest first (worker.deadletter.DeadLetter)."""
+    from worker import deadletter
+
+    with _redis_errors():
+        yield from deadletter.iterate(_client())
+
+
+def redrive(job_id: str) -> str:
+    """Send a dead job again, under a new id with the same arguments; returns the new id."""
+    from worker import deadletter
+
+    with _redis_errors():
+        client = _client()
+        letter = deadletter.get(client, job_id)
+        if letter is None:
+            raise InputError(f"no dead job {job_id}")
+        new_id = str(uuid.uuid4())
+        options: dict[str, Any] = {}
+        if letter.task == "voicemail.bulk_chunk":
+            options["queue"] = "voicemail.bulk"
+        app.send_task(
+            letter.task, args=letter.args, kwargs=letter.kwargs, task_id=new_id, **options
+        )
+        deadletter.forget(client, job_id)
+        return new_id

@@ -114,6 +114,39 @@ def _producer_redis() -> Any:
     return _producer_client
 
 
+@signals.task_failure.connect
+def _dead_letter(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    **_: Any,
+) -> None:
+    """A job that failed for good is listed, never dropped silently."""
+    name = getattr(sender, "name", "") or ""
+    if not name.startswith("voicemail.") or task_id is None or exception is None:
+        return
+    from . import deadletter
+
+    retries = getattr(getattr(sender, "request", None), "retries", 0) or 0
+    letter = deadletter.letter_from(task_id, name, args, kwargs, exception, retries)
+    try:
+        deadletter.record(runtime().redis, letter)
+    except Exception:  # the failure itself is stored by Celery; log that the list missed it
+        logger.exception("could not record dead letter for job %s", task_id)
+
+
+@signals.task_success.connect
+def _revived(sender: Any = None, **_: Any) -> None:
+    name = getattr(sender, "name", "") or ""
+    request = getattr(sender, "request", None)
+    if name.startswith("voicemail.") and request is not None and request.id:
+        from . import deadletter
+
+        deadletter.forget(runtime().redis, str(request.id))
+
+
 @signals.after_setup_logger.connect
 @signals.after_setup_task_logger.connect
 def _redact_logs(logger: logging.Logger | None = None, **_: Any) -> None:
