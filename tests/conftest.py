@@ -104,6 +104,7 @@ def worker_env(simulator_url: str, **extra: str) -> dict[str, str]:
         "VOICEMAIL_REQUEUE_BASE_DELAY": "0.2",
         "VOICEMAIL_REQUEUE_MAX_DELAY": "0.5",
         "VOICEMAIL_REQUEUE_MAX": "2",
+        "VOICEMAIL_READ_TIMEOUT": "2",
         **extra,
     }
 

@@ -33,6 +33,13 @@ DEFAULT_RATE_LIMITED_MAX = 10
 DEFAULT_BULK_CHUNK_SIZE = 1000
 DEFAULT_BULK_IN_FLIGHT = 100
 
+# Circuit breaker: open for COOLDOWN s when at least THRESHOLD of the calls in a
+# WINDOW s window failed, once the window holds MIN_CALLS calls (0 turns it off).
+DEFAULT_BREAKER_THRESHOLD = 0.5
+DEFAULT_BREAKER_MIN_CALLS = 20
+DEFAULT_BREAKER_WINDOW = 10
+DEFAULT_BREAKER_COOLDOWN = 5.0
+
 # Seconds an unacknowledged message stays with its worker without a lease renewal.
 DEFAULT_VISIBILITY_TIMEOUT = 60
 

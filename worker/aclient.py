@@ -18,10 +18,12 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from . import _constants as C
+from .breaker import AsyncBreaker
 from .client import (
     Credentials,
     VoicemailSettings,
     build_headers,
+    check_breaker,
     default_headers,
     error_from_response,
     json_object,
@@ -30,7 +32,7 @@ from .client import (
     patch_body,
     timeout_of,
 )
-from .errors import RateLimited
+from .errors import RateLimited, TransientError
 from .ratelimit import AsyncRateLimiter
 from .settings import Settings
 
@@ -56,9 +58,11 @@ class AsyncPlusofonClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: AsyncRateLimiter | None = None,
+        breaker: AsyncBreaker | None = None,
     ) -> None:
         self.settings = settings
         self._limiter = limiter
+        self._breaker = breaker
         self._http = httpx.AsyncClient(
             transport=transport if transport is not None else aiohttp_transport(settings),
         )
@@ -74,6 +78,8 @@ class AsyncPlusofonClient:
     async def _request(
         self, method: str, creds: Credentials, payload: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
+        if self._breaker is not None:
+            check_breaker(self._breaker.pause())
         if self._limiter is not None:
             await self._limiter.acquire(creds.token)
         request = httpx.Request(
@@ -83,9 +89,16 @@ class AsyncPlusofonClient:
             content=json.dumps(payload).encode() if payload is not None else None,
             extensions=self._timeout,
         )
-        with map_transport_errors():
-            response = await self._http.send(request)
+        try:
+            with map_transport_errors():
+                response = await self._http.send(request)
+        except TransientError as exc:
+            if self._breaker is not None:
+                await self._breaker.record(exc)
+            raise
         error = error_from_response(response.status_code, response.headers, response.content)
+        if self._breaker is not None:
+            await self._breaker.record(error)
         if error is not None:
             if isinstance(error, RateLimited) and self._limiter is not None:
                 await self._limiter.penalize(creds.token, error.retry_after or 1.0)

@@ -13,14 +13,17 @@ from typing import Any
 import httpx
 
 from . import _constants as C
+from .breaker import Breaker
 from .errors import (
     ApiConnectionError,
     ApiError,
     ApiTimeout,
     AuthError,
+    CircuitOpen,
     PlusofonError,
     RateLimited,
     ServerError,
+    TransientError,
     UserNotFound,
     ValidationError,
 )
@@ -155,6 +158,15 @@ def map_transport_errors() -> Iterator[None]:
         raise ApiConnectionError(f"{type(exc).__name__}: {reason}") from exc
 
 
+def check_breaker(pause: float) -> None:
+    if pause > 0:
+        raise CircuitOpen(
+            f"circuit breaker open: most recent API calls failed, pausing {pause:.1f}s",
+            status_code=None,
+            retry_after=pause,
+        )
+
+
 def patch_body(send: bool, email: str) -> dict[str, Any]:
     return {"send": send, "email": email}
 
@@ -192,9 +204,11 @@ class PlusofonClient:
         *,
         transport: httpx.BaseTransport | None = None,
         limiter: RateLimiter | None = None,
+        breaker: Breaker | None = None,
     ):
         self.settings = settings
         self._limiter = limiter
+        self._breaker = breaker
         self._http = httpx.Client(
             base_url=settings.api_url,
             headers=default_headers(),
@@ -218,17 +232,26 @@ class PlusofonClient:
     def _request(
         self, method: str, creds: Credentials, payload: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
+        if self._breaker is not None:
+            check_breaker(self._breaker.pause())
         if self._limiter is not None:
             self._limiter.acquire(creds.token)
         started = time.perf_counter()
-        with map_transport_errors():
-            response = self._http.request(
-                method,
-                C.VOICEMAIL_PATH,
-                headers=build_headers(self.settings, creds),
-                json=payload,
-            )
+        try:
+            with map_transport_errors():
+                response = self._http.request(
+                    method,
+                    C.VOICEMAIL_PATH,
+                    headers=build_headers(self.settings, creds),
+                    json=payload,
+                )
+        except TransientError as exc:
+            if self._breaker is not None:
+                self._breaker.record(exc)
+            raise
         error = error_from_response(response.status_code, response.headers, response.content)
+        if self._breaker is not None:
+            self._breaker.record(error)
         logger.debug(
             "%s %s account=%s -> %d in %.1fms",
             method,

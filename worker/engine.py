@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 
 from . import _constants as C
 from .aclient import AsyncPlusofonClient
+from .breaker import AsyncBreaker
 from .bulk import (
     RECORD_SCRIPT,
     SUCCEEDED,
@@ -146,6 +147,7 @@ class EngineContext:
         self.client = AsyncPlusofonClient(
             settings,
             limiter=AsyncRateLimiter(self.redis, settings.rate_limit, settings.token_rate_limit),
+            breaker=AsyncBreaker(self.redis, settings),
         )
 
     async def aclose(self) -> None:

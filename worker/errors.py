@@ -13,6 +13,7 @@
         │   └── ApiError            any other 4xx, or a 2xx body saying it failed
         └── TransientError          retried with backoff, then re-queued
             ├── RateLimited         429, with `.retry_after` seconds when the API says so
+        │   └── CircuitOpen     most recent calls failed: every worker pauses (worker.breaker)
             ├── ServerError         500/502/503/504 without the API's JSON error shape
             ├── ApiTimeout          connect / read / write / pool timeout
             └── ApiConnectionError  refused, reset, DNS, protocol errors
@@ -107,6 +108,10 @@ class RateLimited(TransientError):
     ) -> None:
         super().__init__(message, status_code=status_code)
         self.retry_after = retry_after
+
+
+class CircuitOpen(RateLimited):
+    """Not sent: the shared circuit breaker is open. Waits like a 429, spends no attempt."""
 
 
 class ServerError(TransientError):

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from .breaker import Breaker
 from .client import PlusofonClient
 from .credentials import CredentialStore
 from .ordering import CLAIM_SCRIPT, RELEASE_SCRIPT
@@ -67,6 +68,7 @@ def runtime() -> Runtime:
                     client=PlusofonClient(
                         settings,
                         limiter=RateLimiter(client, settings.rate_limit, settings.token_rate_limit),
+                        breaker=Breaker(client, settings),
                     ),
                 ),
             )

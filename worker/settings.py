@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     bulk_processes: int | None = Field(
         None, ge=0, le=64, validation_alias="VOICEMAIL_BULK_PROCESSES"
     )
+    breaker_threshold: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
+        C.DEFAULT_BREAKER_THRESHOLD, validation_alias="VOICEMAIL_BREAKER_THRESHOLD"
+    )
+    breaker_min_calls: int = Field(
+        C.DEFAULT_BREAKER_MIN_CALLS, ge=0, validation_alias="VOICEMAIL_BREAKER_MIN_CALLS"
+    )
+    breaker_window: int = Field(
+        C.DEFAULT_BREAKER_WINDOW, ge=1, le=3600, validation_alias="VOICEMAIL_BREAKER_WINDOW"
+    )
+    breaker_cooldown: PositiveFloat = Field(
+        C.DEFAULT_BREAKER_COOLDOWN, validation_alias="VOICEMAIL_BREAKER_COOLDOWN"
+    )
     visibility_timeout: int = Field(
         C.DEFAULT_VISIBILITY_TIMEOUT,
         ge=2,

@@ -1,0 +1,108 @@
+"""The shared circuit breaker's script on a real Redis, and an outage through real workers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from simulator import stack
+from tasks.bulk import bulk_status, submit_bulk
+from worker import breaker as B
+from worker.errors import ApiError, ServerError
+from worker.settings import load_settings
+
+from .conftest import SimAccount
+
+
+@pytest.fixture
+def fresh(redis_client: redis.Redis) -> None:
+    redis_client.delete(B.OPEN_KEY, B.WINDOW_KEY)
+
+
+@pytest.mark.usefixtures("fresh")
+def test_opens_when_most_calls_fail_then_closes(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(B, "REPORT_EVERY", 0.0)
+    settings = load_settings(VOICEMAIL_BREAKER_MIN_CALLS=10, VOICEMAIL_BREAKER_COOLDOWN=0.5)
+    breaker = B.Breaker(redis_client, settings)
+    for _ in range(5):
+        breaker.record(None)
+        breaker.record(ApiError("4xx is the caller's fault, not an outage"))
+    assert breaker.pause() == 0
+    for _ in range(12):
+        breaker.record(ServerError("502"))
+    assert 0 < breaker.pause() <= 0.5
+    # Another process learns it on its next report.
+    other = B.Breaker(redis_client, settings)
+    other.record(None)
+    assert other.pause() > 0
+    time.sleep(0.55)
+    breaker.record(None)  # half-open: a fresh window, calls go through again
+    assert breaker.pause() == 0
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("worker", "fresh")
+def test_outage_pauses_calls_and_recovers(
+    make_account: Callable[..., SimAccount],
+    sim: stack.SimulatorControl,
+    redis_client: redis.Redis,
+) -> None:
+    accounts = [make_account() for _ in range(200)]
+    for account in accounts[:60]:
+        sim.script(account.name, ["503"] * 3)  # the first 60 rows meet an outage
+    before = sim.stats()["total"]
+    rows = [{"account": a.name, "send": True, "email": "cb@acme.ru"} for a in accounts]
+    bulk_id = submit_bulk(rows)
+    opened: list[bool] = []
+
+    def finished() -> bool:
+        if redis_client.exists(B.OPEN_KEY):
+            opened.append(True)
+        return bulk_status(bulk_id).done
+
+    stack.wait_until(finished, 60, "the bulk", step=0.02)
+    assert opened, "the breaker never opened during the outage"
+    status = bulk_status(bulk_id)
+    assert (status.succeeded, status.failed) == (200, 0)
+    assert all(sim.account(a.name)["email"] == "cb@acme.ru" for a in accounts)
+    # 180 failures were scripted; no retry storm on top: each row at most its attempts.
+    assert sim.stats()["total"] - before <= 200 + 180
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("worker", "fresh")
+def test_every_account_reaches_its_target_through_api_faults(
+    make_account: Callable[..., SimAccount], sim: stack.SimulatorControl
+) -> None:
+    accounts = [make_account() for _ in range(400)]
+    before = sim.stats()
+    sim.faults(
+        error_rate=0.05,
+        html_502_rate=0.02,
+        reset_rate=0.01,
+        rate_limit_rate=0.02,
+        retry_after="1",
+        slow_rate=0.005,
+        slow_seconds=3,
+    )
+    try:
+        rows = [{"account": a.name, "send": True, "email": "faults@acme.ru"} for a in accounts]
+        bulk_id = submit_bulk(rows)
+        stack.wait_until(lambda: bulk_status(bulk_id).done, 120, "the bulk")
+    finally:
+        sim.faults(error_rate=0, html_502_rate=0, reset_rate=0, rate_limit_rate=0, slow_rate=0)
+    status = bulk_status(bulk_id)
+    assert (status.succeeded, status.failed) == (400, 0)
+    assert all(sim.account(a.name)["email"] == "faults@acme.ru" for a in accounts)
+    after = sim.stats()
+    injected = sum(after["faults_injected"].values()) - sum(before["faults_injected"].values())
+    sent = after["total"] - before["total"]
+    assert injected > 0
+    # Bounded: one request per row plus, at most, one per injected fault.
+    assert sent <= 400 + injected
+    assert max(sim.account(a.name)["requests"] for a in accounts) <= 6
