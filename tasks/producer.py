@@ -207,13 +207,17 @@ def wait(job_id: str, timeout: float = 30.0) -> JobStatus:
     and then (one job in ~2,000 waited its whole timeout), so the wait is cut into
     slices of at most `_WAIT_SLICE` seconds with a direct read of the result between.
     """
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     with _redis_errors():
         result: AsyncResult = AsyncResult(job_id, app=app)  # type: ignore[type-arg]
         while True:
             status = _status(result)
             remaining = deadline - time.monotonic()
-            if status.ready or remaining <= 0:
+            # A job another service sent by name is unknown here until a worker starts
+            # it; give it a moment before calling the id unknown.
+            grace = status.state == UNKNOWN and time.monotonic() - started < _UNKNOWN_GRACE
+            if (status.ready and not grace) or remaining <= 0:
                 return status
             with contextlib.suppress(CeleryTimeout):
                 result.get(
@@ -224,6 +228,7 @@ def wait(job_id: str, timeout: float = 30.0) -> JobStatus:
 
 
 _WAIT_SLICE = 0.5
+_UNKNOWN_GRACE = 2.0
 
 
 def dead_letters() -> Iterator[Any]:
