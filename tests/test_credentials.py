@@ -81,3 +81,19 @@ def test_on_real_redis(redis_url: str) -> None:
     assert store.get("real-redis-account").token == "real-redis-token"
     assert store.remove("real-redis-account")
     client.close()
+
+
+def test_rotate_key(fake: fakeredis.FakeRedis) -> None:
+    CredentialStore(fake, KEY).put_many([AccountRow("a", "tok-a"), AccountRow("b", "tok-b", 7)])
+    before = fake.hget(C.ACCOUNTS_KEY, "a")
+    # During the rotation: the new key, with the old one still able to open tokens.
+    rotating = CredentialStore(fake, OTHER_KEY, old_keys=[KEY])
+    assert rotating.get("a").token == "tok-a"
+    assert rotating.rotate_key() == 2
+    assert fake.hget(C.ACCOUNTS_KEY, "a") != before
+    after = CredentialStore(fake, OTHER_KEY)  # old key gone
+    assert after.get("b").token == "tok-b"
+    assert after.get("b").client_id == 7
+    after.put("c", "tok-c")  # the store now answers to the new key
+    with pytest.raises(CredentialError):
+        CredentialStore(fake, KEY).get("a")

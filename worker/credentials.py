@@ -14,12 +14,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -43,6 +43,10 @@ def derive_key(secret: str, purpose: bytes = b"fernet") -> bytes:
     return hkdf.derive(secret.encode())
 
 
+def _fernet(secret: str) -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(derive_key(secret)))
+
+
 def key_fingerprint(secret: str) -> str:
     return hashlib.sha256(derive_key(secret, b"fingerprint")).hexdigest()[:16]
 
@@ -60,14 +64,28 @@ class AccountRow:
 class Cipher:
     """Seals and opens one account's token; needs only the key, not Redis."""
 
-    def __init__(self, secret_key: str | None, env_token: str | None = None) -> None:
+    def __init__(
+        self,
+        secret_key: str | None,
+        env_token: str | None = None,
+        old_keys: Sequence[str] = (),
+    ) -> None:
         self.secret = secret_key
-        self._fernet = (
-            Fernet(base64.urlsafe_b64encode(derive_key(secret_key))) if secret_key else None
+        self.old_keys = list(old_keys)
+        # New blobs are sealed with the current key; the old ones still open during a rotation.
+        self._fernet: MultiFernet | None = (
+            MultiFernet([_fernet(k) for k in [secret_key, *self.old_keys]]) if secret_key else None
         )
         self.env_token = env_token
 
-    def require_key(self) -> Fernet:
+    def fingerprints(self) -> set[str]:
+        return {key_fingerprint(k) for k in [self.secret, *self.old_keys] if k}
+
+    def rotate(self, blob: str) -> str:
+        """The same blob, sealed again with the current key."""
+        return self.require_key().rotate(blob.encode()).decode()
+
+    def require_key(self) -> MultiFernet:
         if self._fernet is None:
             raise CredentialError(
                 "VOICEMAIL_SECRET_KEY is not set: it is needed to read or write account tokens"
@@ -110,9 +128,10 @@ class CredentialStore:
         secret_key: str | None,
         *,
         env_token: str | None = None,
+        old_keys: Sequence[str] = (),
     ) -> None:
         self._redis = client
-        self.cipher = Cipher(secret_key, env_token)
+        self.cipher = Cipher(secret_key, env_token, old_keys)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis) -> CredentialStore:
@@ -120,6 +139,7 @@ class CredentialStore:
             client,
             settings.secret_key.get_secret_value() if settings.secret_key else None,
             env_token=settings.token.get_secret_value() if settings.token else None,
+            old_keys=settings.old_secret_keys(),
         )
 
     def check_key(self) -> None:
@@ -131,10 +151,35 @@ class CredentialStore:
         if theirs is None:
             self._redis.set(C.ACCOUNTS_CHECK_KEY, mine, nx=True)
             theirs = self._redis.get(C.ACCOUNTS_CHECK_KEY)
-        if theirs is not None and _text(theirs) != mine:
+        if theirs is not None and _text(theirs) not in self.cipher.fingerprints():
             raise CredentialError(
                 "VOICEMAIL_SECRET_KEY differs from the key this credential store was written with"
+                " (to change keys, see `voicemail accounts rotate-key`)"
             )
+
+    def rotate_key(self) -> int:
+        """Seal every token again with VOICEMAIL_SECRET_KEY; the old keys open them."""
+        self.check_key()
+        rotated = 0
+        cursor = 0
+        while True:
+            answer: Any = self._redis.hscan(C.ACCOUNTS_KEY, cursor, count=1000)
+            cursor, page = answer
+            with self._redis.pipeline(transaction=False) as pipe:
+                for account, blob in page.items():
+                    text = _text(blob)
+                    if text == ENV_MARKER:
+                        continue
+                    name = _text(account)
+                    self.cipher.open(name, text)  # refuses a blob no key opens, before writing
+                    pipe.hset(C.ACCOUNTS_KEY, name, self.cipher.rotate(text))
+                    rotated += 1
+                pipe.execute()
+            if cursor == 0:
+                break
+        assert self.cipher.secret is not None
+        self._redis.set(C.ACCOUNTS_CHECK_KEY, key_fingerprint(self.cipher.secret))
+        return rotated
 
     def put_many(self, rows: Iterable[AccountRow]) -> int:
         self.check_key()

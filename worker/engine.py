@@ -143,6 +143,7 @@ class EngineContext:
         self.cipher = Cipher(
             settings.secret_key.get_secret_value() if settings.secret_key else None,
             settings.token.get_secret_value() if settings.token else None,
+            settings.old_secret_keys(),
         )
         self.client = AsyncPlusofonClient(
             settings,

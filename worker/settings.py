@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     client_id: int = Field(C.DEFAULT_CLIENT_ID, ge=0, validation_alias="PLUSOFON_CLIENT_ID")
     token: SecretStr | None = Field(None, validation_alias="PLUSOFON_TOKEN")
     secret_key: SecretStr | None = Field(None, validation_alias="VOICEMAIL_SECRET_KEY")
+    # Comma-separated keys that still open tokens during a rotation (see rotate-key).
+    old_secret_keys_raw: SecretStr | None = Field(
+        None, validation_alias="VOICEMAIL_OLD_SECRET_KEYS"
+    )
 
     connect_timeout: PositiveFloat = Field(
         C.DEFAULT_CONNECT_TIMEOUT, validation_alias="VOICEMAIL_CONNECT_TIMEOUT"
@@ -149,6 +153,22 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("old_secret_keys_raw")
+    @classmethod
+    def _old_keys_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        keys = [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
+        if any(len(k) < C.SECRET_KEY_MIN_LENGTH for k in keys):
+            raise ValueError(f"every key must be at least {C.SECRET_KEY_MIN_LENGTH} characters")
+        return value
+
+    def old_secret_keys(self) -> list[str]:
+        if self.old_secret_keys_raw is None:
+            return []
+        raw = self.old_secret_keys_raw.get_secret_value()
+        return [k.strip() for k in raw.split(",") if k.strip()]
+
     @property
     def broker_url(self) -> str:
         return self.broker_url_override or self.redis_url
@@ -158,7 +178,7 @@ class Settings(BaseSettings):
         return self.result_backend_override or self.redis_url
 
 
-_SECRET_VARIABLES = {"VOICEMAIL_SECRET_KEY", "PLUSOFON_TOKEN"}
+_SECRET_VARIABLES = {"VOICEMAIL_SECRET_KEY", "PLUSOFON_TOKEN", "VOICEMAIL_OLD_SECRET_KEYS"}
 
 
 def _explain(error: pydantic.ValidationError) -> str:
