@@ -230,6 +230,38 @@ def start_worker(
     return service
 
 
+def start_flower(
+    log_dir: Path, env: Mapping[str, str], *, auth: str = "", port: int | None = None
+) -> Service:
+    """Flower for the voicemail app, as the Procfile's `flower:` line runs it."""
+    port = port or free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker",
+        "flower",
+        f"--port={port}",
+        "--address=127.0.0.1",
+    ]
+    process, log_path = _spawn("flower", argv, {**env, "FLOWER_BASIC_AUTH": auth}, log_dir)
+    url = f"http://127.0.0.1:{port}"
+    service = Service("flower", process, url, log_path, {"auth": auth})
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"flower exited: {log_path.read_text()[-2000:]}")
+        return httpx.get(url + "/healthcheck", timeout=1).status_code == 200
+
+    try:
+        wait_until(answers, 60, "Flower answering")
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
 class SimulatorControl:
     """The simulator's `/_sim/` control endpoints."""
 

@@ -141,3 +141,11 @@ def make_account(sim: stack.SimulatorControl) -> Callable[..., SimAccount]:
         return account
 
     return make
+
+
+@pytest.fixture(scope="session")
+def flower(worker: stack.Service, log_dir: Path) -> Iterator[stack.Service]:
+    """Flower for the test app, with basic auth, watching the test worker's events."""
+    service = stack.start_flower(log_dir, dict(os.environ), auth="test:flower-pass")
+    yield service
+    service.stop()

