@@ -150,7 +150,8 @@ def main() -> int:
                 target.update({n: f"single{rounds}-{n}@soak.example.com" for n in picked})
                 for job in jobs:
                     wait(job, timeout=600)
-                stack.wait_until(lambda b=bulks[-1]: bulk_status(b).done, 900, "a soak bulk")
+                current = bulks[-1]
+                stack.wait_until(lambda: bulk_status(current).done, 900, "a soak bulk")
                 failed += bulk_status(bulks[-1]).failed
                 print(
                     f"round {rounds}: {len(names)} rows + {len(jobs)} singles done, "
