@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +84,12 @@ class Workers:
                 proc.wait(30)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(proc.pid, 9)
+
+
+def bulk_done(bulk_id: str) -> bool:
+    from tasks.bulk import bulk_status
+
+    return bulk_status(bulk_id).done
 
 
 def main() -> int:
@@ -150,8 +157,7 @@ def main() -> int:
                 target.update({n: f"single{rounds}-{n}@soak.example.com" for n in picked})
                 for job in jobs:
                     wait(job, timeout=600)
-                current = bulks[-1]
-                stack.wait_until(lambda: bulk_status(current).done, 900, "a soak bulk")
+                stack.wait_until(partial(bulk_done, bulks[-1]), 900, "a soak bulk")
                 failed += bulk_status(bulks[-1]).failed
                 print(
                     f"round {rounds}: {len(names)} rows + {len(jobs)} singles done, "
