@@ -199,3 +199,21 @@ def test_redis_restart(isolated: Isolated) -> None:
     for i in range(2, 7):
         assert isolated.sim.account(f"acct-{i:06d}")["email"] == f"held{i}@acme.ru"
     other.close()
+
+
+def test_job_lost_between_broker_and_worker_is_published_again(isolated: Isolated) -> None:
+    """kombu takes a message off the queue before recording it as unacknowledged; a worker
+    killed between the two loses it. Simulate exactly that: the message vanishes."""
+    import redis
+
+    isolated.import_accounts(2)
+    client = redis.Redis.from_url(isolated.redis.url)
+    lost = isolated.cli_json("update", "acct-000001", "--send", "--email", "lost@acme.ru")["id"]
+    assert client.rpop("celery") is not None  # taken off the queue by a worker that then died
+    later = isolated.cli_json("update", "acct-000002", "--send", "--email", "later@acme.ru")["id"]
+    isolated.worker("l1")
+    assert isolated.cli_json("result", later, "--wait", "--timeout", "30")["state"] == "SUCCESS"
+    status = isolated.cli_json("result", lost, "--wait", "--timeout", "60")
+    assert status["state"] == "SUCCESS", status
+    assert isolated.sim.account("acct-000001")["email"] == "lost@acme.ru"
+    client.close()

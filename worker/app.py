@@ -11,7 +11,7 @@ from celery import Celery, signals
 from kombu import Queue
 
 from . import _constants as C
-from . import compat
+from . import compat, recovery
 from .backend import backend_url
 from .logs import install_redaction
 from .runtime import close_runtime, redis_client, runtime
@@ -90,18 +90,45 @@ def job_key(job_id: str) -> str:
 
 @signals.before_task_publish.connect
 def _remember_job(
-    sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any
+    sender: str | None = None,
+    headers: dict[str, Any] | None = None,
+    body: Any = None,
+    routing_key: str | None = None,
+    **_: Any,
 ) -> None:
-    """Record that a job id was issued, so a poller can tell "queued" from "never heard of"."""
+    """Record that a job id was issued (so a poller can tell "queued" from "never heard
+    of") and track it until it finishes (worker.recovery)."""
     if not sender or not sender.startswith("voicemail.") or not headers:
         return
+    client = _producer_redis()
+    job_id = str(headers["id"])
+    recovery.on_publish(client, job_id, sender, body, routing_key or "celery", headers)
     if headers.get("retries"):
         return
     settings = get_settings()
     record = {"task": sender, "argsrepr": headers.get("argsrepr"), "at": time.time()}
-    _producer_redis().set(
-        job_key(str(headers["id"])), json.dumps(record), ex=settings.result_expires
-    )
+    client.set(job_key(job_id), json.dumps(record), ex=settings.result_expires)
+
+
+@signals.task_received.connect
+def _received(request: Any = None, **_: Any) -> None:
+    published_at = (getattr(request, "_request_dict", None) or {}).get(recovery.HEADER)
+    if published_at is None:
+        return
+    queue = (request.delivery_info or {}).get("routing_key") or "celery"
+    try:
+        recovery.on_received(runtime().redis, queue, float(published_at))
+    except Exception:  # bookkeeping must never cost a job
+        logger.warning("could not record receipt of job %s", request.id, exc_info=True)
+
+
+@signals.task_postrun.connect
+def _finished(task_id: str | None = None, state: str | None = None, **_: Any) -> None:
+    if task_id and state in ("SUCCESS", "FAILURE"):
+        try:
+            recovery.on_finished(runtime().redis, task_id)
+        except Exception:
+            logger.warning("could not clear job %s from the pending list", task_id, exc_info=True)
 
 
 _producer_client: Any = None
@@ -163,7 +190,7 @@ def _on_ready(**_: Any) -> None:
     from .lease import LeaseKeeper
 
     settings = get_settings()
-    _lease = LeaseKeeper(settings.broker_url, settings.visibility_timeout)
+    _lease = LeaseKeeper(settings)
     _lease.start()
     runtime().store.mark_env_account()
     from .engine import engine

@@ -23,6 +23,21 @@ from typing import Any
 import redis
 from celery.worker import state
 
+from . import recovery
+
+
+def republish(record: dict[str, Any], job_id: str) -> None:
+    from .app import app
+
+    app.send_task(
+        record["task"],
+        args=record["args"],
+        kwargs=record["kwargs"],
+        task_id=job_id,
+        queue=record["queue"],
+    )
+
+
 logger = logging.getLogger(__name__)
 
 UNACKED_INDEX = "unacked_index"  # kombu's default `unacked_index_key`
@@ -49,19 +64,28 @@ def renew(client: Any, tags: Iterable[str], now: float | None = None) -> int:
 
 
 class LeaseKeeper(threading.Thread):
-    def __init__(self, broker_url: str, visibility_timeout: float) -> None:
+    def __init__(self, settings: Any) -> None:
         super().__init__(name="voicemail-lease", daemon=True)
-        self.interval = max(visibility_timeout / 4, 0.5)
-        self._client = redis.Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=5)
+        self.interval = min(max(settings.visibility_timeout / 4, 0.5), 5.0)
+        clients: dict[str, redis.Redis] = {}
+        for url in (settings.broker_url, settings.redis_url, settings.result_backend):
+            if url not in clients:
+                clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._client = clients[settings.broker_url]
+        self._store = clients[settings.redis_url]
+        self._results = clients[settings.result_backend]
+        self._clients = list(clients.values())
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
             try:
                 renew(self._client, held_delivery_tags())
+                recovery.sweep(self._store, republish, broker=self._client, results=self._results)
             except redis.RedisError as exc:
                 logger.warning("could not renew message leases: %s", exc)
 
     def stop(self) -> None:
         self._stop_event.set()
-        self._client.close()
+        for client in self._clients:
+            client.close()
