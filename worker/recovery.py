@@ -14,8 +14,9 @@ Queues are FIFO, so once a worker has received a job published after ours, ours
 should have been received too; and a job whose queue is empty is not waiting in
 it. A sweep (one worker at a time, every few seconds) takes jobs pending longer
 than `GRACE`, and publishes again, under the same id, each one that has no
-result, is not held unacknowledged, and whose queue is empty or has moved past it. A job published twice is applied once (worker.ordering), so a
-wrong guess costs a duplicate message, never a duplicate change.
+result, is not held unacknowledged, and whose queue is empty or has moved past
+it. A job published twice is applied once (worker.ordering), so a wrong guess
+costs a duplicate message, never a duplicate change.
 Jobs other services send by name are not tracked (they never pass through here).
 """
 
