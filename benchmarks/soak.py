@@ -138,7 +138,7 @@ def main() -> int:
         threading.Thread(target=killer, daemon=True).start()
         deadline = time.monotonic() + args.seconds
         target: dict[str, str] = {}
-        rounds = rows = singles = failed = 0
+        rounds = rows = singles = failed = applied = 0
         bulks: list[str] = []
         try:
             while time.monotonic() < deadline:
@@ -156,9 +156,13 @@ def main() -> int:
                 singles += len(jobs)
                 target.update({n: f"single{rounds}-{n}@soak.example.com" for n in picked})
                 for job in jobs:
-                    wait(job, timeout=600)
+                    status = wait(job, timeout=600)
+                    if status.ok and status.result and not status.result.get("superseded"):
+                        applied += 1
                 stack.wait_until(partial(bulk_done, bulks[-1]), 900, "a soak bulk")
-                failed += bulk_status(bulks[-1]).failed
+                final = bulk_status(bulks[-1])
+                failed += final.failed
+                applied += final.succeeded  # rows superseded by a single job count as unchanged
                 print(
                     f"round {rounds}: {len(names)} rows + {len(jobs)} singles done, "
                     f"{workers.kills} kills so far",
