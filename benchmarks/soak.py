@@ -196,13 +196,15 @@ def main() -> int:
                 "api_faults_injected": api_faults,
                 "rows_failed_and_listed": failed,
                 "jobs_lost": lost,
-                "duplicate_patches": max(patches - jobs_run, 0),
+                "patches_expected": applied,
+                "patches_seen": patches,
+                "duplicate_patches": patches - applied,
             }
         )
     )
     print(
         f"jobs run {jobs_run}, faults injected {api_faults} API + {workers.kills} SIGKILLs, "
-        f"jobs lost {lost}, duplicate PATCHes {max(patches - jobs_run, 0)}"
+        f"jobs lost {lost}, duplicate PATCHes {patches - applied}"
     )
     return 0 if lost == 0 else 1
 
