@@ -417,6 +417,24 @@ def dead_retry(job_id: str | None, everything: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--node", help="Ping only this worker (e.g. celery@$HOSTNAME), for a container check."
+)
+@click.option("--api", "with_api", is_flag=True, help="Also check that the Plusofon API answers.")
+def health(node: str | None, with_api: bool) -> None:
+    """Check Redis, a live worker, the credential store's key and, with --api, the API."""
+    from worker.settings import get_settings
+
+    from .health import run_checks
+
+    checks = run_checks(get_settings(), node=node, api=with_api)
+    for check in checks:
+        click.echo(check.line())
+    if not all(check.ok for check in checks):
+        sys.exit(EXIT_JOB_NOT_OK)
+
+
+@cli.command()
 @click.option("--keep-logs", is_flag=True, help="Keep the demo's log directory.")
 def demo(keep_logs: bool) -> None:
     """Run the whole pipeline locally: Redis, simulator, a worker, and some jobs."""
