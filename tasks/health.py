@@ -54,7 +54,7 @@ def check_workers(node: str | None) -> Check:
 
     def probe() -> str:
         replies = app.control.ping(destination=[node] if node else None, timeout=2.0)
-        names = sorted(name for reply in replies for name in reply)
+        names = sorted(name for reply in replies or [] for name in reply)
         if not names:
             raise RuntimeError(f"no worker answered a ping{f' as {node}' if node else ''}")
         return ", ".join(names)
@@ -75,7 +75,8 @@ def check_store(settings: Settings) -> Check:
         if settings.secret_key is None:
             raise RuntimeError("VOICEMAIL_SECRET_KEY is not set: workers cannot read tokens")
         keys = [settings.secret_key.get_secret_value(), *settings.old_secret_keys()]
-        if stored is not None and stored.decode() not in {key_fingerprint(k) for k in keys}:
+        wrote = stored.decode() if isinstance(stored, bytes) else stored
+        if wrote is not None and wrote not in {key_fingerprint(k) for k in keys}:
             raise RuntimeError("VOICEMAIL_SECRET_KEY is not the key the store was written with")
         return f"{accounts} accounts, key matches" if stored else f"{accounts} accounts"
 

@@ -1,0 +1,43 @@
+"""Flower's REST API as the HTTP way for non-Python services to enqueue and poll."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from simulator import stack
+
+from .conftest import SimAccount
+
+pytestmark = pytest.mark.integration
+
+
+def test_enqueue_and_poll_over_http(
+    flower: stack.Service, make_account: Callable[..., SimAccount], sim: stack.SimulatorControl
+) -> None:
+    account = make_account()
+    auth = tuple(flower.extra["auth"].split(":"))
+    with httpx.Client(base_url=flower.url, auth=auth, timeout=10) as http:
+        response = http.post(
+            "/api/task/async-apply/voicemail.update",
+            json={"args": [account.name, True, "http@acme.ru"]},
+        )
+        assert response.status_code == 200, response.text
+        job_id = response.json()["task-id"]
+        deadline = time.monotonic() + 30
+        while True:
+            info = http.get(f"/api/task/info/{job_id}")
+            if info.status_code == 200 and info.json().get("state") == "SUCCESS":
+                break
+            assert time.monotonic() < deadline, info.text
+            time.sleep(0.1)
+        body = info.json()
+        assert body["name"] == "voicemail.update"
+        assert account.name in body["args"]
+        result = http.get(f"/api/task/result/{job_id}").json()
+        assert result["result"] == {"account": account.name, "email": "http@acme.ru", "send": True}
+        assert http.get("/api/task/info/" + job_id, auth=("wrong", "creds")).status_code == 401
+    assert sim.account(account.name)["email"] == "http@acme.ru"
