@@ -1,4 +1,4 @@
-"""The Procfile as an operator runs it: `honcho start`, a job through, Flower sees it, a clean stop."""
+"""The Procfile as operators run it: `honcho start`, a job, Flower sees it, a clean stop."""
 
 from __future__ import annotations
 
