@@ -435,6 +435,16 @@ def health(node: str | None, with_api: bool) -> None:
 
 
 @cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=9808, show_default=True)
+@click.option("--host", default="0.0.0.0", show_default=True)
+def metrics(port: int, host: str) -> None:
+    """Serve Prometheus metrics (queues, bulks, API latency and errors, rate limit, breaker)."""
+    from .metrics import serve
+
+    serve(port, host)
+
+
+@cli.command()
 @click.option("--keep-logs", is_flag=True, help="Keep the demo's log directory.")
 def demo(keep_logs: bool) -> None:
     """Run the whole pipeline locally: Redis, simulator, a worker, and some jobs."""

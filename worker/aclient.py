@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -35,6 +36,7 @@ from .client import (
 from .errors import RateLimited, TransientError
 from .ratelimit import AsyncRateLimiter
 from .settings import Settings
+from .stats import Stats
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +61,12 @@ class AsyncPlusofonClient:
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: AsyncRateLimiter | None = None,
         breaker: AsyncBreaker | None = None,
+        stats: Stats | None = None,
     ) -> None:
         self.settings = settings
         self._limiter = limiter
         self._breaker = breaker
+        self.stats = stats
         self._http = httpx.AsyncClient(
             transport=transport if transport is not None else aiohttp_transport(settings),
         )
@@ -81,7 +85,9 @@ class AsyncPlusofonClient:
         if self._breaker is not None:
             check_breaker(self._breaker.pause())
         if self._limiter is not None:
-            await self._limiter.acquire(creds.token)
+            waited = await self._limiter.acquire(creds.token)
+            if self.stats is not None:
+                self.stats.waited(waited)
         request = httpx.Request(
             method,
             self._url,
@@ -89,14 +95,19 @@ class AsyncPlusofonClient:
             content=json.dumps(payload).encode() if payload is not None else None,
             extensions=self._timeout,
         )
+        started = time.perf_counter()
         try:
             with map_transport_errors():
                 response = await self._http.send(request)
         except TransientError as exc:
             if self._breaker is not None:
                 await self._breaker.record(exc)
+            if self.stats is not None:
+                self.stats.request(time.perf_counter() - started, exc)
             raise
         error = error_from_response(response.status_code, response.headers, response.content)
+        if self.stats is not None:
+            self.stats.request(time.perf_counter() - started, error)
         if self._breaker is not None:
             await self._breaker.record(error)
         if error is not None:

@@ -11,7 +11,7 @@ from celery import Celery, signals
 from kombu import Queue
 
 from . import _constants as C
-from . import compat, recovery
+from . import compat, recovery, stats
 from .backend import backend_url
 from .logs import install_redaction
 from .runtime import close_runtime, redis_client, runtime
@@ -124,6 +124,12 @@ def _received(request: Any = None, **_: Any) -> None:
 
 @signals.task_postrun.connect
 def _finished(task_id: str | None = None, state: str | None = None, **_: Any) -> None:
+    rt = runtime()
+    if rt.client.stats is not None:
+        try:
+            stats.flush(rt.redis, rt.client.stats)
+        except Exception:
+            logger.debug("could not flush request statistics", exc_info=True)
     if task_id and state in ("SUCCESS", "FAILURE"):
         try:
             recovery.on_finished(runtime().redis, task_id)

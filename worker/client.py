@@ -30,6 +30,7 @@ from .errors import (
 from .ratelimit import RateLimiter
 from .retry import parse_retry_after
 from .settings import Settings
+from .stats import Stats
 
 logger = logging.getLogger(__name__)
 
@@ -205,10 +206,12 @@ class PlusofonClient:
         transport: httpx.BaseTransport | None = None,
         limiter: RateLimiter | None = None,
         breaker: Breaker | None = None,
+        stats: Stats | None = None,
     ):
         self.settings = settings
         self._limiter = limiter
         self._breaker = breaker
+        self.stats = stats
         self._http = httpx.Client(
             base_url=settings.api_url,
             headers=default_headers(),
@@ -235,7 +238,9 @@ class PlusofonClient:
         if self._breaker is not None:
             check_breaker(self._breaker.pause())
         if self._limiter is not None:
-            self._limiter.acquire(creds.token)
+            waited = self._limiter.acquire(creds.token)
+            if self.stats is not None:
+                self.stats.waited(waited)
         started = time.perf_counter()
         try:
             with map_transport_errors():
@@ -248,8 +253,12 @@ class PlusofonClient:
         except TransientError as exc:
             if self._breaker is not None:
                 self._breaker.record(exc)
+            if self.stats is not None:
+                self.stats.request(time.perf_counter() - started, exc)
             raise
         error = error_from_response(response.status_code, response.headers, response.content)
+        if self.stats is not None:
+            self.stats.request(time.perf_counter() - started, error)
         if self._breaker is not None:
             self._breaker.record(error)
         logger.debug(

@@ -66,6 +66,7 @@ from .ordering import (
 from .ratelimit import AsyncRateLimiter
 from .retry import acall_with_retries
 from .settings import Settings, get_settings
+from .stats import Stats, aflush
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ class _Recorder:
         self.releases.append(release)
 
     async def flush(self) -> None:
+        if self.ctx.client.stats is not None:
+            await aflush(self.ctx.redis, self.ctx.client.stats)
         batch, self.buffer, self.last = self.buffer, [], time.monotonic()
         releases, self.releases = self.releases, []
         if releases:
@@ -149,6 +152,7 @@ class EngineContext:
             settings,
             limiter=AsyncRateLimiter(self.redis, settings.rate_limit, settings.token_rate_limit),
             breaker=AsyncBreaker(self.redis, settings),
+            stats=Stats(),
         )
 
     async def aclose(self) -> None:
@@ -238,6 +242,8 @@ async def process_chunk(
         await asyncio.gather(*(run(r, b, v) for r, b, v in zip(todo, blobs, verdicts, strict=True)))
     finally:
         await recorder.flush()
+        if ctx.client.stats is not None:
+            await aflush(ctx.redis, ctx.client.stats, force=True)
     if report.transient == 0:
         await ctx.redis.delete(keys.chunk(number))
     report.seconds = time.perf_counter() - started

@@ -19,6 +19,7 @@ from .credentials import CredentialStore
 from .ordering import CLAIM_SCRIPT, RELEASE_SCRIPT
 from .ratelimit import RateLimiter
 from .settings import Settings, get_settings
+from .stats import Stats
 
 
 @dataclass
@@ -69,6 +70,7 @@ def runtime() -> Runtime:
                         settings,
                         limiter=RateLimiter(client, settings.rate_limit, settings.token_rate_limit),
                         breaker=Breaker(client, settings),
+                        stats=Stats(),
                     ),
                 ),
             )

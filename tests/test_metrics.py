@@ -1,0 +1,74 @@
+"""`voicemail metrics` scraped over HTTP after real jobs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from simulator import stack
+from tasks import enqueue_get, enqueue_update, wait
+
+from .conftest import SimAccount
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
+VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
+
+
+@pytest.fixture
+def exporter(tmp_path: Path) -> Iterator[str]:
+    port = stack.free_port()
+    proc = subprocess.Popen(
+        [VOICEMAIL, "metrics", "--port", str(port), "--host", "127.0.0.1"],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        stack.wait_until(lambda: httpx.get(url).status_code == 200, 30, "the exporter")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def scrape(url: str) -> dict[str, float]:
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(url).text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}"] = sample.value
+    return samples
+
+
+def test_metrics_after_jobs(
+    exporter: str, make_account: Callable[..., SimAccount], sim: stack.SimulatorControl
+) -> None:
+    before = scrape(exporter)
+    ok, missing = make_account(), make_account("missing-200")
+    assert wait(enqueue_update(ok.name, True, "m@acme.ru"), timeout=20).ok
+    assert not wait(enqueue_get(missing.name), timeout=20).ok
+
+    def counted() -> bool:
+        now = scrape(exporter)
+        return (
+            now.get("voicemail_api_requests_total{}", 0)
+            >= before.get("voicemail_api_requests_total{}", 0) + 2
+        )
+
+    stack.wait_until(counted, 20, "the requests to show up")
+    after = scrape(exporter)
+    assert after["voicemail_api_errors_total{error=UserNotFound}"] >= 1
+    assert after["voicemail_api_latency_seconds_count{}"] >= 2
+    assert "voicemail_queue_depth{queue=celery}" in after
+    assert "voicemail_queue_depth{queue=voicemail.bulk}" in after
+    assert after["voicemail_circuit_breaker_open{}"] in (0.0, 1.0)
+    assert "voicemail_dead_letters{}" in after
+    assert "voicemail_ratelimit_waits_total{}" in after
