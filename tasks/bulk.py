@@ -267,6 +267,25 @@ def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
         logger.warning("bulk %s chunk %d failed: %s: %s", bulk_id, number, type(exc).__name__, exc)
         countdown = requeue_delay(settings, self.request.retries, None)
         raise self.retry(exc=exc, countdown=countdown, max_retries=settings.requeue_max) from None
+    logger.info(
+        "bulk %s chunk %d: %d ok, %d unchanged, %d failed, %d to retry, in %.0fms",
+        bulk_id,
+        number,
+        report.succeeded,
+        report.unchanged,
+        report.failed,
+        report.transient,
+        report.seconds * 1000,
+        extra={
+            "job_id": self.request.id,
+            "task": CHUNK_TASK,
+            "bulk_id": bulk_id,
+            "chunk": number,
+            "attempt": self.request.retries + 1,
+            "outcome": "retry" if report.transient else "ok",
+            "latency_ms": round(report.seconds * 1000, 1),
+        },
+    )
     if report.transient:
         hint = report.retry_after
         countdown = (

@@ -46,6 +46,31 @@ class VoicemailTask(Task):  # type: ignore[type-arg]
     # Expected failures: stored as FAILURE and logged at INFO, without a traceback.
     throws = (PermanentError, InputError, AccountNotFound, CredentialError)
 
+    def log_outcome(
+        self, level: int, outcome: str, account: str, started: float, detail: str = ""
+    ) -> None:
+        """One line per job run, with fields a JSON log (VOICEMAIL_LOG_JSON) keeps apart."""
+        latency = (time.perf_counter() - started) * 1000
+        attempt = self.request.retries + 1
+        logger.log(
+            level,
+            "job %s account=%s attempt=%d %s in %.1fms%s",
+            self.request.id,
+            account,
+            attempt,
+            outcome,
+            latency,
+            f": {detail}" if detail else "",
+            extra={
+                "job_id": self.request.id,
+                "task": self.name,
+                "account": account,
+                "attempt": attempt,
+                "outcome": outcome,
+                "latency_ms": round(latency, 1),
+            },
+        )
+
     def call_api(self, account: str, fn: Callable[[], T]) -> T:
         """Short retries in process; if still transient, re-queue with a countdown."""
         settings = runtime().settings
@@ -54,46 +79,23 @@ class VoicemailTask(Task):  # type: ignore[type-arg]
             result = call_with_retries(settings, fn)
         except TransientError as exc:
             requeues = self.request.retries
+            reason = f"{type(exc).__name__}: {exc}"
             if requeues >= settings.requeue_max:
-                logger.warning(
-                    "job %s account=%s gave up after %d re-queues: %s: %s",
-                    self.request.id,
-                    account,
-                    requeues,
-                    type(exc).__name__,
-                    exc,
-                )
+                self.log_outcome(logging.WARNING, "gave up", account, started, reason)
                 raise
             countdown = requeue_delay(settings, requeues, exc)
-            logger.info(
-                "job %s account=%s re-queued in %.1fs (%d/%d): %s: %s",
-                self.request.id,
-                account,
-                countdown,
-                requeues + 1,
-                settings.requeue_max,
-                type(exc).__name__,
-                exc,
+            self.log_outcome(
+                logging.INFO, f"re-queued for {countdown:.1f}s", account, started, reason
             )
             raise self.retry(
                 exc=exc, countdown=countdown, max_retries=settings.requeue_max
             ) from None
         except PermanentError as exc:
-            logger.info(
-                "job %s account=%s failed: %s: %s",
-                self.request.id,
-                account,
-                type(exc).__name__,
-                exc,
+            self.log_outcome(
+                logging.INFO, "failed", account, started, f"{type(exc).__name__}: {exc}"
             )
             raise
-        logger.info(
-            "job %s account=%s ok in %.1fms (requeues %d)",
-            self.request.id,
-            account,
-            (time.perf_counter() - started) * 1000,
-            self.request.retries,
-        )
+        self.log_outcome(logging.INFO, "ok", account, started)
         return result
 
 

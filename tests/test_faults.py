@@ -217,3 +217,31 @@ def test_job_lost_between_broker_and_worker_is_published_again(isolated: Isolate
     assert status["state"] == "SUCCESS", status
     assert isolated.sim.account("acct-000001")["email"] == "lost@acme.ru"
     client.close()
+
+
+def test_json_logs_carry_job_fields_and_no_token(isolated: Isolated) -> None:
+    isolated.import_accounts(2)
+    isolated.sim.script("acct-000002", ["missing-200"])
+    worker = isolated.worker("j1", VOICEMAIL_LOG_JSON="true")
+    ok = isolated.cli_json("update", "acct-000001", "--send", "--email", "j@acme.ru", "--wait")
+    failed = isolated.cli_json("get", "acct-000002", "--wait")
+    assert (ok["state"], failed["state"]) == ("SUCCESS", "FAILURE")
+
+    def job_lines() -> dict[str, dict[str, Any]]:
+        found = {}
+        for line in worker.log().splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)  # every line of ours is one JSON object
+                if "outcome" in record:
+                    found[record["job_id"]] = record
+        return found
+
+    stack.wait_until(lambda: {ok["id"], failed["id"]} <= set(job_lines()), 10, "the log lines")
+    lines = job_lines()
+    assert lines[ok["id"]]["outcome"] == "ok"
+    assert lines[ok["id"]]["account"] == "acct-000001"
+    assert lines[ok["id"]]["attempt"] == 1
+    assert isinstance(lines[ok["id"]]["latency_ms"], float)
+    assert lines[failed["id"]]["outcome"] == "failed"
+    assert "UserNotFound" in lines[failed["id"]]["message"]
+    assert "tok-acct-" not in worker.log()

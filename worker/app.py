@@ -13,7 +13,7 @@ from kombu import Queue
 from . import _constants as C
 from . import compat, recovery, stats
 from .backend import backend_url
-from .logs import install_redaction
+from .logs import install_redaction, use_json
 from .runtime import close_runtime, redis_client, runtime
 from .settings import Settings, get_settings
 
@@ -185,6 +185,9 @@ def _revived(sender: Any = None, **_: Any) -> None:
 def _redact_logs(logger: logging.Logger | None = None, **_: Any) -> None:
     install_redaction(logger)
     install_redaction()
+    if get_settings().log_json:
+        use_json(logger)
+        use_json()
 
 
 _lease: Any = None

@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     breaker_cooldown: PositiveFloat = Field(
         C.DEFAULT_BREAKER_COOLDOWN, validation_alias="VOICEMAIL_BREAKER_COOLDOWN"
     )
+    log_json: bool = Field(False, validation_alias="VOICEMAIL_LOG_JSON")
     visibility_timeout: int = Field(
         C.DEFAULT_VISIBILITY_TIMEOUT,
         ge=2,
