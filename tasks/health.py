@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
-import redis
 
 from worker import _constants as C
+from worker.connections import redis_client
 from worker.credentials import key_fingerprint
 from worker.settings import Settings
 
@@ -37,9 +37,7 @@ def check_redis(settings: Settings) -> Check:
     from .producer import _safe_url
 
     def probe() -> str:
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=3, socket_connect_timeout=3
-        )
+        client = redis_client(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
         try:
             client.ping()
         finally:
@@ -64,9 +62,7 @@ def check_workers(node: str | None) -> Check:
 
 def check_store(settings: Settings) -> Check:
     def probe() -> str:
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=3, socket_connect_timeout=3
-        )
+        client = redis_client(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
         try:
             stored = client.get(C.ACCOUNTS_CHECK_KEY)
             accounts = client.hlen(C.ACCOUNTS_KEY)

@@ -130,7 +130,7 @@ class VoicemailCollector(Collector):
 def serve(port: int, host: str = "0.0.0.0") -> None:
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from worker.runtime import redis_client
+    from worker.connections import redis_client
     from worker.settings import get_settings
 
     settings = get_settings()

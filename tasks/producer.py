@@ -27,10 +27,10 @@ from celery.result import AsyncResult
 
 from worker import _constants as C
 from worker.app import app, job_key
+from worker.connections import redis_client
 from worker.credentials import CredentialStore
 from worker.errors import AccountNotFound, InputError, VoicemailError, describe
 from worker.ordering import seq_key
-from worker.runtime import redis_client
 from worker.settings import get_settings
 from worker.validation import check_account, check_update
 

@@ -245,3 +245,78 @@ def test_json_logs_carry_job_fields_and_no_token(isolated: Isolated) -> None:
     assert lines[failed["id"]]["outcome"] == "failed"
     assert "UserNotFound" in lines[failed["id"]]["message"]
     assert "tok-acct-" not in worker.log()
+
+
+def test_redis_sentinel_urls(tmp_path: Path) -> None:
+    """REDIS_URL=sentinel://...: workers, producers and the store find the master by name."""
+    master = stack.start_redis(tmp_path)
+    port = stack.free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor cluster1 127.0.0.1 {master.extra['port']} 1\n"
+    )
+    sentinel = subprocess.Popen(
+        [stack.redis_server_binary(), str(conf), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    sentinel_service = stack.Service("sentinel", sentinel)
+    sim_service = stack.start_simulator(tmp_path, generate=3)
+    env = worker_env(
+        sim_service.url,
+        REDIS_URL=f"sentinel://127.0.0.1:{port}/0",
+        VOICEMAIL_SENTINEL_MASTER="cluster1",
+    )
+    worker_service = None
+    try:
+        stack.wait_until(lambda: stack.redis_answers(f"redis://127.0.0.1:{port}"), 20, "sentinel")
+        run = {"env": env, "capture_output": True, "text": True, "timeout": 60, "check": False}
+        imported = subprocess.run(
+            [VOICEMAIL, "accounts", "import", "-"],
+            input="account,token\nacct-000001,tok-acct-000001\n",
+            **run,
+        )
+        assert imported.returncode == 0, imported.stderr
+        worker_service = stack.start_worker(tmp_path, env, name="sentinel")
+        proc = subprocess.run(
+            [
+                VOICEMAIL,
+                "update",
+                "acct-000001",
+                "--send",
+                "--email",
+                "sentinel@acme.ru",
+                "--wait",
+                "--timeout",
+                "30",
+            ],
+            **run,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert json.loads(proc.stdout)["state"] == "SUCCESS"
+        health = subprocess.run([VOICEMAIL, "health"], **run)
+        assert health.returncode == 0, health.stdout
+        # The data went to the master the sentinel named.
+        import redis
+
+        assert redis.Redis.from_url(master.url).hexists("voicemail:accounts", "acct-000001")
+    finally:
+        if worker_service is not None:
+            worker_service.stop()
+        sim_service.stop()
+        sentinel_service.stop()
+        master.stop()
+
+
+def test_two_workers_share_one_bulk(isolated: Isolated) -> None:
+    names = isolated.import_accounts(1000)
+    isolated.env["VOICEMAIL_BULK_CHUNK_SIZE"] = "50"
+    workers = [isolated.worker(f"node{i}") for i in (1, 2)]
+    rows = "account,send,email\n" + "".join(f"{n},true,{n}@scale.example.com\n" for n in names)
+    summary = isolated.cli_json("bulk", "submit", "-", "--wait", "--timeout", "60", input=rows)
+    assert (summary["state"], summary["succeeded"]) == ("DONE", 1000)
+    chunks = [w.log().count(" chunk ") for w in workers]
+    print(f"chunks taken per worker: {chunks}")
+    assert all(count > 0 for count in chunks), chunks

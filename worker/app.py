@@ -13,8 +13,9 @@ from kombu import Queue
 from . import _constants as C
 from . import compat, recovery, stats
 from .backend import backend_url
+from .connections import is_sentinel, redis_client
 from .logs import install_redaction, use_json
-from .runtime import close_runtime, redis_client, runtime
+from .runtime import close_runtime, runtime
 from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,13 @@ def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     compat.install()
     celery = Celery("voicemail", include=["tasks.voicemail", "tasks.bulk"])
-    celery.conf.update(celery_config(settings))
+    config = celery_config(settings)
+    # Redis Sentinel: kombu and Celery find the master by name through transport options.
+    if is_sentinel(settings.broker_url):
+        config["broker_transport_options"]["master_name"] = settings.sentinel_master
+    if is_sentinel(settings.result_backend):
+        config["result_backend_transport_options"] = {"master_name": settings.sentinel_master}
+    celery.conf.update(config)
     return celery
 
 

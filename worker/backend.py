@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from celery.backends.redis import RedisBackend as _CeleryRedisBackend
+from celery.backends.redis import SentinelBackend as _CelerySentinelBackend
 
 
-class RedisBackend(_CeleryRedisBackend):
+class _NoTraceback:
     def store_result(
         self,
         task_id: Any,
@@ -22,12 +23,20 @@ class RedisBackend(_CeleryRedisBackend):
         request: Any = None,
         **kwargs: Any,
     ) -> Any:
-        return super().store_result(task_id, result, state, None, request, **kwargs)
+        return super().store_result(task_id, result, state, None, request, **kwargs)  # type: ignore[misc]
+
+
+class RedisBackend(_NoTraceback, _CeleryRedisBackend):
+    pass
+
+
+class SentinelBackend(_NoTraceback, _CelerySentinelBackend):
+    pass
 
 
 def backend_url(url: str) -> str:
-    return (
-        f"{__name__}:RedisBackend+{url}"
-        if url.startswith(("redis://", "rediss://", "unix://"))
-        else url
-    )
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return f"{__name__}:RedisBackend+{url}"
+    if url.startswith("sentinel://"):
+        return f"{__name__}:SentinelBackend+{url}"
+    return url

@@ -27,8 +27,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from . import _constants as C
 from .aclient import AsyncPlusofonClient
 from .breaker import AsyncBreaker
@@ -42,6 +40,7 @@ from .bulk import (
     failure_reason,
     record_args,
 )
+from .connections import async_redis_client
 from .credentials import Cipher
 from .errors import (
     AccountNotFound,
@@ -134,12 +133,7 @@ class EngineContext:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = aioredis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-        )
+        self.redis = async_redis_client(settings.redis_url)
         self.record = self.redis.register_script(RECORD_SCRIPT)
         self.claim = self.redis.register_script(CLAIM_SCRIPT)
         self.release = self.redis.register_script(RELEASE_SCRIPT)

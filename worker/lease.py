@@ -24,6 +24,7 @@ import redis
 from celery.worker import state
 
 from . import recovery
+from .connections import redis_client
 
 
 def republish(record: dict[str, Any], job_id: str) -> None:
@@ -70,7 +71,7 @@ class LeaseKeeper(threading.Thread):
         clients: dict[str, redis.Redis] = {}
         for url in (settings.broker_url, settings.redis_url, settings.result_backend):
             if url not in clients:
-                clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+                clients[url] = redis_client(url, socket_timeout=5)
         self._client = clients[settings.broker_url]
         self._store = clients[settings.redis_url]
         self._results = clients[settings.result_backend]

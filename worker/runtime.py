@@ -15,6 +15,7 @@ import redis
 
 from .breaker import Breaker
 from .client import PlusofonClient
+from .connections import redis_client
 from .credentials import CredentialStore
 from .ordering import CLAIM_SCRIPT, RELEASE_SCRIPT
 from .ratelimit import RateLimiter
@@ -38,12 +39,6 @@ class Runtime:
     def close(self) -> None:
         self.client.close()
         self.redis.close()
-
-
-def redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
-    )
 
 
 _lock = threading.Lock()

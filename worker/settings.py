@@ -99,6 +99,7 @@ class Settings(BaseSettings):
         C.DEFAULT_BREAKER_COOLDOWN, validation_alias="VOICEMAIL_BREAKER_COOLDOWN"
     )
     log_json: bool = Field(False, validation_alias="VOICEMAIL_LOG_JSON")
+    sentinel_master: str = Field("mymaster", validation_alias="VOICEMAIL_SENTINEL_MASTER")
     visibility_timeout: int = Field(
         C.DEFAULT_VISIBILITY_TIMEOUT,
         ge=2,
