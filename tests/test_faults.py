@@ -272,7 +272,13 @@ def test_redis_sentinel_urls(tmp_path: Path) -> None:
     worker_service = None
     try:
         stack.wait_until(lambda: stack.redis_answers(f"redis://127.0.0.1:{port}"), 20, "sentinel")
-        run = {"env": env, "capture_output": True, "text": True, "timeout": 60, "check": False}
+        run: dict[str, Any] = {
+            "env": env,
+            "capture_output": True,
+            "text": True,
+            "timeout": 60,
+            "check": False,
+        }
         imported = subprocess.run(
             [VOICEMAIL, "accounts", "import", "-"],
             input="account,token\nacct-000001,tok-acct-000001\n",
