@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
+from celery import Celery
 
 from simulator import stack
 
@@ -147,5 +149,17 @@ def make_account(sim: stack.SimulatorControl) -> Callable[..., SimAccount]:
 def flower(worker: stack.Service, log_dir: Path) -> Iterator[stack.Service]:
     """Flower for the test app, with basic auth, watching the test worker's events."""
     service = stack.start_flower(log_dir, dict(os.environ), auth="test:flower-pass")
+    # Flower answers HTTP before it listens to task events; a probe job tells when it does.
+    probe_app = Celery("probe", broker=os.environ["REDIS_URL"], backend=os.environ["REDIS_URL"])
+    probe_app.conf.update(task_serializer="json", accept_content=["json"])
+
+    def sees_probe() -> bool:
+        job = probe_app.send_task("voicemail.get", args=["flower-probe"])
+        job.get(timeout=10, propagate=False)
+        tasks = httpx.get(service.url + "/api/tasks", auth=("test", "flower-pass")).json()
+        return bool(tasks.get(job.id, {}).get("name") == "voicemail.get")
+
+    stack.wait_until(sees_probe, 60, "Flower seeing task events", step=0.5)
+    probe_app.close()
     yield service
     service.stop()

@@ -56,16 +56,19 @@ def test_metrics_after_jobs(
     assert wait(enqueue_update(ok.name, True, "m@acme.ru"), timeout=20).ok
     assert not wait(enqueue_get(missing.name), timeout=20).ok
 
+    errors = "voicemail_api_errors_total{error=UserNotFound}"
+    requests = "voicemail_api_requests_total{}"
+
     def counted() -> bool:
         now = scrape(exporter)
         return (
-            now.get("voicemail_api_requests_total{}", 0)
-            >= before.get("voicemail_api_requests_total{}", 0) + 2
+            now.get(requests, 0) >= before.get(requests, 0) + 2
+            and now.get(errors, 0) >= before.get(errors, 0) + 1
         )
 
     stack.wait_until(counted, 20, "the requests to show up")
     after = scrape(exporter)
-    assert after["voicemail_api_errors_total{error=UserNotFound}"] >= 1
+    assert after[errors] >= 1
     assert after["voicemail_api_latency_seconds_count{}"] >= 2
     assert "voicemail_queue_depth{queue=celery}" in after
     assert "voicemail_queue_depth{queue=voicemail.bulk}" in after

@@ -23,8 +23,17 @@ from typing import Any
 import redis
 from celery.worker import state
 
-from . import recovery
+from . import recovery, stats
 from .connections import redis_client
+
+
+def flush_stats(client: Any) -> None:
+    """Counts of the last requests reach Redis even when no job follows them."""
+    from .runtime import current_runtime
+
+    rt = current_runtime()
+    if rt is not None and rt.client.stats is not None:
+        stats.flush(client, rt.client.stats, force=True)
 
 
 def republish(record: dict[str, Any], job_id: str) -> None:
@@ -83,6 +92,7 @@ class LeaseKeeper(threading.Thread):
             try:
                 renew(self._client, held_delivery_tags())
                 recovery.sweep(self._store, republish, broker=self._client, results=self._results)
+                flush_stats(self._store)
             except redis.RedisError as exc:
                 logger.warning("could not renew message leases: %s", exc)
 

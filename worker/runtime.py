@@ -72,6 +72,12 @@ def runtime() -> Runtime:
         return _current[1]
 
 
+def current_runtime() -> Runtime | None:
+    """This process's runtime if it was started, without starting one."""
+    current = _current
+    return current[1] if current is not None and current[0] == os.getpid() else None
+
+
 def close_runtime() -> None:
     global _current
     with _lock:
