@@ -42,22 +42,6 @@ BIN = Path(sys.executable).parent
 CONCURRENCY = 100  # in flight, as VOICEMAIL_BULK_IN_FLIGHT's default
 
 
-def tree_rss_mb(pid: int) -> float:
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            with open(f"/proc/{current}/status") as fh:
-                total += next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
-            # Children hang off the thread that started them: read every thread's list.
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as fh:
-                    todo.extend(int(c) for c in fh.read().split())
-        except (OSError, StopIteration):
-            continue
-    return total / 1024
-
-
 class PeakRss:
     """Samples a process tree's RSS every 50 ms in a thread."""
 
@@ -69,7 +53,7 @@ class PeakRss:
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
-            self.peak = max(self.peak, tree_rss_mb(self.pid))
+            self.peak = max(self.peak, stack.tree_rss_mb(self.pid))
 
     def stop(self) -> float:
         self._stop.set()

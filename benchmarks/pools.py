@@ -31,25 +31,6 @@ CONFIGS = [
 ]
 
 
-def tree_rss_mb(pid: int) -> float:
-    """RSS of a process and its children, from /proc (Linux)."""
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            with open(f"/proc/{current}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            # Children hang off the thread that started them: read every thread's list.
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as fh:
-                    todo.extend(int(c) for c in fh.read().split())
-        except OSError:
-            continue
-    return total / 1024
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
@@ -93,7 +74,7 @@ def main() -> int:
                     peak = 0.0
                     for job in ids:
                         assert wait(job, timeout=120).ok
-                        peak = max(peak, tree_rss_mb(worker.process.pid))
+                        peak = max(peak, stack.tree_rss_mb(worker.process.pid))
                     elapsed = time.perf_counter() - started
                 finally:
                     worker.stop()

@@ -46,6 +46,23 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float
         time.sleep(step)
 
 
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, from /proc (Linux)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/status") as fh:
+                total += next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+            # Children hang off the thread that started them: read every thread's list.
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except (OSError, StopIteration):
+            continue
+    return total / 1024
+
+
 def redis_answers(url: str, timeout: float = 1.0) -> bool:
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)

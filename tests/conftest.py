@@ -163,3 +163,12 @@ def flower(worker: stack.Service, log_dir: Path) -> Iterator[stack.Service]:
     probe_app.close()
     yield service
     service.stop()
+
+
+@pytest.fixture(scope="session")
+def foreign_app(redis_url: str) -> Iterator[Celery]:
+    """Another service: a bare Celery app that knows only the task names."""
+    app = Celery("other-service", broker=redis_url, backend=redis_url)
+    app.conf.update(task_serializer="json", accept_content=["json"], result_extended=True)
+    yield app
+    app.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -92,14 +91,6 @@ def test_arbitrary_bytes_never_crash(data: bytes) -> None:
                 assert isinstance(item, BulkRow | RowError)
 
 
-@pytest.fixture(scope="module")
-def sender(redis_url: str) -> Iterator[Celery]:
-    app = Celery("hostile", broker=redis_url, backend=redis_url)
-    app.conf.update(task_serializer="json", accept_content=["json"], result_extended=True)
-    yield app
-    app.close()
-
-
 EXPECTED_ERRORS = {"InputError", "AccountNotFound", "TypeError"}
 
 
@@ -114,9 +105,13 @@ EXPECTED_ERRORS = {"InputError", "AccountNotFound", "TypeError"}
     kwargs=st.dictionaries(st.sampled_from(["seq", "x"]), junk, max_size=2),
 )
 def test_payloads_sent_by_name(
-    sender: Celery, redis_client: redis.Redis, task: str, args: list[Any], kwargs: dict[str, Any]
+    foreign_app: Celery,
+    redis_client: redis.Redis,
+    task: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
 ) -> None:
-    result = sender.send_task(task, args=args, kwargs=kwargs)
+    result = foreign_app.send_task(task, args=args, kwargs=kwargs)
     result.get(timeout=30, propagate=False)
     status = poll(result.id)
     assert status.state in ("FAILURE", "SUCCESS")
@@ -132,7 +127,7 @@ def test_payloads_sent_by_name(
 
 @pytest.mark.integration
 def test_body_that_is_not_utf8_does_not_kill_the_worker(
-    redis_url: str, worker: Any, sender: Celery
+    redis_url: str, worker: Any, foreign_app: Celery
 ) -> None:
     with Connection(redis_url) as connection:
         producer = Producer(
@@ -145,6 +140,6 @@ def test_body_that_is_not_utf8_does_not_kill_the_worker(
             headers={"task": "voicemail.get", "id": "bad-bytes-1"},
         )
     # The worker is still there and still working.
-    probe = sender.send_task("voicemail.get", args=[123])
+    probe = foreign_app.send_task("voicemail.get", args=[123])
     assert wait(probe.id, timeout=30).state == "FAILURE"
     assert worker.process.poll() is None

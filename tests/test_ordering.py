@@ -49,15 +49,13 @@ def test_updates_of_one_account_never_overlap(
 
 
 def test_redelivered_update_is_not_applied_again(
-    make_account: MakeAccount, sim: stack.SimulatorControl, redis_url: str
+    make_account: MakeAccount, sim: stack.SimulatorControl, foreign_app: Celery
 ) -> None:
     account = make_account()
     job = enqueue_update(account.name, True, "once@acme.ru")
     assert wait(job, timeout=20).ok
     # The same message again, as the broker would redeliver it (same id, same seq).
-    other = Celery("redeliver", broker=redis_url, backend=redis_url)
-    other.conf.update(task_serializer="json", accept_content=["json"])
-    again = other.send_task(
+    again = foreign_app.send_task(
         "voicemail.update",
         args=[account.name, True, "once@acme.ru"],
         kwargs={"seq": 1},
@@ -65,7 +63,6 @@ def test_redelivered_update_is_not_applied_again(
     )
     assert again.get(timeout=20)["email"] == "once@acme.ru"
     assert sim.account(account.name)["patches"] == 1
-    other.close()
 
 
 def test_idempotency_key_enqueues_once(

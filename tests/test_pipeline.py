@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -98,15 +98,6 @@ def test_account_never_imported_is_refused(
     with pytest.raises(AccountNotFound, match=account.name):
         enqueue_get(account.name)
     assert job_markers(redis_client) == before
-
-
-@pytest.fixture(scope="module")
-def foreign_app(redis_url: str) -> Iterator[Celery]:
-    """Another service: a bare Celery app that knows only the task names."""
-    app = Celery("other-service", broker=redis_url, backend=redis_url)
-    app.conf.update(task_serializer="json", accept_content=["json"], result_extended=True)
-    yield app
-    app.close()
 
 
 def test_send_task_by_name_from_another_service(

@@ -72,15 +72,17 @@ def _interval_us(rate: float | None) -> int:
     return round(1_000_000 / rate) if rate else 0
 
 
-class RateLimiter:
-    """Blocking flavour, for single jobs in the thread pool."""
-
+class _Base:
     def __init__(self, client: Any, rate: float | None, token_rate: float | None) -> None:
         self._reserve = client.register_script(_RESERVE)
         self._penalize = client.register_script(_PENALIZE)
         self._intervals = (_interval_us(rate), _interval_us(token_rate))
         # No limits configured: no Redis call per request; a 429 then only waits locally.
         self.enabled = any(self._intervals)
+
+
+class RateLimiter(_Base):
+    """Blocking flavour, for single jobs in the thread pool."""
 
     def acquire(self, token: str) -> float:
         if not self.enabled:
@@ -95,14 +97,8 @@ class RateLimiter:
             self._penalize(keys=[token_key(token)], args=[round(seconds * 1e6)])
 
 
-class AsyncRateLimiter:
+class AsyncRateLimiter(_Base):
     """asyncio flavour, for bulk chunks; same keys and scripts, so both share one schedule."""
-
-    def __init__(self, client: Any, rate: float | None, token_rate: float | None) -> None:
-        self._reserve = client.register_script(_RESERVE)
-        self._penalize = client.register_script(_PENALIZE)
-        self._intervals = (_interval_us(rate), _interval_us(token_rate))
-        self.enabled = any(self._intervals)
 
     async def acquire(self, token: str) -> float:
         if not self.enabled:
