@@ -41,3 +41,25 @@ def test_enqueue_and_poll_over_http(
         assert result["result"] == {"account": account.name, "email": "http@acme.ru", "send": True}
         assert http.get("/api/task/info/" + job_id, auth=("wrong", "creds")).status_code == 401
     assert sim.account(account.name)["email"] == "http@acme.ru"
+
+
+def test_flower_shows_bulk_chunks_readably(
+    flower: stack.Service, make_account: Callable[..., SimAccount]
+) -> None:
+    from tasks.bulk import bulk_status, submit_bulk
+
+    accounts = [make_account() for _ in range(3)]
+    bulk_id = submit_bulk(
+        [{"account": a.name, "send": True, "email": "f@acme.ru"} for a in accounts]
+    )
+    stack.wait_until(lambda: bulk_status(bulk_id).done, 30, "the bulk")
+    auth = tuple(flower.extra["auth"].split(":"))
+
+    def chunk_args() -> list[str]:
+        tasks = httpx.get(
+            flower.url + "/api/tasks", auth=auth, params={"taskname": "voicemail.bulk_chunk"}
+        ).json()
+        return [t.get("args") or "" for t in tasks.values()]
+
+    expected = f"3 accounts of bulk {bulk_id} (chunk 0)"
+    stack.wait_until(lambda: expected in chunk_args(), 20, "Flower listing the chunk")
