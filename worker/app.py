@@ -201,7 +201,7 @@ _lease: Any = None
 
 
 @signals.worker_ready.connect
-def _on_ready(**_: Any) -> None:
+def _on_ready(sender: Any = None, **_: Any) -> None:
     global _lease
     from .lease import LeaseKeeper
 
@@ -209,9 +209,13 @@ def _on_ready(**_: Any) -> None:
     _lease = LeaseKeeper(settings)
     _lease.start()
     runtime().store.mark_env_account()
-    from .engine import engine
+    # With the thread (or solo) pool, chunks run in this process: start the bulk engine
+    # now, not on the first chunk. A prefork pool's children run chunks inline instead.
+    pool = getattr(sender, "pool", None)
+    if pool is not None and "prefork" not in type(pool).__module__:
+        from .engine import engine
 
-    engine()  # start the bulk engine processes before the first chunk arrives
+        engine()
 
 
 @signals.worker_process_shutdown.connect

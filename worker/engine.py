@@ -306,7 +306,7 @@ class Engine:
         self.processes = (os.cpu_count() or 1) if wanted is None else wanted
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         if self.processes and multiprocessing.current_process().daemon:
-            logger.warning("bulk engine runs inline: daemonic processes cannot have children")
+            logger.info("bulk engine runs inline: a prefork child cannot start processes")
             self.processes = 0
         if self.processes:
             self._pool = concurrent.futures.ProcessPoolExecutor(
