@@ -36,6 +36,7 @@ from worker.bulk import (
     record_args,
     status_from,
 )
+from worker.connections import text as _text
 from worker.engine import EngineUnavailable, engine, reset_engine
 from worker.errors import InputError
 from worker.ordering import seq_key
@@ -51,10 +52,6 @@ logger = logging.getLogger(__name__)
 
 CHUNK_TASK = "voicemail.bulk_chunk"
 BULK_QUEUE = "voicemail.bulk"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _normalize(rows: Iterable[Any]) -> Iterator[BulkRow | RowError]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import httpx
 
 from worker import _constants as C
-from worker.connections import redis_client
+from worker.connections import redis_client, text
 from worker.credentials import key_fingerprint
 from worker.settings import Settings
 
@@ -71,7 +71,7 @@ def check_store(settings: Settings) -> Check:
         if settings.secret_key is None:
             raise RuntimeError("VOICEMAIL_SECRET_KEY is not set: workers cannot read tokens")
         keys = [settings.secret_key.get_secret_value(), *settings.old_secret_keys()]
-        wrote = stored.decode() if isinstance(stored, bytes) else stored
+        wrote = text(stored) if stored is not None else None
         if wrote is not None and wrote not in {key_fingerprint(k) for k in keys}:
             raise RuntimeError("VOICEMAIL_SECRET_KEY is not the key the store was written with")
         return f"{accounts} accounts, key matches" if stored else f"{accounts} accounts"

@@ -22,15 +22,12 @@ from prometheus_client.registry import Collector
 
 from worker import _constants as C
 from worker import breaker, deadletter, recovery
+from worker.connections import text as _text
 from worker.stats import BUCKETS, STATS_KEY
 
 QUEUES = ("celery", "voicemail.bulk")
 BULKS_KEY = C.KEY_PREFIX + "bulks"  # bulk id -> created_at, for the progress gauges
 ACTIVE_BULKS = 50
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class VoicemailCollector(Collector):

@@ -27,7 +27,7 @@ from celery.result import AsyncResult
 
 from worker import _constants as C
 from worker.app import app, job_key
-from worker.connections import redis_client
+from worker.connections import redis_client, text
 from worker.credentials import CredentialStore
 from worker.errors import AccountNotFound, InputError, VoicemailError, describe
 from worker.ordering import seq_key
@@ -143,7 +143,7 @@ def once(key: str | None, new_id: str) -> Iterator[str | None]:
     client = _client()
     if not client.set(redis_key, new_id, nx=True, ex=get_settings().result_expires):
         existing = client.get(redis_key)
-        yield existing.decode() if isinstance(existing, bytes) else str(existing)
+        yield text(existing)
         return
     try:
         yield None

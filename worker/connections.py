@@ -23,6 +23,11 @@ TIMEOUTS: dict[str, Any] = {
 }
 
 
+def text(value: Any) -> str:
+    """A Redis reply as str (clients here do not decode responses)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def is_sentinel(url: str) -> bool:
     return url.startswith("sentinel://")
 

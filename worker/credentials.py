@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import _constants as C
 from .client import Credentials
+from .connections import text as _text
 from .errors import AccountNotFound, CredentialError
 from .settings import Settings
 from .validation import check_account
@@ -229,7 +230,3 @@ class CredentialStore:
     def get(self, account: str) -> Credentials:
         blob = None if self.exists_env(account) else self._redis.hget(C.ACCOUNTS_KEY, account)
         return self.cipher.open(account, blob)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 from . import _constants as C
+from .connections import text
 
 logger = logging.getLogger(__name__)
 
@@ -96,15 +97,11 @@ def sweep(
     if not client.set(SWEEP_LOCK, "1", nx=True, ex=5):
         return 0  # another worker is sweeping
     candidates = [
-        i.decode() if isinstance(i, bytes) else str(i)
-        for i in client.zrangebyscore(PENDING_KEY, 0, now - GRACE, start=0, num=500)
+        text(i) for i in client.zrangebyscore(PENDING_KEY, 0, now - GRACE, start=0, num=500)
     ]
     if not candidates:
         return 0
-    through = {
-        (k.decode() if isinstance(k, bytes) else k): float(v)
-        for k, v in client.zrange(THROUGH_KEY, 0, -1, withscores=True)
-    }
+    through = {text(k): float(v) for k, v in client.zrange(THROUGH_KEY, 0, -1, withscores=True)}
     held = _unacked_ids(broker)
     empty: dict[str, bool] = {}
     metas = results.mget([f"celery-task-meta-{job}" for job in candidates])
