@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from celery import Celery
@@ -13,10 +14,11 @@ from tasks.bulk import bulk_status, submit_bulk
 
 from .conftest import SimAccount
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
+pytestmark = [pytest.mark.integration]
 MakeAccount = Callable[..., SimAccount]
 
 
+@pytest.mark.usefixtures("worker")
 def test_a_delayed_update_never_overwrites_a_later_one(
     make_account: MakeAccount, sim: stack.SimulatorControl
 ) -> None:
@@ -35,6 +37,7 @@ def test_a_delayed_update_never_overwrites_a_later_one(
     assert state["patches"] == 1
 
 
+@pytest.mark.usefixtures("worker")
 def test_updates_of_one_account_never_overlap(
     make_account: MakeAccount, sim: stack.SimulatorControl
 ) -> None:
@@ -48,6 +51,7 @@ def test_updates_of_one_account_never_overlap(
     assert sim.account(account.name)["email"] == "n2@acme.ru"
 
 
+@pytest.mark.usefixtures("worker")
 def test_redelivered_update_is_not_applied_again(
     make_account: MakeAccount, sim: stack.SimulatorControl, foreign_app: Celery
 ) -> None:
@@ -65,6 +69,7 @@ def test_redelivered_update_is_not_applied_again(
     assert sim.account(account.name)["patches"] == 1
 
 
+@pytest.mark.usefixtures("worker")
 def test_idempotency_key_enqueues_once(
     make_account: MakeAccount, sim: stack.SimulatorControl
 ) -> None:
@@ -77,6 +82,7 @@ def test_idempotency_key_enqueues_once(
     assert sim.account(account.name)["patches"] == 1
 
 
+@pytest.mark.usefixtures("worker")
 def test_bulk_idempotency_key_and_superseded_rows(
     make_account: MakeAccount, sim: stack.SimulatorControl
 ) -> None:
@@ -88,3 +94,15 @@ def test_bulk_idempotency_key_and_superseded_rows(
     stack.wait_until(lambda: bulk_status(first).done, 30, "the bulk")
     assert bulk_status(first).succeeded == 3
     assert all(sim.account(a.name)["patches"] == 1 for a in accounts)
+
+
+def test_renew_keeps_only_our_locks(redis_client: Any) -> None:
+    from worker.ordering import RENEW_SCRIPT, lock_key
+
+    mine, theirs = lock_key("renew-mine"), lock_key("renew-theirs")
+    redis_client.set(mine, "chunk-1", px=1000)
+    redis_client.set(theirs, "chunk-2", px=1000)
+    renew = redis_client.register_script(RENEW_SCRIPT)
+    assert renew(keys=[mine, theirs], args=["chunk-1", 120_000]) == 1
+    assert redis_client.pttl(mine) > 100_000
+    assert redis_client.pttl(theirs) <= 1000

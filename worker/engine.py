@@ -56,10 +56,13 @@ from .ordering import (
     APPLIED,
     CLAIM_SCRIPT,
     CLAIMED,
+    LOCK_TTL,
     LOCKED,
     RELEASE_SCRIPT,
+    RENEW_SCRIPT,
     SUPERSEDED,
     claim_call,
+    lock_key,
     release_call,
 )
 from .ratelimit import AsyncRateLimiter
@@ -136,6 +139,7 @@ class EngineContext:
         self.redis = async_redis_client(settings.redis_url)
         self.record = self.redis.register_script(RECORD_SCRIPT)
         self.claim = self.redis.register_script(CLAIM_SCRIPT)
+        self.renew = self.redis.register_script(RENEW_SCRIPT)
         self.release = self.redis.register_script(RELEASE_SCRIPT)
         self.cipher = Cipher(
             settings.secret_key.get_secret_value() if settings.secret_key else None,
@@ -188,6 +192,8 @@ async def process_chunk(
     verdicts = await _claim(ctx, owner, todo)
     recorder = _Recorder(ctx, keys, owner)
     gate = asyncio.Semaphore(ctx.settings.bulk_in_flight)
+    held = {row.account for row, v in zip(todo, verdicts, strict=True) if v == CLAIMED and row.seq}
+    renewer = asyncio.create_task(_keep_locks(ctx, owner, held))
 
     async def run(row: BulkRow, blob: Any, verdict: int) -> None:
         release: tuple[str, int, bool] | None = None
@@ -224,6 +230,8 @@ async def process_chunk(
                 except (PermanentError, InputError, AccountNotFound, CredentialError) as exc:
                     outcome = _failed(row, exc)
                     release = (row.account, row.seq, False)
+                finally:
+                    held.discard(row.account)  # done with it: its lock is released below
         if outcome.code == SUCCEEDED:
             report.succeeded += 1
         elif outcome.code == UNCHANGED:
@@ -235,6 +243,7 @@ async def process_chunk(
     try:
         await asyncio.gather(*(run(r, b, v) for r, b, v in zip(todo, blobs, verdicts, strict=True)))
     finally:
+        renewer.cancel()
         await recorder.flush()
         if ctx.client.stats is not None:
             await aflush(ctx.redis, ctx.client.stats, force=True)
@@ -242,6 +251,14 @@ async def process_chunk(
         await ctx.redis.delete(keys.chunk(number))
     report.seconds = time.perf_counter() - started
     return report
+
+
+async def _keep_locks(ctx: EngineContext, owner: str, held: set[str]) -> None:
+    """Renew the account locks of rows still waiting, so none lapses before its PATCH."""
+    while True:
+        await asyncio.sleep(LOCK_TTL / 4)
+        if held:
+            await ctx.renew(keys=[lock_key(a) for a in list(held)], args=[owner, LOCK_TTL * 1000])
 
 
 async def _claim(ctx: EngineContext, owner: str, rows: list[BulkRow]) -> list[int]:

@@ -10,7 +10,8 @@ checks the highest sequence already applied and takes the account's lock. So:
 - two updates of one account never run at the same time (`LOCKED`: try later).
 
 After the PATCH, `release` raises the applied number and drops the lock. A lock
-held by a worker that died lapses after `LOCK_TTL` seconds.
+held by a worker that died lapses after `LOCK_TTL` seconds; a bulk chunk whose rows
+wait their turn (a low rate limit) renews the locks it still holds (`RENEW_SCRIPT`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,19 @@ for i = 1, #KEYS, 2 do
   j = j + 1
 end
 return j
+"""
+
+
+# KEYS: locks. ARGV: owner, ttl ms. Extends the locks this owner still holds.
+RENEW_SCRIPT = """
+local renewed = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2]))
+    renewed = renewed + 1
+  end
+end
+return renewed
 """
 
 
