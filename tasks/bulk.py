@@ -114,8 +114,8 @@ def _submit(bulk_id: str, rows: Iterable[Any], *, dry_run: bool, only_changed: b
         client.hset(keys.meta, mapping=meta)
         # An index of recent bulks, for `voicemail metrics`; old entries pruned as we go.
         now = time.time()
-        client.zadd(C.KEY_PREFIX + "bulks", {bulk_id: now})
-        client.zremrangebyscore(C.KEY_PREFIX + "bulks", 0, now - ttl)
+        client.zadd(C.BULKS_KEY, {bulk_id: now})
+        client.zremrangebyscore(C.BULKS_KEY, 0, now - ttl)
         client.expire(keys.meta, ttl)
         chunks = total = would_send = 0
         pending: list[BulkRow] = []

@@ -26,7 +26,6 @@ from worker.connections import text as _text
 from worker.stats import BUCKETS, STATS_KEY
 
 QUEUES = ("celery", "voicemail.bulk")
-BULKS_KEY = C.KEY_PREFIX + "bulks"  # bulk id -> created_at, for the progress gauges
 ACTIVE_BULKS = 50
 
 
@@ -70,7 +69,7 @@ class VoicemailCollector(Collector):
         rows = GaugeMetricFamily(
             "voicemail_bulk_rows", "Rows of recent unfinished bulks", labels=["bulk_id", "outcome"]
         )
-        ids = [_text(i) for i in self._redis.zrevrange(BULKS_KEY, 0, ACTIVE_BULKS - 1)]
+        ids = [_text(i) for i in self._redis.zrevrange(C.BULKS_KEY, 0, ACTIVE_BULKS - 1)]
         for bulk_id in ids:
             meta = {
                 _text(k): _text(v)

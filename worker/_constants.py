@@ -54,3 +54,4 @@ ACCOUNTS_KEY = KEY_PREFIX + "accounts"
 ACCOUNTS_CHECK_KEY = KEY_PREFIX + "accounts:keycheck"
 JOB_KEY_PREFIX = KEY_PREFIX + "job:"
 BULK_KEY_PREFIX = KEY_PREFIX + "bulk:"
+BULKS_KEY = KEY_PREFIX + "bulks"  # bulk id -> created_at, recent bulks for the metrics
