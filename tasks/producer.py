@@ -26,8 +26,8 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from worker import _constants as C
-from worker.app import app, job_key
-from worker.connections import redis_client, text
+from worker.app import app, job_key, store_redis
+from worker.connections import text
 from worker.credentials import CredentialStore
 from worker.errors import AccountNotFound, InputError, VoicemailError, describe
 from worker.ordering import seq_key
@@ -99,14 +99,8 @@ def _redis_errors() -> Iterator[None]:
         raise QueueUnavailable(f"cannot reach Redis at {url}: {exc}") from None
 
 
-_redis: redis.Redis | None = None
-
-
 def _client() -> redis.Redis:
-    global _redis
-    if _redis is None:
-        _redis = redis_client(get_settings().redis_url)
-    return _redis
+    return store_redis()
 
 
 def credential_store() -> CredentialStore:

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+import redis
 from celery import Celery, signals
 from kombu import Queue
 
@@ -107,7 +108,7 @@ def _remember_job(
     of") and track it until it finishes (worker.recovery)."""
     if not sender or not sender.startswith("voicemail.") or not headers:
         return
-    client = _producer_redis()
+    client = store_redis()
     job_id = str(headers["id"])
     recovery.on_publish(client, job_id, sender, body, routing_key or "celery", headers)
     if headers.get("retries"):
@@ -144,14 +145,15 @@ def _finished(task_id: str | None = None, state: str | None = None, **_: Any) ->
             logger.warning("could not clear job %s from the pending list", task_id, exc_info=True)
 
 
-_producer_client: Any = None
+_store_client: redis.Redis | None = None
 
 
-def _producer_redis() -> Any:
-    global _producer_client
-    if _producer_client is None:
-        _producer_client = redis_client(get_settings().redis_url)
-    return _producer_client
+def store_redis() -> redis.Redis:
+    """This process's client for REDIS_URL, shared by the publish hook and the producer API."""
+    global _store_client
+    if _store_client is None:
+        _store_client = redis_client(get_settings().redis_url)
+    return _store_client
 
 
 @signals.task_failure.connect
