@@ -5,6 +5,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY tasks ./tasks
+COPY cli ./cli
 COPY simulator ./simulator
 RUN pip install . && useradd --system --uid 10001 voicemail
 USER voicemail

@@ -1,4 +1,4 @@
-"""The hand-written baseline for benchmarks/bulk.py: one Celery task per account,
+"""The hand-written baseline for benchmarks/bulk_rate.py: one Celery task per account,
 a blocking httpx request with tenacity retries, on a prefork pool. Not used by
 the product; it is what a user would write without the bulk engine.
 """

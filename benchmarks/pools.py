@@ -56,7 +56,7 @@ def main() -> int:
         )
         from tasks import enqueue_update, wait
         from tasks.producer import credential_store
-        from worker.credentials import AccountRow
+        from worker.store.credentials import AccountRow
 
         credential_store().put_many(AccountRow(a, f"tok-{a}") for a in accounts)
         try:

@@ -124,7 +124,7 @@ def main() -> int:
         from tasks import enqueue_update, wait
         from tasks.bulk import bulk_status, submit_bulk
         from tasks.producer import credential_store
-        from worker.credentials import AccountRow
+        from worker.store.credentials import AccountRow
 
         credential_store().put_many(AccountRow(n, f"tok-{n}") for n in names)
         workers = Workers(args.workers, env, log_dir)

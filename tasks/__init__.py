@@ -1,10 +1,13 @@
-"""The producer API and the task definitions.
+"""The contract other services use: the producer API and the task definitions.
 
-Other services import `enqueue_get`, `enqueue_update`, `poll` and `wait` from here,
-or send `voicemail.get` / `voicemail.update` by name without importing anything.
+Other services import `enqueue_get`, `enqueue_update`, `poll` and `wait` from here
+(`producer`), bulk operations from `tasks.bulk`, or send `voicemail.get` /
+`voicemail.update` by name without importing anything. The task definitions
+(`voicemail`, `chunk`) are loaded by workers only: a producer never imports them.
 
 The names load on first use (PEP 562), so the `voicemail` CLI can start, and report
 a bad environment variable in one line, before the Celery app is built.
+May import: `worker` (its subpackages; never `worker.queue.process`).
 """
 
 from __future__ import annotations

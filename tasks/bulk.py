@@ -1,4 +1,4 @@
-"""Bulk updates: the producer side (`submit_bulk`, `bulk_status`, ...) and the chunk task.
+"""Bulk updates, the producer side: `submit_bulk`, `bulk_status`, `bulk_failures`, `retry_bulk`.
 
     from tasks.bulk import submit_bulk, bulk_status
     bulk_id = submit_bulk([{"account": "acme", "send": True, "email": "vm@acme.ru"}, ...])
@@ -7,7 +7,7 @@
 
 Rows are streamed: checked, de-duplicated and cut into chunks of
 `VOICEMAIL_BULK_CHUNK_SIZE` as they arrive, each chunk stored in Redis and queued
-as one `voicemail.bulk_chunk` task; the producer never holds more than a chunk.
+as one `voicemail.bulk_chunk` task (tasks.chunk); the producer never holds more than a chunk.
 A bad row is recorded as failed with its line number and reason; the rest run.
 """
 
@@ -24,34 +24,28 @@ from typing import Any
 
 from redis.typing import EncodableT, FieldT
 
-from worker import _constants as C
-from worker.app import app
-from worker.bulk import (
+from worker.coordination.bulk_records import (
     RATE_WINDOW,
     RECORD_SCRIPT,
     BulkRow,
     BulkStatus,
     Keys,
     Outcome,
+    RowError,
     record_args,
     status_from,
 )
-from worker.connections import text as _text
-from worker.engine import EngineUnavailable, engine, reset_engine
-from worker.errors import InputError
-from worker.ordering import seq_key
-from worker.retry import requeue_delay
-from worker.runtime import runtime
-from worker.settings import get_settings
-from worker.validation import check_update
+from worker.coordination.ordering import seq_key
+from worker.core import constants as C
+from worker.core.connections import text as _text
+from worker.core.errors import InputError
+from worker.core.settings import get_settings
+from worker.core.validation import check_update, parse_send
+from worker.queue.app import BULK_QUEUE, CHUNK_TASK, app
 
 from .producer import _client, _redis_errors, credential_store, once
-from .rows import RowError, parse_send
 
 logger = logging.getLogger(__name__)
-
-CHUNK_TASK = "voicemail.bulk_chunk"
-BULK_QUEUE = "voicemail.bulk"
 
 
 def _normalize(rows: Iterable[Any]) -> Iterator[BulkRow | RowError]:
@@ -244,56 +238,3 @@ def retry_bulk(bulk_id: str) -> str:
     with _redis_errors():
         only_changed = _client().hget(Keys(bulk_id).meta, "only_changed") == b"1"
     return submit_bulk(bulk_failures(bulk_id), only_changed=only_changed)
-
-
-# --- the worker side ----------------------------------------------------------------
-
-
-@app.task(name=CHUNK_TASK, bind=True, acks_late=True)
-def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
-    """Apply one chunk of a bulk; re-queues itself while rows fail transiently."""
-    settings = runtime().settings
-    final = self.request.retries >= settings.requeue_max
-    try:
-        report = engine().run_chunk(str(bulk_id), int(number), final=final)
-    except EngineUnavailable as exc:
-        reset_engine()
-        raise self.retry(exc=exc, countdown=1, max_retries=settings.requeue_max + 5) from None
-    except Exception as exc:
-        # Redis gone mid-chunk, say: rows already recorded stay recorded, the rest run later.
-        logger.warning("bulk %s chunk %d failed: %s: %s", bulk_id, number, type(exc).__name__, exc)
-        countdown = requeue_delay(settings, self.request.retries, None)
-        raise self.retry(exc=exc, countdown=countdown, max_retries=settings.requeue_max) from None
-    logger.info(
-        "bulk %s chunk %d: %d ok, %d unchanged, %d failed, %d to retry, in %.0fms",
-        bulk_id,
-        number,
-        report.succeeded,
-        report.unchanged,
-        report.failed,
-        report.transient,
-        report.seconds * 1000,
-        extra={
-            "job_id": self.request.id,
-            "task": CHUNK_TASK,
-            "bulk_id": bulk_id,
-            "chunk": number,
-            "attempt": self.request.retries + 1,
-            "outcome": "retry" if report.transient else "ok",
-            "latency_ms": round(report.seconds * 1000, 1),
-        },
-    )
-    if report.transient:
-        hint = report.retry_after
-        countdown = (
-            hint if hint is not None else requeue_delay(settings, self.request.retries, None)
-        )
-        logger.info(
-            "bulk %s chunk %d: %d rows still failing, re-queued in %.1fs",
-            bulk_id,
-            number,
-            report.transient,
-            countdown,
-        )
-        raise self.retry(countdown=countdown, max_retries=settings.requeue_max)
-    return report.as_dict()

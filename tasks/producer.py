@@ -25,14 +25,15 @@ import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-from worker import _constants as C
-from worker.app import app, job_key, store_redis
-from worker.connections import text
-from worker.credentials import CredentialStore
-from worker.errors import AccountNotFound, InputError, VoicemailError, describe
-from worker.ordering import seq_key
-from worker.settings import get_settings
-from worker.validation import check_account, check_update
+from worker.coordination.ordering import seq_key
+from worker.core import constants as C
+from worker.core.connections import text
+from worker.core.errors import AccountNotFound, InputError, VoicemailError, describe
+from worker.core.settings import get_settings
+from worker.core.validation import check_account, check_update
+from worker.queue import deadletter
+from worker.queue.app import BULK_QUEUE, CHUNK_TASK, app, connections, job_key
+from worker.store.credentials import CredentialStore
 
 PENDING, STARTED, RETRY, SUCCESS, FAILURE, UNKNOWN = (
     "PENDING",
@@ -100,11 +101,11 @@ def _redis_errors() -> Iterator[None]:
 
 
 def _client() -> redis.Redis:
-    return store_redis()
+    return connections().redis
 
 
 def credential_store() -> CredentialStore:
-    return CredentialStore.from_settings(get_settings(), _client())
+    return connections().store
 
 
 def _require_account(account: str) -> None:
@@ -225,18 +226,14 @@ _WAIT_SLICE = 0.5
 _UNKNOWN_GRACE = 2.0
 
 
-def dead_letters() -> Iterator[Any]:
-    """Jobs that failed for good, oldest first (worker.deadletter.DeadLetter)."""
-    from worker import deadletter
-
+def dead_letters() -> Iterator[deadletter.DeadLetter]:
+    """Jobs that failed for good, oldest first."""
     with _redis_errors():
         yield from deadletter.iterate(_client())
 
 
 def redrive(job_id: str) -> str:
     """Send a dead job again, under a new id with the same arguments; returns the new id."""
-    from worker import deadletter
-
     with _redis_errors():
         client = _client()
         letter = deadletter.get(client, job_id)
@@ -244,8 +241,8 @@ def redrive(job_id: str) -> str:
             raise InputError(f"no dead job {job_id}")
         new_id = str(uuid.uuid4())
         options: dict[str, Any] = {}
-        if letter.task == "voicemail.bulk_chunk":
-            options["queue"] = "voicemail.bulk"
+        if letter.task == CHUNK_TASK:
+            options["queue"] = BULK_QUEUE
         app.send_task(
             letter.task, args=letter.args, kwargs=letter.kwargs, task_id=new_id, **options
         )

@@ -4,7 +4,8 @@
 - `voicemail.update(account, send, email)` -> the same shape, the settings now in force
 
 `voicemail.update` also takes an optional `seq` (the producer API sets it): the
-per-account order of updates, see worker.ordering.
+per-account order of updates, see worker.coordination.ordering.
+Each job gets what it uses (the API client, the store, Redis) from the worker context.
 """
 
 from __future__ import annotations
@@ -16,16 +17,9 @@ from typing import Any, TypeVar
 
 from celery import Task
 
-from worker.app import app
-from worker.client import VoicemailSettings
-from worker.errors import (
-    AccountNotFound,
-    CredentialError,
-    InputError,
-    PermanentError,
-    TransientError,
-)
-from worker.ordering import (
+from worker.api.models import VoicemailSettings
+from worker.api.retry import call_with_retries, requeue_delay
+from worker.coordination.ordering import (
     APPLIED,
     LOCKED,
     SUPERSEDED,
@@ -33,9 +27,17 @@ from worker.ordering import (
     release_call,
     seq_key,
 )
-from worker.retry import call_with_retries, requeue_delay
-from worker.runtime import runtime
-from worker.validation import check_account, check_update
+from worker.core.errors import (
+    AccountNotFound,
+    CredentialError,
+    InputError,
+    PermanentError,
+    TransientError,
+)
+from worker.core.validation import check_account, check_update
+from worker.queue import context
+from worker.queue.app import app
+from worker.queue.context import WorkerContext
 
 logger = logging.getLogger(__name__)
 
@@ -73,23 +75,21 @@ class VoicemailTask(Task):  # type: ignore[type-arg]
 
     def call_api(self, account: str, fn: Callable[[], T]) -> T:
         """Short retries in process; if still transient, re-queue with a countdown."""
-        settings = runtime().settings
+        config = context.current().settings
         started = time.perf_counter()
         try:
-            result = call_with_retries(settings, fn)
+            result = call_with_retries(config, fn)
         except TransientError as exc:
             requeues = self.request.retries
             reason = f"{type(exc).__name__}: {exc}"
-            if requeues >= settings.requeue_max:
+            if requeues >= config.requeue_max:
                 self.log_outcome(logging.WARNING, "gave up", account, started, reason)
                 raise
-            countdown = requeue_delay(settings, requeues, exc)
+            countdown = requeue_delay(config, requeues, exc)
             self.log_outcome(
                 logging.INFO, f"re-queued for {countdown:.1f}s", account, started, reason
             )
-            raise self.retry(
-                exc=exc, countdown=countdown, max_retries=settings.requeue_max
-            ) from None
+            raise self.retry(exc=exc, countdown=countdown, max_retries=config.requeue_max) from None
         except PermanentError as exc:
             self.log_outcome(
                 logging.INFO, "failed", account, started, f"{type(exc).__name__}: {exc}"
@@ -102,10 +102,10 @@ class VoicemailTask(Task):  # type: ignore[type-arg]
 @app.task(name="voicemail.get", bind=True, base=VoicemailTask)
 def get(self: VoicemailTask, account: Any) -> dict[str, Any]:
     name = check_account(account)
-    rt = runtime()
-    creds = rt.store.get(name)
-    settings: VoicemailSettings = self.call_api(name, lambda: rt.client.get_voicemail(creds))
-    return settings.as_result(name)
+    ctx = context.current()
+    creds = ctx.store.get(name)
+    current: VoicemailSettings = self.call_api(name, lambda: ctx.client.get_voicemail(creds))
+    return current.as_result(name)
 
 
 LOCK_WAIT = 10.0  # seconds a job waits for another update of its account to finish
@@ -118,14 +118,14 @@ def update(
     name, send_, email_ = check_update(account, send, email)
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 1):
         raise InputError(f"seq must be a positive integer, got {seq!r:.40}")
-    rt = runtime()
-    creds = rt.store.get(name)
+    ctx = context.current()
+    creds = ctx.store.get(name)
     if seq is None:
         # Sent by name without a number: ordered from the moment a worker first sees it.
-        seq = int(rt.redis.incr(seq_key(name)))
+        seq = int(ctx.redis.incr(seq_key(name)))
         self.request.kwargs = {**(self.request.kwargs or {}), "seq": seq}
     owner = str(self.request.id)
-    verdict = _claim(rt, owner, name, seq)
+    verdict = _claim(ctx, owner, name, seq)
     if verdict == LOCKED:
         raise self.retry(countdown=1, max_retries=None) from None
     if verdict in (SUPERSEDED, APPLIED):
@@ -140,22 +140,22 @@ def update(
         return {**result, "superseded": True} if verdict == SUPERSEDED else result
     applied = False
     try:
-        settings: VoicemailSettings = self.call_api(
-            name, lambda: rt.client.set_voicemail(creds, send_, email_)
+        now_in_force: VoicemailSettings = self.call_api(
+            name, lambda: ctx.client.set_voicemail(creds, send_, email_)
         )
         applied = True
     finally:
         keys, args = release_call(owner, [(name, seq, applied)])
-        rt.release(keys=keys, args=args)
-    return settings.as_result(name)
+        ctx.release(keys=keys, args=args)
+    return now_in_force.as_result(name)
 
 
-def _claim(rt: Any, owner: str, account: str, seq: int) -> int:
+def _claim(ctx: WorkerContext, owner: str, account: str, seq: int) -> int:
     """Claim the account for this update, waiting up to LOCK_WAIT for another one to finish."""
     keys, args = claim_call(owner, [(account, seq)])
     deadline = time.monotonic() + LOCK_WAIT
     while True:
-        (verdict,) = rt.claim(keys=keys, args=args)
+        (verdict,) = ctx.claim(keys=keys, args=args)
         if verdict != LOCKED or time.monotonic() > deadline:
             return int(verdict)
         time.sleep(0.05)

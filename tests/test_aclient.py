@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from simulator import stack
-from worker import errors
-from worker.aclient import AsyncPlusofonClient
-from worker.client import Credentials, VoicemailSettings
-from worker.retry import acall_with_retries
-from worker.settings import load_settings
+from worker.api.aclient import AsyncPlusofonClient
+from worker.api.models import Credentials, VoicemailSettings
+from worker.api.retry import acall_with_retries
+from worker.core import errors
+from worker.core.settings import load_settings
 
 T = TypeVar("T")
 CREDS = Credentials("acme", "secret-token-123")

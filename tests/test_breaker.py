@@ -10,9 +10,9 @@ import redis
 
 from simulator import stack
 from tasks.bulk import bulk_status, submit_bulk
-from worker import breaker as B
-from worker.errors import ApiError, ServerError
-from worker.settings import load_settings
+from worker.coordination import breaker as B
+from worker.core.errors import ApiError, ServerError
+from worker.core.settings import load_settings
 
 from .conftest import SimAccount
 

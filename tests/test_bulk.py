@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from cli import cli
 from simulator import stack
 from tasks.bulk import bulk_failures, bulk_status, retry_bulk, submit_bulk
-from tasks.cli import cli
 from tasks.producer import credential_store
-from worker.bulk import BulkStatus
-from worker.credentials import AccountRow
+from worker.coordination.bulk_records import BulkStatus
+from worker.store.credentials import AccountRow
 
 from .conftest import ISSUED_TOKENS, worker_env
 

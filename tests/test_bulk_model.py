@@ -6,7 +6,7 @@ import uuid
 
 import redis
 
-from worker.bulk import (
+from worker.coordination.bulk_records import (
     FAILED,
     RECORD_SCRIPT,
     SUCCEEDED,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cli import cli
 from simulator import stack
-from tasks.cli import cli
 from tasks.producer import credential_store
 
 from .conftest import SimAccount

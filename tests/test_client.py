@@ -8,9 +8,10 @@ import httpx
 import pytest
 
 from simulator import stack
-from worker import errors
-from worker.client import Credentials, PlusofonClient, VoicemailSettings
-from worker.settings import Settings, load_settings
+from worker.api.client import PlusofonClient
+from worker.api.models import Credentials, VoicemailSettings
+from worker.core import errors
+from worker.core.settings import Settings, load_settings
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -176,6 +177,6 @@ def test_simulator_validates_patch_body(
 
 
 def errors_of(response: httpx.Response) -> errors.PlusofonError | None:
-    from worker.client import error_from_response
+    from worker.api.protocol import error_from_response
 
     return error_from_response(response.status_code, response.headers, response.content)

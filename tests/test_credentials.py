@@ -4,9 +4,9 @@ import fakeredis
 import pytest
 import redis
 
-from worker import _constants as C
-from worker.credentials import ENV_MARKER, AccountRow, CredentialStore
-from worker.errors import AccountNotFound, CredentialError
+from worker.core import constants as C
+from worker.core.errors import AccountNotFound, CredentialError
+from worker.store.credentials import ENV_MARKER, AccountRow, CredentialStore
 
 KEY = "a" * 40
 OTHER_KEY = "b" * 40

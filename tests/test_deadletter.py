@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 from click.testing import CliRunner
 
+from cli import cli
 from simulator import stack
 from tasks import enqueue_get, enqueue_update, wait
-from tasks.cli import cli
 
 from .conftest import SimAccount
 

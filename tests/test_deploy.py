@@ -13,8 +13,8 @@ import fakeredis
 import pytest
 import yaml
 
-from tasks.metrics import VoicemailCollector
-from worker.settings import Settings
+from cli.metrics import VoicemailCollector
+from worker.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

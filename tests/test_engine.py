@@ -11,9 +11,10 @@ import redis
 
 from simulator import stack
 from tasks.producer import credential_store
-from worker.bulk import BulkRow, Keys
-from worker.engine import Engine, EngineContext, process_chunk
-from worker.settings import load_settings
+from worker.coordination.bulk_records import BulkRow, Keys
+from worker.core.settings import load_settings
+from worker.engine.chunk import EngineContext, process_chunk
+from worker.engine.pool import Engine
 
 from .conftest import ISSUED_TOKENS
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from worker import errors
-from worker.client import error_from_response
+from worker.api.protocol import error_from_response
+from worker.core import errors
 
 NOT_FOUND = json.dumps({"message": "User not found.", "code": 500}).encode()
 HTML_502 = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"

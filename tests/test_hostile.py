@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kombu import Connection, Exchange, Producer
 
+from cli.rows import read_rows
 from tasks import poll, wait
-from tasks.rows import RowError, read_rows
-from worker.bulk import BulkRow
-from worker.errors import InputError
-from worker.validation import check_account, check_email
+from worker.coordination.bulk_records import BulkRow, RowError
+from worker.core.errors import InputError
+from worker.core.validation import check_account, check_email
 
 from .conftest import ISSUED_TOKENS
 
@@ -81,7 +81,7 @@ def test_arbitrary_bytes_never_crash(data: bytes) -> None:
     from pathlib import Path
     from tempfile import TemporaryDirectory
 
-    from tasks.rows import open_input
+    from cli.rows import open_input
 
     with TemporaryDirectory() as tmp:
         path = Path(tmp) / "junk.csv"

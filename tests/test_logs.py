@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from worker.logs import RedactingFilter, redact
+from worker.core.logs import RedactingFilter, redact
 
 
 @pytest.mark.parametrize(

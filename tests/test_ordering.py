@@ -97,7 +97,7 @@ def test_bulk_idempotency_key_and_superseded_rows(
 
 
 def test_renew_keeps_only_our_locks(redis_client: Any) -> None:
-    from worker.ordering import RENEW_SCRIPT, lock_key
+    from worker.coordination.ordering import RENEW_SCRIPT, lock_key
 
     mine, theirs = lock_key("renew-mine"), lock_key("renew-theirs")
     redis_client.set(mine, "chunk-1", px=1000)

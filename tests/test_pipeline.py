@@ -11,8 +11,8 @@ from celery import Celery
 
 from simulator import stack
 from tasks import enqueue_get, enqueue_update, poll, wait
-from worker import _constants as C
-from worker.errors import AccountNotFound, InputError
+from worker.core import constants as C
+from worker.core.errors import AccountNotFound, InputError
 
 from .conftest import SimAccount
 

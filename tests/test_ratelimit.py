@@ -10,8 +10,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from worker import ratelimit
-from worker.ratelimit import AsyncRateLimiter, RateLimiter, token_key
+from worker.coordination import ratelimit
+from worker.coordination.ratelimit import AsyncRateLimiter, RateLimiter, token_key
 
 
 @pytest.fixture(autouse=True)

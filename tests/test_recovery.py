@@ -7,7 +7,7 @@ from typing import Any
 
 import fakeredis
 
-from worker import recovery
+from worker.queue import recovery
 
 
 def publish(client: Any, job: str, at: float, queue: str = "celery") -> None:

@@ -5,8 +5,7 @@ import math
 
 import pytest
 
-from worker import errors
-from worker.retry import (
+from worker.api.retry import (
     backoff_delay,
     call_with_retries,
     parse_retry_after,
@@ -14,7 +13,8 @@ from worker.retry import (
     should_retry,
     wants_requeue_now,
 )
-from worker.settings import load_settings
+from worker.core import errors
+from worker.core.settings import load_settings
 
 NOW = 1_800_000_000.0
 

@@ -4,9 +4,9 @@ import io
 
 import pytest
 
-from tasks.rows import RowError, read_rows
-from worker.bulk import BulkRow
-from worker.errors import InputError
+from cli.rows import read_rows
+from worker.coordination.bulk_records import BulkRow, RowError
+from worker.core.errors import InputError
 
 
 def rows(text: str, fmt: str = "auto", name: str = "") -> list[BulkRow | RowError]:
@@ -69,7 +69,7 @@ def test_format_is_sniffed_from_the_first_line() -> None:
 def test_bytes_that_are_not_utf8_make_a_bad_row(tmp_path: object) -> None:
     from pathlib import Path
 
-    from tasks.rows import open_input
+    from cli.rows import open_input
 
     path = Path(str(tmp_path)) / "bad.csv"
     path.write_bytes(b"account,send,email\nac\xffme,true,a@b.ru\nok,true,a@b.ru\n")

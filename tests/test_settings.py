@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.errors import ConfigError
-from worker.settings import load_settings
+from worker.core.errors import ConfigError
+from worker.core.settings import load_settings
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

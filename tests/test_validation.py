@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from worker.errors import InputError
-from worker.validation import check_account, check_email, check_send
+from worker.core.errors import InputError
+from worker.core.validation import check_account, check_email, check_send
 
 
 @pytest.mark.parametrize("good", ["acme", "client-42", "ООО Ромашка", "a" * 200])

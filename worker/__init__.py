@@ -1,32 +1,36 @@
-"""voicemail-worker: the Celery app, settings, Plusofon client and credential store.
+"""What runs in a worker process, in subpackages by concern. Layers, lowest first; a
+package imports only from the ones before it (tests/test_structure.py checks):
 
-`celery -A worker worker` loads `worker.app`. Names load on first use (PEP 562):
-importing `worker.errors` must not build the Celery app, whose broker URL comes
-from the environment at that moment.
+    core          errors, defaults, settings, log redaction, input checks, Redis URLs, Lua
+    api           the Plusofon API: models, error mapping, clients, retry policy
+    store         the encrypted credential store
+    coordination  shared state in Redis: ordering, rate limit, breaker, stats, bulk records
+    engine        the bulk engine (asyncio, engine processes)
+    queue         the Celery app, publishing, recovery, leases, dead letters, worker context
+
+`celery -A worker worker` finds the app as `worker.app`: that attribute (PEP 562, on
+first use) installs the worker-side handlers (`worker.queue.process`) and returns the
+Celery app. Importing a submodule never builds or installs anything more than it needs.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .app import app
-    from .client import Credentials, PlusofonClient, VoicemailSettings
-    from .settings import Settings, get_settings
+    from celery import Celery
 
-_WHERE = {
-    "app": ".app",
-    "Credentials": ".client",
-    "PlusofonClient": ".client",
-    "VoicemailSettings": ".client",
-    "Settings": ".settings",
-    "get_settings": ".settings",
-}
-__all__ = ["Credentials", "PlusofonClient", "Settings", "VoicemailSettings", "app", "get_settings"]
+    app: Celery
+
+__all__ = ["app"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name], __name__), name)
+    if name == "app":
+        from .queue import process
+        from .queue.app import app as celery_app
+
+        process.install()
+        globals()["app"] = celery_app
+        return celery_app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

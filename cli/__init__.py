@@ -1,0 +1,45 @@
+"""The `voicemail` command line, one module per command group.
+
+Job commands print one JSON object on stdout and exit 0 only on SUCCESS.
+Expected errors print one line on stderr and exit 2; a job that failed, is
+unknown or did not finish in time exits 1.
+
+Commands import the producer API inside their functions: the Celery app reads the
+environment when it is built, and a bad variable must come out as one line on
+stderr from the command, not as a traceback from `voicemail --help`.
+Layer: the top. May import `tasks`, `worker` and `simulator`; nothing imports it.
+"""
+
+from __future__ import annotations
+
+import click
+
+from worker.core.errors import VoicemailError
+
+from .accounts import accounts
+from .bulk import bulk
+from .common import Group, fail
+from .dead import dead
+from .jobs import get, result, update
+from .local import demo, simulator
+from .ops import health, metrics
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="voicemail-worker")
+def cli() -> None:
+    """Read and change Plusofon voicemail settings through the job queue."""
+
+
+for command in (get, update, result, accounts, bulk, dead, health, metrics, demo, simulator):
+    cli.add_command(command)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=True)
+    except VoicemailError as exc:
+        fail(str(exc))
+
+
+__all__ = ["cli", "main"]

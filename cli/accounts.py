@@ -1,0 +1,120 @@
+"""`voicemail accounts`: the encrypted credential store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections.abc import Iterator
+from typing import IO
+
+import click
+
+from worker.core.errors import VoicemailError
+from worker.core.validation import check_account
+from worker.store.credentials import AccountRow
+
+from .common import EXIT_JOB_NOT_OK, emit, fail
+
+
+@click.group()
+def accounts() -> None:
+    """Manage the encrypted credential store."""
+
+
+def _open_text(path: str) -> IO[str]:
+    if path == "-":
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+    try:
+        return open(path, encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+
+
+def read_account_rows(fh: IO[str], errors: list[str]) -> Iterator[AccountRow]:
+    """Yield good rows of an `account,token[,client]` CSV; bad ones go to `errors`."""
+    reader = csv.DictReader(fh)
+    header = [h.strip() for h in reader.fieldnames or []]
+    missing = {"account", "token"} - set(header)
+    if missing:
+        raise VoicemailError(
+            f"the CSV header must name account,token (optional client); missing {sorted(missing)}"
+        )
+    reader.fieldnames = header
+    seen: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        try:
+            name = check_account((row.get("account") or "").strip())
+            token = (row.get("token") or "").strip()
+            if not token:
+                raise VoicemailError("token is empty")
+            client_text = (row.get("client") or "").strip()
+            if client_text and not client_text.isdigit():
+                raise VoicemailError(f"client must be a number, got {client_text[:20]!r}")
+            if name in seen:
+                raise VoicemailError(f"account {name!r} already given on line {seen[name]}")
+        except VoicemailError as exc:
+            errors.append(f"line {line}: {exc}")
+            continue
+        seen[name] = line
+        yield AccountRow(name, token, int(client_text) if client_text else None)
+
+
+@accounts.command("import")
+@click.argument("file")
+def accounts_import(file: str) -> None:
+    """Import accounts from a CSV FILE with header account,token[,client] (- for stdin)."""
+    from tasks.producer import credential_store
+    from worker.core.settings import get_settings
+
+    if get_settings().secret_key is None:
+        fail("VOICEMAIL_SECRET_KEY is not set: tokens are stored encrypted with it")
+    errors: list[str] = []
+    with _open_text(file) as fh:
+        count = credential_store().put_many(read_account_rows(fh, errors))
+    for error in errors:
+        click.echo(f"voicemail: {file}: {error}", err=True)
+    emit({"imported": count, "refused": len(errors)})
+    if errors:
+        sys.exit(EXIT_JOB_NOT_OK)
+
+
+@accounts.command("rotate-key")
+def accounts_rotate_key() -> None:
+    """Seal every token again with VOICEMAIL_SECRET_KEY (old keys in VOICEMAIL_OLD_SECRET_KEYS).
+
+    1. Run workers with the new VOICEMAIL_SECRET_KEY and the old one in
+       VOICEMAIL_OLD_SECRET_KEYS: they read tokens sealed with either.
+    2. Run this command once.
+    3. Remove VOICEMAIL_OLD_SECRET_KEYS everywhere.
+    """
+    from tasks.producer import credential_store
+    from worker.core.settings import get_settings
+
+    settings = get_settings()
+    if settings.secret_key is None:
+        fail("VOICEMAIL_SECRET_KEY is not set: it is the new key to seal tokens with")
+    if not settings.old_secret_keys():
+        fail("VOICEMAIL_OLD_SECRET_KEYS is not set: it holds the key(s) tokens are sealed with now")
+    emit({"rotated": credential_store().rotate_key()})
+
+
+@accounts.command("list")
+def accounts_list() -> None:
+    """List account names (never tokens)."""
+    from tasks.producer import credential_store
+
+    for name in credential_store().names():
+        click.echo(name)
+
+
+@accounts.command("remove")
+@click.argument("name")
+def accounts_remove(name: str) -> None:
+    """Remove account NAME from the store."""
+    from tasks.producer import credential_store
+
+    if not credential_store().remove(name):
+        fail(f"account {name!r} is not in the credential store")
+    click.echo(f"removed {name}", err=True)

@@ -1,0 +1,168 @@
+"""`voicemail bulk`: submit a file of changes, follow it, list and retry its failures."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import sys
+import time
+from typing import Any
+
+import click
+
+from .common import EXIT_JOB_NOT_OK, emit, fail
+
+
+@click.group()
+def bulk() -> None:
+    """Update many accounts at once from a CSV or JSON Lines file."""
+
+
+def _follow(bulk_id: str, timeout: float) -> Any:
+    """Show a progress bar on stderr until the bulk is done; return its final status."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from tasks.bulk import bulk_status
+
+    deadline = time.monotonic() + timeout
+    columns = (
+        TextColumn("bulk {task.fields[bulk_id]:.8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>7.0f}/s"),
+        TextColumn("failed {task.fields[failed]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        bar = progress.add_task("bulk", total=None, bulk_id=bulk_id, rate=0.0, failed=0)
+        while True:
+            status = bulk_status(bulk_id)
+            progress.update(
+                bar,
+                total=status.total or None,
+                completed=status.total - status.pending,
+                rate=status.rate,
+                failed=status.failed,
+            )
+            if status.done or time.monotonic() > deadline:
+                return status
+            time.sleep(0.2)
+
+
+def _finish(status: Any, wait: bool) -> None:
+    emit(status.summary() if wait or status.state == "DRY_RUN" else {"bulk_id": status.bulk_id})
+    if status.state == "UNKNOWN" or status.failed or (wait and not status.done):
+        sys.exit(EXIT_JOB_NOT_OK)
+
+
+@bulk.command("submit")
+@click.argument("file")
+@click.option("--wait", is_flag=True, help="Show progress on stderr and print a summary.")
+@click.option("--dry-run", is_flag=True, help="Check every row and count what would be sent.")
+@click.option("--only-changed", is_flag=True, help="Skip accounts already in the target state.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "csv", "jsonl"]),
+    default="auto",
+    show_default=True,
+    help="Input format; auto looks at the extension, then the first line.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=24 * 3600.0,
+    help="Seconds to wait with --wait.",
+)
+@click.option("--idempotency-key", help="Submitting again with this key queues nothing new.")
+def bulk_submit(
+    file: str,
+    wait: bool,
+    dry_run: bool,
+    only_changed: bool,
+    fmt: str,
+    timeout: float,
+    idempotency_key: str | None,
+) -> None:
+    """Queue the rows of FILE (header account,send,email; .jsonl for JSON Lines; - for stdin)."""
+    from tasks.bulk import bulk_status, submit_bulk
+
+    from .rows import open_input, read_rows
+
+    with open_input(file) as fh:
+        bulk_id = submit_bulk(
+            read_rows(fh, fmt, file),
+            dry_run=dry_run,
+            only_changed=only_changed,
+            idempotency_key=idempotency_key,
+        )
+    status = bulk_status(bulk_id)
+    if dry_run:
+        from tasks.bulk import bulk_failures
+
+        for failure in itertools.islice(bulk_failures(bulk_id), 20):
+            click.echo(f"line {failure['line']}: {failure['reason']}", err=True)
+        _finish(status, wait=True)
+        return
+    if wait:
+        status = _follow(bulk_id, timeout)
+    _finish(status, wait)
+
+
+@bulk.command("status")
+@click.argument("bulk_id")
+def bulk_status_cmd(bulk_id: str) -> None:
+    """The progress of a bulk: counts, start and finish times, current rate."""
+    from tasks.bulk import bulk_status
+
+    status = bulk_status(bulk_id)
+    emit(status.as_dict())
+    if status.state == "UNKNOWN":
+        sys.exit(EXIT_JOB_NOT_OK)
+
+
+@bulk.command("failures")
+@click.argument("bulk_id")
+def bulk_failures_cmd(bulk_id: str) -> None:
+    """The failed rows as CSV (account,send,email,line,reason), ready to fix and resubmit."""
+    from tasks.bulk import bulk_failures, bulk_status
+
+    if bulk_status(bulk_id).state == "UNKNOWN":
+        fail(f"no bulk {bulk_id} (never submitted, or expired)")
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["account", "send", "email", "line", "reason"])
+    for failure in bulk_failures(bulk_id):
+        send = failure.get("send")
+        writer.writerow(
+            [
+                failure.get("account") or "",
+                str(send).lower() if isinstance(send, bool) else (send or ""),
+                failure.get("email") or "",
+                failure.get("line"),
+                failure.get("reason"),
+            ]
+        )
+
+
+@bulk.command("retry")
+@click.argument("bulk_id")
+@click.option("--wait", is_flag=True, help="Show progress on stderr and print a summary.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=24 * 3600.0)
+def bulk_retry(bulk_id: str, wait: bool, timeout: float) -> None:
+    """Submit the failed rows of BULK_ID again, as a new bulk."""
+    from tasks.bulk import bulk_status, retry_bulk
+
+    if bulk_status(bulk_id).state == "UNKNOWN":
+        fail(f"no bulk {bulk_id} (never submitted, or expired)")
+    new_id = retry_bulk(bulk_id)
+    status = _follow(new_id, timeout) if wait else bulk_status(new_id)
+    _finish(status, wait)

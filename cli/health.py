@@ -1,0 +1,101 @@
+"""`voicemail health`: is this deployment able to run jobs? One line per check."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from worker.core import constants as C
+from worker.core.connections import redis_client, text
+from worker.core.settings import Settings
+from worker.store.credentials import key_fingerprint
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+
+
+def _timed(name: str, probe: Callable[[], str]) -> Check:
+    started = time.perf_counter()
+    try:
+        detail = probe()
+    except Exception as exc:  # every failure is a failed check, described in one line
+        return Check(name, False, f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
+    return Check(name, True, f"{detail} ({(time.perf_counter() - started) * 1000:.1f} ms)")
+
+
+def check_redis(settings: Settings) -> Check:
+    from tasks.producer import _safe_url
+
+    def probe() -> str:
+        client = redis_client(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+        return f"{_safe_url(settings.redis_url)} answers"
+
+    return _timed("redis", probe)
+
+
+def check_workers(node: str | None) -> Check:
+    from worker.queue.app import app
+
+    def probe() -> str:
+        replies = app.control.ping(destination=[node] if node else None, timeout=2.0)
+        names = sorted(name for reply in replies or [] for name in reply)
+        if not names:
+            raise RuntimeError(f"no worker answered a ping{f' as {node}' if node else ''}")
+        return ", ".join(names)
+
+    return _timed("workers", probe)
+
+
+def check_store(settings: Settings) -> Check:
+    def probe() -> str:
+        client = redis_client(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
+        try:
+            stored = client.get(C.ACCOUNTS_CHECK_KEY)
+            accounts = client.hlen(C.ACCOUNTS_KEY)
+        finally:
+            client.close()
+        if settings.secret_key is None:
+            raise RuntimeError("VOICEMAIL_SECRET_KEY is not set: workers cannot read tokens")
+        keys = [settings.secret_key.get_secret_value(), *settings.old_secret_keys()]
+        wrote = text(stored) if stored is not None else None
+        if wrote is not None and wrote not in {key_fingerprint(k) for k in keys}:
+            raise RuntimeError("VOICEMAIL_SECRET_KEY is not the key the store was written with")
+        return f"{accounts} accounts, key matches" if stored else f"{accounts} accounts"
+
+    return _timed("credential store", probe)
+
+
+def check_api(settings: Settings) -> Check:
+    def probe() -> str:
+        # No token: any HTTP answer (401 expected) proves the API is reachable.
+        response = httpx.get(
+            settings.api_url + C.VOICEMAIL_PATH,
+            headers={"Accept": "application/json", "Client": str(settings.client_id)},
+            timeout=5,
+        )
+        return f"{settings.api_url} answered HTTP {response.status_code}"
+
+    return _timed("api", probe)
+
+
+def run_checks(settings: Settings, *, node: str | None, api: bool) -> list[Check]:
+    checks = [check_redis(settings)]
+    if checks[0].ok:
+        checks += [check_workers(node), check_store(settings)]
+    if api:
+        checks.append(check_api(settings))
+    return checks

@@ -1,0 +1,142 @@
+"""`voicemail metrics --port N`: Prometheus metrics Flower does not have.
+
+Read from Redis at every scrape, so one exporter covers every worker on every
+host: queue depths, messages held by workers, jobs pending, dead letters, bulk
+progress, API requests, errors by class, latency, rate-limit waits and the
+circuit breaker. Flower's own `/metrics` covers task events per worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from worker.coordination import breaker
+from worker.coordination.stats import BUCKETS, STATS_KEY
+from worker.core import constants as C
+from worker.core.connections import redis_client
+from worker.core.connections import text as _text
+from worker.core.settings import get_settings
+from worker.queue import deadletter, recovery
+
+QUEUES = ("celery", "voicemail.bulk")
+ACTIVE_BULKS = 50
+
+
+class VoicemailCollector(Collector):
+    def __init__(self, client: Any, broker: Any) -> None:
+        self._redis = client
+        self._broker = broker
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "voicemail_queue_depth", "Messages waiting in a queue", labels=["queue"]
+        )
+        for queue in QUEUES:
+            depth.add_metric([queue], self._broker.llen(queue))
+        yield depth
+        yield GaugeMetricFamily(
+            "voicemail_unacked_messages",
+            "Messages delivered to workers and not yet acknowledged",
+            value=self._broker.hlen("unacked"),
+        )
+        yield GaugeMetricFamily(
+            "voicemail_jobs_pending",
+            "Jobs published and not finished",
+            value=self._redis.zcard(recovery.PENDING_KEY),
+        )
+        yield GaugeMetricFamily(
+            "voicemail_dead_letters",
+            "Jobs that failed for good",
+            value=self._redis.hlen(deadletter.DEAD_KEY),
+        )
+        open_until = float(self._redis.get(breaker.OPEN_KEY) or 0)
+        yield GaugeMetricFamily(
+            "voicemail_circuit_breaker_open",
+            "1 while the shared circuit breaker pauses API calls",
+            value=1.0 if open_until > time.time() else 0.0,
+        )
+        yield from self._bulks()
+        yield from self._requests()
+
+    def _bulks(self) -> Iterator[Metric]:
+        rows = GaugeMetricFamily(
+            "voicemail_bulk_rows", "Rows of recent unfinished bulks", labels=["bulk_id", "outcome"]
+        )
+        ids = [_text(i) for i in self._redis.zrevrange(C.BULKS_KEY, 0, ACTIVE_BULKS - 1)]
+        for bulk_id in ids:
+            meta = {
+                _text(k): _text(v)
+                for k, v in self._redis.hgetall(f"{C.BULK_KEY_PREFIX}{{{bulk_id}}}").items()
+            }
+            if not meta or "finished_at" in meta or meta.get("dry_run") == "1":
+                continue
+            total = int(meta.get("total") or meta.get("rows") or 0)
+            done = 0
+            for outcome in ("succeeded", "failed", "unchanged"):
+                count = int(meta.get(outcome, 0))
+                done += count
+                rows.add_metric([bulk_id, outcome], count)
+            rows.add_metric([bulk_id, "pending"], max(total - done, 0))
+        yield rows
+
+    def _requests(self) -> Iterator[Metric]:
+        raw = {_text(k): _text(v) for k, v in self._redis.hgetall(STATS_KEY).items()}
+        yield CounterMetricFamily(
+            "voicemail_api_requests",
+            "Requests sent to the Plusofon API",
+            value=int(raw.get("requests", 0)),
+        )
+        errors = CounterMetricFamily(
+            "voicemail_api_errors", "API errors by class", labels=["error"]
+        )
+        for field, value in raw.items():
+            if field.startswith("errors:"):
+                errors.add_metric([field.removeprefix("errors:")], int(value))
+        yield errors
+        cumulative, buckets = 0, []
+        for bound in BUCKETS:
+            cumulative += int(raw.get(f"latency_le:{bound}", 0))
+            buckets.append((repr(bound), cumulative))
+        buckets.append(("+Inf", int(raw.get("requests", 0))))
+        yield HistogramMetricFamily(
+            "voicemail_api_latency_seconds",
+            "API request latency",
+            buckets=buckets,
+            sum_value=float(raw.get("latency_sum", 0)),
+        )
+        yield CounterMetricFamily(
+            "voicemail_ratelimit_waits",
+            "Requests that waited for the shared rate limit",
+            value=int(raw.get("ratelimit_waits", 0)),
+        )
+        yield CounterMetricFamily(
+            "voicemail_ratelimit_wait_seconds",
+            "Seconds spent waiting for the shared rate limit",
+            value=float(raw.get("ratelimit_wait_seconds", 0)),
+        )
+
+
+def serve(port: int, host: str = "0.0.0.0") -> None:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    settings = get_settings()
+    registry = CollectorRegistry()
+    registry.register(
+        VoicemailCollector(redis_client(settings.redis_url), redis_client(settings.broker_url))
+    )
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    print(f"metrics on http://{host}:{port}/metrics", flush=True)
+    try:
+        thread.join()
+    finally:
+        server.shutdown()

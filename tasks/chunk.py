@@ -1,0 +1,66 @@
+"""The bulk chunk task: `voicemail.bulk_chunk(bulk_id, number)`, queued by `submit_bulk`.
+
+Runs in the worker only: it hands the chunk to the worker context's bulk engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from worker.api.retry import requeue_delay
+from worker.core.errors import EngineUnavailable
+from worker.queue import context
+from worker.queue.app import CHUNK_TASK, app
+
+logger = logging.getLogger(__name__)
+
+
+@app.task(name=CHUNK_TASK, bind=True, acks_late=True)
+def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
+    """Apply one chunk of a bulk; re-queues itself while rows fail transiently."""
+    ctx = context.current()
+    settings = ctx.settings
+    final = self.request.retries >= settings.requeue_max
+    try:
+        report = ctx.engine.run_chunk(str(bulk_id), int(number), final=final)
+    except EngineUnavailable as exc:
+        raise self.retry(exc=exc, countdown=1, max_retries=settings.requeue_max + 5) from None
+    except Exception as exc:
+        # Redis gone mid-chunk, say: rows already recorded stay recorded, the rest run later.
+        logger.warning("bulk %s chunk %d failed: %s: %s", bulk_id, number, type(exc).__name__, exc)
+        countdown = requeue_delay(settings, self.request.retries, None)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=settings.requeue_max) from None
+    logger.info(
+        "bulk %s chunk %d: %d ok, %d unchanged, %d failed, %d to retry, in %.0fms",
+        bulk_id,
+        number,
+        report.succeeded,
+        report.unchanged,
+        report.failed,
+        report.transient,
+        report.seconds * 1000,
+        extra={
+            "job_id": self.request.id,
+            "task": CHUNK_TASK,
+            "bulk_id": bulk_id,
+            "chunk": number,
+            "attempt": self.request.retries + 1,
+            "outcome": "retry" if report.transient else "ok",
+            "latency_ms": round(report.seconds * 1000, 1),
+        },
+    )
+    if report.transient:
+        hint = report.retry_after
+        countdown = (
+            hint if hint is not None else requeue_delay(settings, self.request.retries, None)
+        )
+        logger.info(
+            "bulk %s chunk %d: %d rows still failing, re-queued in %.1fs",
+            bulk_id,
+            number,
+            report.transient,
+            countdown,
+        )
+        raise self.retry(countdown=countdown, max_retries=settings.requeue_max)
+    return report.as_dict()

@@ -1,0 +1,113 @@
+"""The blocking Plusofon client, for single jobs in the worker's thread pool."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from ..core import constants as C
+from ..core.errors import RateLimited, TransientError
+from ..core.settings import Settings
+from .hooks import Breaker, Limiter, RequestStats
+from .models import Credentials, VoicemailSettings, parse_settings, patch_body
+from .protocol import (
+    build_headers,
+    check_breaker,
+    default_headers,
+    error_from_response,
+    json_object,
+    map_transport_errors,
+    timeout_of,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class PlusofonClient:
+    """A blocking client: one per worker process, opened at start and closed at shutdown."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        limiter: Limiter | None = None,
+        breaker: Breaker | None = None,
+        stats: RequestStats | None = None,
+    ):
+        self.settings = settings
+        self._limiter = limiter
+        self._breaker = breaker
+        self.stats = stats
+        self._http = httpx.Client(
+            base_url=settings.api_url,
+            headers=default_headers(),
+            timeout=timeout_of(settings),
+            limits=httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=C.DEFAULT_MAX_KEEPALIVE,
+            ),
+            transport=transport,
+        )
+
+    def __enter__(self) -> PlusofonClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(
+        self, method: str, creds: Credentials, payload: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        if self._breaker is not None:
+            check_breaker(self._breaker.pause())
+        if self._limiter is not None:
+            waited = self._limiter.acquire(creds.token)
+            if self.stats is not None:
+                self.stats.waited(waited)
+        started = time.perf_counter()
+        try:
+            with map_transport_errors():
+                response = self._http.request(
+                    method,
+                    C.VOICEMAIL_PATH,
+                    headers=build_headers(self.settings, creds),
+                    json=payload,
+                )
+        except TransientError as exc:
+            if self._breaker is not None:
+                self._breaker.record(exc)
+            if self.stats is not None:
+                self.stats.request(time.perf_counter() - started, exc)
+            raise
+        error = error_from_response(response.status_code, response.headers, response.content)
+        if self.stats is not None:
+            self.stats.request(time.perf_counter() - started, error)
+        if self._breaker is not None:
+            self._breaker.record(error)
+        logger.debug(
+            "%s %s account=%s -> %d in %.1fms",
+            method,
+            C.VOICEMAIL_PATH,
+            creds.account,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        if error is not None:
+            if isinstance(error, RateLimited) and self._limiter is not None:
+                self._limiter.penalize(creds.token, error.retry_after or 1.0)
+            raise error
+        return json_object(response.content)
+
+    def get_voicemail(self, creds: Credentials) -> VoicemailSettings:
+        return parse_settings(self._request("GET", creds))
+
+    def set_voicemail(self, creds: Credentials, send: bool, email: str) -> VoicemailSettings:
+        self._request("PATCH", creds, patch_body(send, email))
+        return VoicemailSettings(email=email, send=send)

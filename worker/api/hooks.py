@@ -1,0 +1,39 @@
+"""What a client needs from the rate limiter, circuit breaker and statistics it is given.
+
+The implementations share their state through Redis (`worker.coordination`); the
+clients only see these protocols, so the API layer stays free of Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Limiter(Protocol):
+    def acquire(self, token: str) -> float: ...
+
+    def penalize(self, token: str, seconds: float) -> None: ...
+
+
+class AsyncLimiter(Protocol):
+    async def acquire(self, token: str) -> float: ...
+
+    async def penalize(self, token: str, seconds: float) -> None: ...
+
+
+class Breaker(Protocol):
+    def pause(self) -> float: ...
+
+    def record(self, exc: BaseException | None) -> None: ...
+
+
+class AsyncBreaker(Protocol):
+    def pause(self) -> float: ...
+
+    async def record(self, exc: BaseException | None) -> None: ...
+
+
+class RequestStats(Protocol):
+    def request(self, seconds: float, error: BaseException | None) -> None: ...
+
+    def waited(self, seconds: float) -> None: ...

@@ -1,0 +1,58 @@
+"""Defaults and Redis key names in one place; `worker.core.settings` reads the environment
+on top of the defaults."""
+
+from __future__ import annotations
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_API_URL = "https://restapi.plusofon.ru"
+VOICEMAIL_PATH = "/api/v1/voicemail"
+# The application code every vendor example sends in the `Client` header.
+DEFAULT_CLIENT_ID = 10553
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 15.0
+DEFAULT_POOL_TIMEOUT = 10.0
+DEFAULT_MAX_CONNECTIONS = 100
+DEFAULT_MAX_KEEPALIVE = 20
+
+# Short, in-process retries (tenacity).
+DEFAULT_RETRY_ATTEMPTS = 4
+DEFAULT_RETRY_BASE_DELAY = 0.5
+DEFAULT_RETRY_MAX_DELAY = 8.0
+# Longest Retry-After we will sleep on in process; longer waits are re-queued.
+DEFAULT_RETRY_AFTER_MAX = 30.0
+
+# Long waits: the task re-queues itself with a countdown instead of holding a slot.
+DEFAULT_REQUEUE_MAX = 8
+DEFAULT_REQUEUE_BASE_DELAY = 15.0
+DEFAULT_REQUEUE_MAX_DELAY = 600.0
+
+# 429s per account per run that wait their Retry-After without spending an attempt.
+DEFAULT_RATE_LIMITED_MAX = 10
+
+# Bulk: rows per chunk task, concurrent requests per bulk process.
+DEFAULT_BULK_CHUNK_SIZE = 1000
+DEFAULT_BULK_IN_FLIGHT = 100
+
+# Circuit breaker: open for COOLDOWN s when at least THRESHOLD of the calls in a
+# WINDOW s window failed, once the window holds MIN_CALLS calls (0 turns it off).
+DEFAULT_BREAKER_THRESHOLD = 0.5
+DEFAULT_BREAKER_MIN_CALLS = 20
+DEFAULT_BREAKER_WINDOW = 10
+DEFAULT_BREAKER_COOLDOWN = 5.0
+
+# Seconds an unacknowledged message stays with its worker without a lease renewal.
+DEFAULT_VISIBILITY_TIMEOUT = 60
+
+DEFAULT_RESULT_EXPIRES = 86_400  # one day, in seconds
+
+DEFAULT_ACCOUNT = "default"
+SECRET_KEY_MIN_LENGTH = 32
+
+# Redis keys owned by this project (Celery's own keys are celery-task-meta-*, _kombu.*, ...).
+KEY_PREFIX = "voicemail:"
+ACCOUNTS_KEY = KEY_PREFIX + "accounts"
+ACCOUNTS_CHECK_KEY = KEY_PREFIX + "accounts:keycheck"
+JOB_KEY_PREFIX = KEY_PREFIX + "job:"
+BULK_KEY_PREFIX = KEY_PREFIX + "bulk:"
+BULKS_KEY = KEY_PREFIX + "bulks"  # bulk id -> created_at, recent bulks for the metrics

@@ -1,0 +1,136 @@
+"""Every error this project raises, in one place.
+
+    VoicemailError
+    ├── ConfigError                 a bad environment variable, named
+    ├── InputError                  a bad argument, refused before anything is queued
+    ├── AccountNotFound             the account is not in the credential store
+    ├── CredentialError             the store cannot be read with this VOICEMAIL_SECRET_KEY
+    ├── EngineUnavailable           a bulk engine process died; its chunk is re-queued
+    └── PlusofonError               anything the Plusofon API answered or failed to answer
+        ├── PermanentError          never retried: the same request fails the same way
+        │   ├── UserNotFound        {"message": "User not found.", "code": 500}, HTTP 200 or 500
+        │   ├── AuthError           401 / 403: the token is wrong or revoked
+        │   ├── ValidationError     400 / 422, with the API's field errors in `.errors`
+        │   └── ApiError            any other 4xx, or a 2xx body saying it failed
+        └── TransientError          retried with backoff, then re-queued
+            ├── RateLimited         429, with `.retry_after` seconds when the API says so
+            │   └── CircuitOpen     most recent calls failed: every worker pauses (the breaker)
+            ├── ServerError         500/502/503/504 without the API's JSON error shape
+            ├── ApiTimeout          connect / read / write / pool timeout
+            └── ApiConnectionError  refused, reset, DNS, protocol errors
+
+Exceptions cross process boundaries through Celery's JSON result backend, which
+stores `type(exc).__name__` and `exc.args` and rebuilds with `cls(*args)`. So every
+class here takes its message as the only positional argument; extra details are
+keyword-only and default to "unknown".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class VoicemailError(Exception):
+    """Base of every error raised by voicemail-worker."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(VoicemailError):
+    pass
+
+
+class InputError(VoicemailError):
+    pass
+
+
+class AccountNotFound(VoicemailError):
+    pass
+
+
+class CredentialError(VoicemailError):
+    pass
+
+
+class EngineUnavailable(VoicemailError):
+    """The engine process died (killed, out of memory): the chunk is re-queued."""
+
+
+class PlusofonError(VoicemailError):
+    def __init__(self, message: str = "", *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class PermanentError(PlusofonError):
+    pass
+
+
+class UserNotFound(PermanentError):
+    pass
+
+
+class AuthError(PermanentError):
+    pass
+
+
+class ValidationError(PermanentError):
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        status_code: int | None = None,
+        errors: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.errors: dict[str, list[str]] = {k: list(v) for k, v in (errors or {}).items()}
+
+
+class ApiError(PermanentError):
+    pass
+
+
+class TransientError(PlusofonError):
+    pass
+
+
+class RateLimited(TransientError):
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        status_code: int | None = 429,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class CircuitOpen(RateLimited):
+    """Not sent: the shared circuit breaker is open. Waits like a 429, spends no attempt."""
+
+
+class ServerError(TransientError):
+    pass
+
+
+class ApiTimeout(TransientError):
+    pass
+
+
+class ApiConnectionError(TransientError):
+    pass
+
+
+def describe(exc: BaseException) -> dict[str, Any]:
+    """The `{"type", "message"}` pair a poller sees for a failure."""
+    return {"type": type(exc).__name__, "message": str(exc)}

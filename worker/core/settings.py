@@ -1,0 +1,208 @@
+"""One typed settings object, read from the environment once per process.
+
+A bad value stops start-up with a one-line `ConfigError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from . import constants as C
+from .errors import ConfigError
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", populate_by_name=False, frozen=True
+    )
+
+    redis_url: str = Field(C.DEFAULT_REDIS_URL, validation_alias="REDIS_URL")
+    broker_url_override: str | None = Field(None, validation_alias="CELERY_BROKER_URL")
+    result_backend_override: str | None = Field(None, validation_alias="CELERY_RESULT_BACKEND")
+
+    api_url: str = Field(C.DEFAULT_API_URL, validation_alias="PLUSOFON_API_URL")
+    client_id: int = Field(C.DEFAULT_CLIENT_ID, ge=0, validation_alias="PLUSOFON_CLIENT_ID")
+    token: SecretStr | None = Field(None, validation_alias="PLUSOFON_TOKEN")
+    secret_key: SecretStr | None = Field(None, validation_alias="VOICEMAIL_SECRET_KEY")
+    # Comma-separated keys that still open tokens during a rotation (see rotate-key).
+    old_secret_keys_raw: SecretStr | None = Field(
+        None, validation_alias="VOICEMAIL_OLD_SECRET_KEYS"
+    )
+
+    connect_timeout: PositiveFloat = Field(
+        C.DEFAULT_CONNECT_TIMEOUT, validation_alias="VOICEMAIL_CONNECT_TIMEOUT"
+    )
+    read_timeout: PositiveFloat = Field(
+        C.DEFAULT_READ_TIMEOUT, validation_alias="VOICEMAIL_READ_TIMEOUT"
+    )
+    max_connections: int = Field(
+        C.DEFAULT_MAX_CONNECTIONS, ge=1, validation_alias="VOICEMAIL_MAX_CONNECTIONS"
+    )
+
+    retry_attempts: int = Field(
+        C.DEFAULT_RETRY_ATTEMPTS, ge=1, le=20, validation_alias="VOICEMAIL_RETRY_ATTEMPTS"
+    )
+    retry_base_delay: NonNegativeFloat = Field(
+        C.DEFAULT_RETRY_BASE_DELAY, validation_alias="VOICEMAIL_RETRY_BASE_DELAY"
+    )
+    retry_max_delay: NonNegativeFloat = Field(
+        C.DEFAULT_RETRY_MAX_DELAY, validation_alias="VOICEMAIL_RETRY_MAX_DELAY"
+    )
+    retry_after_max: NonNegativeFloat = Field(
+        C.DEFAULT_RETRY_AFTER_MAX, validation_alias="VOICEMAIL_RETRY_AFTER_MAX"
+    )
+    requeue_max: int = Field(
+        C.DEFAULT_REQUEUE_MAX, ge=0, le=100, validation_alias="VOICEMAIL_REQUEUE_MAX"
+    )
+    requeue_base_delay: NonNegativeFloat = Field(
+        C.DEFAULT_REQUEUE_BASE_DELAY, validation_alias="VOICEMAIL_REQUEUE_BASE_DELAY"
+    )
+    requeue_max_delay: NonNegativeFloat = Field(
+        C.DEFAULT_REQUEUE_MAX_DELAY, validation_alias="VOICEMAIL_REQUEUE_MAX_DELAY"
+    )
+    rate_limit: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        None, validation_alias="VOICEMAIL_RATE_LIMIT"
+    )
+    token_rate_limit: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        None, validation_alias="VOICEMAIL_TOKEN_RATE_LIMIT"
+    )
+    rate_limited_max: int = Field(
+        C.DEFAULT_RATE_LIMITED_MAX, ge=1, le=1000, validation_alias="VOICEMAIL_RATE_LIMITED_MAX"
+    )
+    bulk_chunk_size: int = Field(
+        C.DEFAULT_BULK_CHUNK_SIZE, ge=1, le=100_000, validation_alias="VOICEMAIL_BULK_CHUNK_SIZE"
+    )
+    bulk_in_flight: int = Field(
+        C.DEFAULT_BULK_IN_FLIGHT, ge=1, le=10_000, validation_alias="VOICEMAIL_BULK_IN_FLIGHT"
+    )
+    bulk_processes: int | None = Field(
+        None, ge=0, le=64, validation_alias="VOICEMAIL_BULK_PROCESSES"
+    )
+    breaker_threshold: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
+        C.DEFAULT_BREAKER_THRESHOLD, validation_alias="VOICEMAIL_BREAKER_THRESHOLD"
+    )
+    breaker_min_calls: int = Field(
+        C.DEFAULT_BREAKER_MIN_CALLS, ge=0, validation_alias="VOICEMAIL_BREAKER_MIN_CALLS"
+    )
+    breaker_window: int = Field(
+        C.DEFAULT_BREAKER_WINDOW, ge=1, le=3600, validation_alias="VOICEMAIL_BREAKER_WINDOW"
+    )
+    breaker_cooldown: PositiveFloat = Field(
+        C.DEFAULT_BREAKER_COOLDOWN, validation_alias="VOICEMAIL_BREAKER_COOLDOWN"
+    )
+    log_json: bool = Field(False, validation_alias="VOICEMAIL_LOG_JSON")
+    sentinel_master: str = Field("mymaster", validation_alias="VOICEMAIL_SENTINEL_MASTER")
+    visibility_timeout: int = Field(
+        C.DEFAULT_VISIBILITY_TIMEOUT,
+        ge=2,
+        le=86_400,
+        validation_alias="VOICEMAIL_VISIBILITY_TIMEOUT",
+    )
+    result_expires: int = Field(
+        C.DEFAULT_RESULT_EXPIRES, ge=60, validation_alias="VOICEMAIL_RESULT_EXPIRES"
+    )
+
+    @field_validator(
+        "rate_limit",
+        "token_rate_limit",
+        "bulk_processes",
+        "broker_url_override",
+        "result_backend_override",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # compose and .env files pass unset variables as empty strings
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_url", "broker_url_override", "result_backend_override")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(
+            ("redis://", "rediss://", "unix://", "sentinel://")
+        ):
+            raise ValueError("must be a redis://, rediss://, unix:// or sentinel:// URL")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None  # an empty variable (as compose passes it) means unset
+        if value is not None and len(value.get_secret_value()) < C.SECRET_KEY_MIN_LENGTH:
+            raise ValueError(f"must be at least {C.SECRET_KEY_MIN_LENGTH} characters")
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
+    @field_validator("old_secret_keys_raw")
+    @classmethod
+    def _old_keys_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        keys = [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
+        if any(len(k) < C.SECRET_KEY_MIN_LENGTH for k in keys):
+            raise ValueError(f"every key must be at least {C.SECRET_KEY_MIN_LENGTH} characters")
+        return value
+
+    def old_secret_keys(self) -> list[str]:
+        if self.old_secret_keys_raw is None:
+            return []
+        raw = self.old_secret_keys_raw.get_secret_value()
+        return [k.strip() for k in raw.split(",") if k.strip()]
+
+    @property
+    def broker_url(self) -> str:
+        return self.broker_url_override or self.redis_url
+
+    @property
+    def result_backend(self) -> str:
+        return self.result_backend_override or self.redis_url
+
+
+_SECRET_VARIABLES = {"VOICEMAIL_SECRET_KEY", "PLUSOFON_TOKEN", "VOICEMAIL_OLD_SECRET_KEYS"}
+
+
+def _explain(error: pydantic.ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        name = ".".join(str(p) for p in item["loc"]) or "environment"
+        message = item["msg"].removeprefix("Value error, ")
+        if name in _SECRET_VARIABLES or "input" not in item:
+            parts.append(f"{name}: {message}")
+        else:
+            parts.append(f"{name}: {message} (got {item['input']!r})")
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment; raise `ConfigError` naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(f"bad configuration: {_explain(exc)}") from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return load_settings()

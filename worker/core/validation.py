@@ -1,0 +1,58 @@
+"""Checks on job input, shared by the producer (before queueing) and the worker
+(for messages sent by name from services that skipped the producer)."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+import email_validator
+
+from .errors import InputError
+
+MAX_ACCOUNT_LENGTH = 200
+MAX_EMAIL_LENGTH = 254
+
+
+def check_account(account: Any) -> str:
+    if not isinstance(account, str):
+        raise InputError(f"account must be a string, got {type(account).__name__}")
+    if not account or account != account.strip():
+        raise InputError("account must be a non-empty name without surrounding spaces")
+    if len(account) > MAX_ACCOUNT_LENGTH:
+        raise InputError(f"account name is longer than {MAX_ACCOUNT_LENGTH} characters")
+    if any(unicodedata.category(ch).startswith(("C", "Z")) and ch != " " for ch in account):
+        raise InputError(f"account {account[:40]!r} contains control or separator characters")
+    return account
+
+
+def check_send(send: Any) -> bool:
+    # Strictly a boolean: "false" or 0 from a careless sender must not turn sending on or off.
+    if not isinstance(send, bool):
+        raise InputError(f"send must be true or false, got {type(send).__name__} {send!r:.40}")
+    return send
+
+
+def parse_send(value: Any) -> bool:
+    """`send` from a file or a mapping: a boolean, or the text true/false (any case)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise InputError(f"send must be true or false, got {value!r:.40}")
+
+
+def check_email(email: Any) -> str:
+    if not isinstance(email, str):
+        raise InputError(f"email must be a string, got {type(email).__name__}")
+    if len(email) > MAX_EMAIL_LENGTH:
+        raise InputError(f"email is longer than {MAX_EMAIL_LENGTH} characters")
+    try:
+        email_validator.validate_email(email, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise InputError(f"email {email!r:.80} is not valid: {exc}") from None
+    return email
+
+
+def check_update(account: Any, send: Any, email: Any) -> tuple[str, bool, str]:
+    return check_account(account), check_send(send), check_email(email)

@@ -1,0 +1,122 @@
+"""The bulk engine: runs chunks of accounts concurrently on asyncio, on every core.
+
+The Celery worker runs a thread pool (good for single jobs, one core). A chunk
+task hands its chunk to a small pool of engine processes (one per core by
+default, `VOICEMAIL_BULK_PROCESSES`), each with one event loop and one
+`EngineContext` (HTTP and Redis connection pools) built when the process starts
+and kept for its life. With `VOICEMAIL_BULK_PROCESSES=0`, or where child
+processes are not allowed (a prefork pool's children are daemons), chunks run
+inline in the calling thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import multiprocessing
+import os
+import threading
+from concurrent.futures.process import BrokenProcessPool
+
+from ..core.errors import EngineUnavailable
+from ..core.logs import install_redaction
+from ..core.settings import Settings, get_settings
+from .chunk import ChunkReport, EngineContext, process_chunk
+
+logger = logging.getLogger(__name__)
+
+# Each engine process's own loop and context, built once by `_child_init`.
+_child_loop: asyncio.AbstractEventLoop | None = None
+_child_ctx: EngineContext | None = None
+
+
+def _child_init() -> None:
+    global _child_loop, _child_ctx
+    logging.basicConfig(level=logging.WARNING, format="[engine %(process)d] %(message)s")
+    install_redaction()
+    try:
+        import uvloop
+    except ImportError:  # optional: the engine runs on asyncio's own loop too
+        _child_loop = asyncio.new_event_loop()
+    else:
+        _child_loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(_child_loop)
+    _child_ctx = EngineContext(get_settings())
+
+
+def _child_run(bulk_id: str, number: int, final: bool) -> ChunkReport:
+    assert _child_loop is not None
+    assert _child_ctx is not None
+    return _child_loop.run_until_complete(process_chunk(_child_ctx, bulk_id, number, final=final))
+
+
+def _child_ping() -> int:
+    return os.getpid()
+
+
+async def _inline(settings: Settings, bulk_id: str, number: int, final: bool) -> ChunkReport:
+    ctx = EngineContext(settings)
+    try:
+        return await process_chunk(ctx, bulk_id, number, final=final)
+    finally:
+        await ctx.aclose()
+
+
+class Engine:
+    """A pool of engine processes; a broken pool (a process died) is replaced on next use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        wanted = settings.bulk_processes
+        self.processes = (os.cpu_count() or 1) if wanted is None else wanted
+        if self.processes and multiprocessing.current_process().daemon:
+            logger.info("bulk engine runs inline: a prefork child cannot start processes")
+            self.processes = 0
+        self._lock = threading.Lock()
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Start every process now (the executor spawns lazily), so the first chunk of
+        the first bulk does not pay for interpreter start-up."""
+        self._executor()
+
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor | None:
+        if not self.processes:
+            return None
+        with self._lock:
+            if self._pool is None:
+                pool = concurrent.futures.ProcessPoolExecutor(
+                    self.processes,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_child_init,
+                )
+                for ready in [pool.submit(_child_ping) for _ in range(self.processes)]:
+                    ready.result()
+                self._pool = pool
+            return self._pool
+
+    def run_chunk(self, bulk_id: str, number: int, *, final: bool) -> ChunkReport:
+        pool = self._executor()
+        if pool is None:
+            return asyncio.run(_inline(self.settings, bulk_id, number, final))
+        try:
+            return pool.submit(_child_run, bulk_id, number, final).result()
+        except BrokenProcessPool as exc:
+            self._discard(pool)
+            raise EngineUnavailable(f"a bulk engine process died: {exc}") from None
+
+    def _discard(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        try:
+            pool.shutdown(wait=False, cancel_futures=True)
+        except Exception:  # a broken pool may refuse a clean shutdown; it is gone anyway
+            logger.debug("engine shutdown failed", exc_info=True)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,158 @@
+"""The Celery application and what publishing needs: this is all a producer loads.
+
+`app` is configured from the environment when this module is imported. Publishing a
+job (here or from a worker's retry) runs `_remember_job`, which records the id so
+`poll` can tell a queued job from one never heard of, and tracks the job until it
+finishes (`recovery`). What only a worker process needs (signal handlers, leases, the
+kombu work-around, the worker context) is in `worker.queue.process`, installed by
+`celery -A worker worker`, never by an import of this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+from typing import Any
+
+import redis
+from celery import Celery, signals
+from kombu import Queue
+
+from ..core import constants as C
+from ..core.connections import is_sentinel, redis_client
+from ..core.settings import Settings, get_settings
+from ..store.credentials import CredentialStore
+from . import recovery
+from .backend import backend_url
+
+# Where the task definitions live; a worker imports them, a producer sends by name.
+TASK_MODULES = ["tasks.voicemail", "tasks.chunk"]
+BULK_QUEUE = "voicemail.bulk"
+CHUNK_TASK = "voicemail.bulk_chunk"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": backend_url(settings.result_backend),
+        # JSON only: a pickle message is refused, never deserialised.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # A job is acknowledged after it ran; a worker lost mid-job puts it back.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_track_started": True,
+        # Bulk chunks have a queue of their own; a worker consumes both by default, and
+        # kombu takes from them in turn, so a big bulk does not starve single jobs.
+        "task_queues": (
+            Queue("celery", routing_key="celery"),
+            Queue(BULK_QUEUE, routing_key=BULK_QUEUE),
+        ),
+        "task_routes": {CHUNK_TASK: {"queue": BULK_QUEUE}},
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "result_expires": settings.result_expires,
+        "result_extended": True,
+        # A short lease, renewed by worker.queue.lease while a worker holds the message,
+        # and a restore sweep every 5 s: a killed worker's jobs come back within
+        # about a minute instead of kombu's default hour.
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": 5,
+            "unacked_restore_throttle": 1,
+        },
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 4,
+        "redis_socket_connect_timeout": 5,
+        "redis_socket_timeout": 10,
+        "redis_backend_health_check_interval": 30,
+        # A producer facing a dead Redis gets an error within seconds, not a hang.
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
+        # On a lost broker connection, running jobs finish (their ack is lost, the
+        # lease lapses and the message comes back; applying it again is harmless).
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "worker_hijack_root_logger": True,
+        "worker_redirect_stdouts": False,
+    }
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    celery = Celery("voicemail", include=TASK_MODULES)
+    config = celery_config(settings)
+    # Redis Sentinel: kombu and Celery find the master by name through transport options.
+    if is_sentinel(settings.broker_url):
+        config["broker_transport_options"]["master_name"] = settings.sentinel_master
+    if is_sentinel(settings.result_backend):
+        config["result_backend_transport_options"] = {"master_name": settings.sentinel_master}
+    celery.conf.update(config)
+    return celery
+
+
+app = create_app()
+
+
+class Connections:
+    """A process's connections for publishing and for the producer API, opened on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @functools.cached_property
+    def redis(self) -> redis.Redis:
+        """The client for REDIS_URL (job records, idempotency keys, the credential store)."""
+        return redis_client(self.settings.redis_url)
+
+    @functools.cached_property
+    def store(self) -> CredentialStore:
+        return CredentialStore.from_settings(self.settings, self.redis)
+
+
+_connections: Connections | None = None
+_connections_lock = threading.Lock()
+
+
+def connections() -> Connections:
+    """This process's holder. redis-py's pool reconnects after a fork by itself, so one
+    holder serves a prefork child too."""
+    global _connections
+    if _connections is None:
+        with _connections_lock:
+            if _connections is None:
+                _connections = Connections(get_settings())
+    return _connections
+
+
+def job_key(job_id: str) -> str:
+    return C.JOB_KEY_PREFIX + job_id
+
+
+@signals.before_task_publish.connect
+def _remember_job(
+    sender: str | None = None,
+    headers: dict[str, Any] | None = None,
+    body: Any = None,
+    routing_key: str | None = None,
+    **_: Any,
+) -> None:
+    """Record that a job id was issued (so a poller can tell "queued" from "never heard
+    of") and track it until it finishes (worker.queue.recovery)."""
+    if not sender or not sender.startswith("voicemail.") or not headers:
+        return
+    client = connections().redis
+    job_id = str(headers["id"])
+    recovery.on_publish(client, job_id, sender, body, routing_key or "celery", headers)
+    if headers.get("retries"):
+        return
+    record = {"task": sender, "argsrepr": headers.get("argsrepr"), "at": time.time()}
+    client.set(job_key(job_id), json.dumps(record), ex=get_settings().result_expires)

@@ -1,0 +1,67 @@
+"""Work-arounds for known bugs in the libraries under us, each with its reason.
+
+kombu's Redis transport, on losing the broker connection with messages still
+unacknowledged (reserved, or waiting for a countdown), tries to put them back in
+their queues through the connection that is already gone, and the worker dies
+with `AttributeError: 'NoneType' object has no attribute 'hostname'` instead of
+reconnecting (the kombu issues "Error on Restarting Celery" and "Error on
+restarting Gossip" show the same trace). Those messages are still safe in
+Redis's `unacked` hash, and the visibility sweep puts them back once their
+lease runs out (see worker.queue.lease), so we let the restore fail quietly and the
+worker reconnect.
+
+Written for kombu 5.4 to 5.7, whose `QoS.restore_unacked(self, client=None)` walks
+`self._delivered`; `install()` checks that shape and refuses to patch anything else.
+Installed only in worker processes (`worker.queue.process`), never by a producer.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from importlib.metadata import version
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+
+logger = logging.getLogger(__name__)
+
+
+def _tolerant(restore: Any) -> Any:
+    @functools.wraps(restore)
+    def restore_unacked(self: Any, client: Any = None) -> Any:
+        try:
+            return restore(self, client)
+        except AttributeError:
+            logger.warning(
+                "broker connection lost holding %d unacknowledged message(s); they stay in "
+                "Redis and are delivered again when their lease runs out",
+                len(self._delivered),
+            )
+            self._delivered.clear()
+            return None
+
+    restore_unacked.__voicemail_patched__ = True  # type: ignore[attr-defined]
+    return restore_unacked
+
+
+def _has_expected_shape() -> bool:
+    qos = kombu_redis.QoS
+    try:
+        params = list(inspect.signature(qos.restore_unacked).parameters)
+    except (TypeError, ValueError):
+        return False
+    return params == ["self", "client"] and hasattr(qos, "_delivered")
+
+
+def install() -> None:
+    qos = kombu_redis.QoS
+    if getattr(qos.restore_unacked, "__voicemail_patched__", False):
+        return
+    if not _has_expected_shape():
+        raise RuntimeError(
+            f"kombu {version('kombu')}: QoS.restore_unacked is not the method the work-around"
+            " in worker/queue/compat.py was written for (kombu 5.4 to 5.7); check it again"
+        )
+    qos.restore_unacked = _tolerant(qos.restore_unacked)  # type: ignore[method-assign]

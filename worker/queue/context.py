@@ -1,0 +1,110 @@
+"""One `WorkerContext` per worker process: everything a job uses, built once, closed once.
+
+Built at worker start by `worker.queue.process` (`worker_init` for the thread and solo
+pools, `worker_process_init` in each prefork child) and handed to jobs through
+`current()`, as arq hands its `ctx` to every job. Holds the settings, the Redis client,
+the credential store, the blocking API client with its limiter, breaker and statistics,
+the ordering scripts and the bulk engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from ..api.client import PlusofonClient
+from ..coordination import stats as request_stats
+from ..coordination.breaker import Breaker
+from ..coordination.ordering import CLAIM_SCRIPT, RELEASE_SCRIPT
+from ..coordination.ratelimit import RateLimiter
+from ..coordination.stats import Stats
+from ..core.connections import redis_client
+from ..core.settings import Settings
+from ..engine.pool import Engine
+from ..store.credentials import CredentialStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    redis: redis.Redis
+    store: CredentialStore
+    client: PlusofonClient
+    stats: Stats
+    engine: Engine
+    claim: Any
+    release: Any
+
+    @classmethod
+    def build(cls, settings: Settings) -> WorkerContext:
+        client = redis_client(settings.redis_url)
+        stats = Stats()
+        return cls(
+            settings=settings,
+            redis=client,
+            store=CredentialStore.from_settings(settings, client),
+            client=PlusofonClient(
+                settings,
+                limiter=RateLimiter(client, settings.rate_limit, settings.token_rate_limit),
+                breaker=Breaker(client, settings),
+                stats=stats,
+            ),
+            stats=stats,
+            engine=Engine(settings),
+            claim=client.register_script(CLAIM_SCRIPT),
+            release=client.register_script(RELEASE_SCRIPT),
+        )
+
+    def flush_stats(self, *, force: bool = False) -> None:
+        """Request counts reach Redis about once a second (`voicemail metrics` reads them)."""
+        try:
+            request_stats.flush(self.redis, self.stats, force=force)
+        except redis.RedisError:
+            logger.debug("could not flush request statistics", exc_info=True)
+
+    def close(self) -> None:
+        self.flush_stats(force=True)
+        self.engine.shutdown()
+        self.client.close()
+        self.redis.close()
+
+
+_current: WorkerContext | None = None
+
+
+def start(settings: Settings, *, fresh: bool = False) -> WorkerContext:
+    """Build this process's context once; a second call keeps the first.
+
+    `fresh` (a prefork child) drops a context inherited from the parent without closing
+    it: its sockets and engine belong to the parent.
+    """
+    global _current
+    if _current is None or fresh:
+        _current = WorkerContext.build(settings)
+    return _current
+
+
+def current() -> WorkerContext:
+    """This worker process's context; jobs run only after the worker built it."""
+    if _current is None:
+        raise RuntimeError(
+            "no worker context in this process: tasks run in a worker started with "
+            "`celery -A worker worker`"
+        )
+    return _current
+
+
+def started() -> WorkerContext | None:
+    return _current
+
+
+def stop() -> None:
+    global _current
+    ctx, _current = _current, None
+    if ctx is not None:
+        ctx.close()

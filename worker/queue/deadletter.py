@@ -1,0 +1,83 @@
+"""Dead letters: every job that failed for good, kept with its reason until re-driven.
+
+A job lands here when it fails permanently or runs out of retries (Celery's
+`task_failure`, which a retry does not send). `voicemail dead list` shows them,
+`voicemail dead retry` sends each again under a new id with the same arguments
+(an update keeps its sequence number, so a re-drive never overwrites a newer
+update of the account). A job id that later succeeds leaves the list by itself.
+Bulk rows that fail are listed per bulk instead (`voicemail bulk failures`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..core import constants as C
+
+DEAD_KEY = C.KEY_PREFIX + "dead"
+DEAD_INDEX = C.KEY_PREFIX + "dead:index"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    error: dict[str, str]
+    failed_at: float
+    retries: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def record(client: Any, letter: DeadLetter) -> None:
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hset(DEAD_KEY, letter.id, json.dumps(letter.as_dict(), default=repr))
+        pipe.zadd(DEAD_INDEX, {letter.id: letter.failed_at})
+        pipe.execute()
+
+
+def forget(client: Any, job_id: str) -> bool:
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hdel(DEAD_KEY, job_id)
+        pipe.zrem(DEAD_INDEX, job_id)
+        removed, _ = pipe.execute()
+    return bool(removed)
+
+
+def get(client: Any, job_id: str) -> DeadLetter | None:
+    raw = client.hget(DEAD_KEY, job_id)
+    return DeadLetter(**json.loads(raw)) if raw else None
+
+
+def iterate(client: Any, page: int = 500) -> Iterator[DeadLetter]:
+    """Oldest first."""
+    start = 0
+    while True:
+        ids = client.zrange(DEAD_INDEX, start, start + page - 1)
+        if not ids:
+            return
+        for raw in client.hmget(DEAD_KEY, ids):
+            if raw:
+                yield DeadLetter(**json.loads(raw))
+        start += page
+
+
+def letter_from(
+    task_id: str, task: str, args: Any, kwargs: Any, exc: BaseException, retries: int
+) -> DeadLetter:
+    return DeadLetter(
+        id=task_id,
+        task=task,
+        args=list(args or []),
+        kwargs=dict(kwargs or {}),
+        error={"type": type(exc).__name__, "message": str(exc)[:500]},
+        failed_at=time.time(),
+        retries=retries,
+    )

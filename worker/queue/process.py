@@ -1,0 +1,155 @@
+"""What runs only in a worker process: signal handlers, the lease keeper, the kombu
+work-around and the worker context's life.
+
+`install()` is called once, when `celery -A worker worker` (or Flower) loads the app
+through `worker.app`; a producer importing `tasks` never runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import signals
+from celery.concurrency import get_implementation
+
+from ..core.logs import install_redaction, use_json
+from ..core.settings import get_settings
+from . import compat, context, deadletter, recovery
+from .app import app, connections
+from .lease import LeaseKeeper
+
+logger = logging.getLogger(__name__)
+
+_lease: LeaseKeeper | None = None
+_installed = False
+
+
+def install() -> None:
+    """Connect the worker-side handlers (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    compat.install()
+    for signal, handler in (
+        (signals.worker_init, _on_init),
+        (signals.worker_process_init, _on_process_init),
+        (signals.worker_ready, _on_ready),
+        (signals.worker_process_shutdown, _on_shutdown),
+        (signals.worker_shutdown, _on_shutdown),
+        (signals.task_received, _received),
+        (signals.task_postrun, _finished),
+        (signals.task_failure, _dead_letter),
+        (signals.task_success, _revived),
+        (signals.after_setup_logger, _redact_logs),
+        (signals.after_setup_task_logger, _redact_logs),
+    ):
+        signal.connect(handler, weak=False)
+    _installed = True
+
+
+def _is_prefork(pool_cls: Any) -> bool:
+    return "prefork" in getattr(get_implementation(pool_cls), "__module__", "")
+
+
+def _on_init(sender: Any = None, **_: Any) -> None:
+    # A prefork parent runs no job: each child builds its own context instead.
+    if not _is_prefork(getattr(sender, "pool_cls", None)):
+        context.start(get_settings())
+
+
+def _on_process_init(**_: Any) -> None:
+    context.start(get_settings(), fresh=True)
+
+
+def republish(record: dict[str, Any], job_id: str) -> None:
+    app.send_task(
+        record["task"],
+        args=record["args"],
+        kwargs=record["kwargs"],
+        task_id=job_id,
+        queue=record["queue"],
+    )
+
+
+def _flush_stats() -> None:
+    ctx = context.started()
+    if ctx is not None:
+        ctx.flush_stats(force=True)
+
+
+def _on_ready(sender: Any = None, **_: Any) -> None:
+    global _lease
+    settings = get_settings()
+    _lease = LeaseKeeper(settings, republish, _flush_stats)
+    _lease.start()
+    connections().store.mark_env_account()
+    ctx = context.started()
+    if ctx is not None:
+        # Chunks run in this process (thread or solo pool): start the engine's processes
+        # now, not on the first chunk. A prefork child runs chunks inline instead.
+        ctx.engine.start()
+
+
+def _on_shutdown(**_: Any) -> None:
+    if _lease is not None:
+        _lease.stop()
+    context.stop()
+
+
+def _received(request: Any = None, **_: Any) -> None:
+    published_at = (getattr(request, "_request_dict", None) or {}).get(recovery.HEADER)
+    if published_at is None:
+        return
+    queue = (request.delivery_info or {}).get("routing_key") or "celery"
+    try:
+        recovery.on_received(context.current().redis, queue, float(published_at))
+    except Exception:  # bookkeeping must never cost a job
+        logger.warning("could not record receipt of job %s", request.id, exc_info=True)
+
+
+def _finished(task_id: str | None = None, state: str | None = None, **_: Any) -> None:
+    ctx = context.started()
+    if ctx is None:
+        return
+    ctx.flush_stats()
+    if task_id and state in ("SUCCESS", "FAILURE"):
+        try:
+            recovery.on_finished(ctx.redis, task_id)
+        except Exception:
+            logger.warning("could not clear job %s from the pending list", task_id, exc_info=True)
+
+
+def _dead_letter(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    **_: Any,
+) -> None:
+    """A job that failed for good is listed, never dropped silently."""
+    name = getattr(sender, "name", "") or ""
+    if not name.startswith("voicemail.") or task_id is None or exception is None:
+        return
+    retries = getattr(getattr(sender, "request", None), "retries", 0) or 0
+    letter = deadletter.letter_from(task_id, name, args, kwargs, exception, retries)
+    try:
+        deadletter.record(context.current().redis, letter)
+    except Exception:  # the failure itself is stored by Celery; log that the list missed it
+        logger.exception("could not record dead letter for job %s", task_id)
+
+
+def _revived(sender: Any = None, **_: Any) -> None:
+    name = getattr(sender, "name", "") or ""
+    request = getattr(sender, "request", None)
+    if name.startswith("voicemail.") and request is not None and request.id:
+        deadletter.forget(context.current().redis, str(request.id))
+
+
+def _redact_logs(logger: logging.Logger | None = None, **_: Any) -> None:
+    install_redaction(logger)
+    install_redaction()
+    if get_settings().log_json:
+        use_json(logger)
+        use_json()

@@ -1,0 +1,240 @@
+"""The credential store: account name -> API token, shared by every worker through Redis.
+
+Each token is encrypted with Fernet (AES-128-CBC + HMAC-SHA256) under a key derived
+by HKDF from `VOICEMAIL_SECRET_KEY`; the account name is sealed inside the ciphertext
+so one account's blob cannot be swapped onto another. The hash field names (the
+accounts) are plaintext: producers check that an account exists without the key.
+
+`PLUSOFON_TOKEN` gives a one-account setup: the worker serves account `default`
+from its own environment and marks it in the store so producers see it exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ..api.models import Credentials
+from ..core import constants as C
+from ..core.connections import text as _text
+from ..core.errors import AccountNotFound, CredentialError
+from ..core.settings import Settings
+from ..core.validation import check_account
+
+# Stored for `default` when its token lives in the worker's PLUSOFON_TOKEN, not in Redis.
+ENV_MARKER = "env:PLUSOFON_TOKEN"
+
+
+def derive_key(secret: str, purpose: bytes = b"fernet") -> bytes:
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=b"voicemail-worker/credential-store/v1",
+        info=purpose,
+    )
+    return hkdf.derive(secret.encode())
+
+
+def _fernet(secret: str) -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(derive_key(secret)))
+
+
+def key_fingerprint(secret: str) -> str:
+    return hashlib.sha256(derive_key(secret, b"fingerprint")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    account: str
+    token: str
+    client_id: int | None = None
+
+    def __repr__(self) -> str:
+        return f"AccountRow(account={self.account!r}, client_id={self.client_id!r})"
+
+
+class Cipher:
+    """Seals and opens one account's token; needs only the key, not Redis."""
+
+    def __init__(
+        self,
+        secret_key: str | None,
+        env_token: str | None = None,
+        old_keys: Sequence[str] = (),
+    ) -> None:
+        self.secret = secret_key
+        self.old_keys = list(old_keys)
+        # New blobs are sealed with the current key; the old ones still open during a rotation.
+        self._fernet: MultiFernet | None = (
+            MultiFernet([_fernet(k) for k in [secret_key, *self.old_keys]]) if secret_key else None
+        )
+        self.env_token = env_token
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Cipher:
+        return cls(
+            settings.secret_key.get_secret_value() if settings.secret_key else None,
+            settings.token.get_secret_value() if settings.token else None,
+            settings.old_secret_keys(),
+        )
+
+    def fingerprints(self) -> set[str]:
+        return {key_fingerprint(k) for k in [self.secret, *self.old_keys] if k}
+
+    def rotate(self, blob: str) -> str:
+        """The same blob, sealed again with the current key."""
+        return self.require_key().rotate(blob.encode()).decode()
+
+    def require_key(self) -> MultiFernet:
+        if self._fernet is None:
+            raise CredentialError(
+                "VOICEMAIL_SECRET_KEY is not set: it is needed to read or write account tokens"
+            )
+        return self._fernet
+
+    def seal(self, row: AccountRow) -> str:
+        plain = json.dumps({"a": row.account, "t": row.token, "c": row.client_id})
+        return self.require_key().encrypt(plain.encode()).decode()
+
+    def open(self, account: str, blob: bytes | str | None) -> Credentials:
+        """The credentials of `account` from its stored blob (None: not in the store)."""
+        if account == C.DEFAULT_ACCOUNT and self.env_token:
+            return Credentials(account, self.env_token)
+        if blob is None:
+            raise AccountNotFound(f"account {account!r} is not in the credential store")
+        text = _text(blob)
+        if text == ENV_MARKER:
+            raise CredentialError(
+                f"account {account!r} is served from PLUSOFON_TOKEN, which this worker lacks"
+            )
+        try:
+            plain = self.require_key().decrypt(text.encode())
+        except InvalidToken:
+            raise CredentialError(
+                f"cannot decrypt the token of account {account!r}: "
+                "VOICEMAIL_SECRET_KEY differs from the key it was imported with"
+            ) from None
+        data: dict[str, Any] = json.loads(plain)
+        if data.get("a") != account:
+            raise CredentialError(f"the stored token of account {account!r} belongs elsewhere")
+        client = data.get("c")
+        return Credentials(account, str(data["t"]), int(client) if client is not None else None)
+
+
+class CredentialStore:
+    def __init__(
+        self,
+        client: redis.Redis,
+        secret_key: str | None,
+        *,
+        env_token: str | None = None,
+        old_keys: Sequence[str] = (),
+    ) -> None:
+        self._redis = client
+        self.cipher = Cipher(secret_key, env_token, old_keys)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: redis.Redis) -> CredentialStore:
+        return cls(
+            client,
+            settings.secret_key.get_secret_value() if settings.secret_key else None,
+            env_token=settings.token.get_secret_value() if settings.token else None,
+            old_keys=settings.old_secret_keys(),
+        )
+
+    def check_key(self) -> None:
+        """Refuse to mix keys: the store keeps the fingerprint of the key it was written with."""
+        self.cipher.require_key()
+        assert self.cipher.secret is not None
+        mine = key_fingerprint(self.cipher.secret)
+        theirs = self._redis.get(C.ACCOUNTS_CHECK_KEY)
+        if theirs is None:
+            self._redis.set(C.ACCOUNTS_CHECK_KEY, mine, nx=True)
+            theirs = self._redis.get(C.ACCOUNTS_CHECK_KEY)
+        if theirs is not None and _text(theirs) not in self.cipher.fingerprints():
+            raise CredentialError(
+                "VOICEMAIL_SECRET_KEY differs from the key this credential store was written with"
+                " (to change keys, see `voicemail accounts rotate-key`)"
+            )
+
+    def rotate_key(self) -> int:
+        """Seal every token again with VOICEMAIL_SECRET_KEY; the old keys open them."""
+        self.check_key()
+        rotated = 0
+        cursor = 0
+        while True:
+            answer: Any = self._redis.hscan(C.ACCOUNTS_KEY, cursor, count=1000)
+            cursor, page = answer
+            with self._redis.pipeline(transaction=False) as pipe:
+                for account, blob in page.items():
+                    text = _text(blob)
+                    if text == ENV_MARKER:
+                        continue
+                    name = _text(account)
+                    self.cipher.open(name, text)  # refuses a blob no key opens, before writing
+                    pipe.hset(C.ACCOUNTS_KEY, name, self.cipher.rotate(text))
+                    rotated += 1
+                pipe.execute()
+            if cursor == 0:
+                break
+        assert self.cipher.secret is not None
+        self._redis.set(C.ACCOUNTS_CHECK_KEY, key_fingerprint(self.cipher.secret))
+        return rotated
+
+    def put_many(self, rows: Iterable[AccountRow]) -> int:
+        self.check_key()
+        count = 0
+        with self._redis.pipeline(transaction=False) as pipe:
+            for row in rows:
+                pipe.hset(C.ACCOUNTS_KEY, row.account, self.cipher.seal(row))
+                count += 1
+                if count % 1000 == 0:
+                    pipe.execute()
+            pipe.execute()
+        return count
+
+    def put(self, account: str, token: str, client_id: int | None = None) -> None:
+        self.put_many([AccountRow(check_account(account), token, client_id)])
+
+    def remove(self, account: str) -> bool:
+        return bool(self._redis.hdel(C.ACCOUNTS_KEY, account))
+
+    def names(self) -> list[str]:
+        return sorted(_text(k) for k in self._redis.hkeys(C.ACCOUNTS_KEY))
+
+    def exists(self, account: str) -> bool:
+        if self.exists_env(account):
+            return True
+        return bool(self._redis.hexists(C.ACCOUNTS_KEY, account))
+
+    def missing(self, accounts: Iterable[str]) -> set[str]:
+        """Which of `accounts` are not in the store (one round trip)."""
+        wanted = list(dict.fromkeys(accounts))
+        if not wanted:
+            return set()
+        with self._redis.pipeline(transaction=False) as pipe:
+            for account in wanted:
+                pipe.hexists(C.ACCOUNTS_KEY, account)
+            found = pipe.execute()
+        return {a for a, ok in zip(wanted, found, strict=True) if not ok and not self.exists_env(a)}
+
+    def exists_env(self, account: str) -> bool:
+        return account == C.DEFAULT_ACCOUNT and bool(self.cipher.env_token)
+
+    def mark_env_account(self) -> None:
+        """Advertise `default` to producers when this worker serves it from PLUSOFON_TOKEN."""
+        if self.cipher.env_token:
+            self._redis.hsetnx(C.ACCOUNTS_KEY, C.DEFAULT_ACCOUNT, ENV_MARKER)
+
+    def get(self, account: str) -> Credentials:
+        blob = None if self.exists_env(account) else self._redis.hget(C.ACCOUNTS_KEY, account)
+        return self.cipher.open(account, blob)
