@@ -2,11 +2,13 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
+# Dependencies pinned by the lock file (make lock), then the project without resolving again.
+RUN pip install --no-deps -r requirements.lock
 COPY worker ./worker
 COPY tasks ./tasks
 COPY cli ./cli
 COPY simulator ./simulator
-RUN pip install . && useradd --system --uid 10001 voicemail
+RUN pip install --no-deps . && useradd --system --uid 10001 voicemail
 USER voicemail
 CMD ["celery", "-A", "worker", "worker", "--pool", "threads", "--concurrency", "32", "--loglevel", "INFO"]

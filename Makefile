@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench lock floors clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "voicemail-worker needs Python 3.11 or newer (set PYTHON=...)")'
@@ -38,5 +38,18 @@ unit: $(VENV)/.installed-test
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/roundtrip.py
 
+# The Docker image's pinned dependencies.
+lock: $(VENV)/.installed-test
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 -q -o requirements.lock
+
+# The fault and race tests at the lowest versions pyproject allows (.ci/run runs it too).
+FLOORS ?= .venv-floors
+floors: $(VENV)/.installed-test
+	$(BIN)/uv venv -q --allow-existing --python $(BIN)/python $(FLOORS)
+	VIRTUAL_ENV=$(FLOORS) $(BIN)/uv pip install -q --resolution lowest-direct -e '.[test]'
+	$(FLOORS)/bin/python -m pytest -q tests/test_faults.py tests/test_races.py \
+		tests/test_liveness.py tests/test_structure.py tests/test_pipeline.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-floors .pytest_cache .mypy_cache .ruff_cache

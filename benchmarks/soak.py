@@ -14,7 +14,6 @@ import json
 import os
 import random
 import secrets
-import shlex
 import subprocess
 import sys
 import threading
@@ -39,12 +38,6 @@ FAULTS = {
 }
 
 
-def procfile_worker(name: str) -> list[str]:
-    line = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith("worker:"))
-    argv = shlex.split(line.removeprefix("worker:"))
-    return [str(BIN / argv[0]), *argv[1:], "--hostname", f"{name}@%h"]
-
-
 class Workers:
     def __init__(self, count: int, env: dict[str, str], log_dir: Path) -> None:
         self.env, self.log_dir = env, log_dir
@@ -57,7 +50,7 @@ class Workers:
     def start(self, name: str) -> None:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         self.procs[name] = subprocess.Popen(
-            procfile_worker(name),
+            stack.procfile_worker_argv(name),
             env=self.env,
             cwd=ROOT,
             stdout=log,

@@ -8,7 +8,6 @@ circuit breaker. Flower's own `/metrics` covers task events per worker.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,10 +59,11 @@ class VoicemailCollector(Collector):
             value=self._redis.hlen(deadletter.DEAD_KEY),
         )
         open_until = float(self._redis.get(breaker.OPEN_KEY) or 0)
+        seconds, micros = self._redis.time()  # the breaker's own clock, not this host's
         yield GaugeMetricFamily(
             "voicemail_circuit_breaker_open",
             "1 while the shared circuit breaker pauses API calls",
-            value=1.0 if open_until > time.time() else 0.0,
+            value=1.0 if open_until > seconds + micros / 1e6 else 0.0,
         )
         yield from self._bulks()
         yield from self._requests()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -145,9 +146,16 @@ def _spawn(
     return process, log_path
 
 
-def start_redis(log_dir: Path, *, port: int | None = None, appendonly: bool = False) -> Service:
+def start_redis(
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    appendonly: bool = False,
+    data_dir: Path | None = None,
+) -> Service:
+    """A redis-server of our own; `port` and `data_dir` given, it restarts one (AOF kept)."""
     port = port or free_port()
-    data_dir = Path(tempfile.mkdtemp(prefix="redis-", dir=log_dir))
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="redis-", dir=log_dir))
     argv = [
         redis_server_binary(),
         "--port",
@@ -220,6 +228,13 @@ def worker_argv(
         "--without-gossip",
         *extra,
     ]
+
+
+def procfile_worker_argv(name: str) -> list[str]:
+    """The Procfile's `worker:` line, as it is (defaults, no tuning), with a node name."""
+    line = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith("worker:"))
+    argv = shlex.split(line.removeprefix("worker:"))
+    return [str(Path(sys.executable).parent / argv[0]), *argv[1:], "--hostname", f"{name}@%h"]
 
 
 def start_worker(

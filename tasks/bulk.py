@@ -35,7 +35,7 @@ from worker.coordination.bulk_records import (
     record_args,
     status_from,
 )
-from worker.coordination.ordering import seq_key
+from worker.coordination.ordering import next_seq
 from worker.core import constants as C
 from worker.core.connections import text as _text
 from worker.core.errors import InputError
@@ -182,11 +182,8 @@ def _check_batch(
         else:
             good.append(row)
     if good:
-        with client.pipeline(transaction=False) as pipe:
-            for row in good:
-                pipe.incr(seq_key(row.account))
-            seqs = pipe.execute()
-        good = [dataclasses.replace(row, seq=int(seq)) for row, seq in zip(good, seqs, strict=True)]
+        first = next_seq(client, len(good))
+        good = [dataclasses.replace(row, seq=first + i) for i, row in enumerate(good)]
     return good, bad
 
 

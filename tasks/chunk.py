@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from worker.api.retry import requeue_delay
+from worker.api.retry import capped_retry_after, requeue_delay
+from worker.coordination.bulk_records import Keys
+from worker.coordination.ordering import fence
 from worker.core.errors import EngineUnavailable
 from worker.queue import context
 from worker.queue.app import CHUNK_TASK, app
@@ -23,7 +25,9 @@ def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
     settings = ctx.settings
     final = self.request.retries >= settings.requeue_max
     try:
-        report = ctx.engine.run_chunk(str(bulk_id), int(number), final=final)
+        # One lock owner per delivery: a duplicate of this message is a different owner.
+        owner = fence(ctx.instance)
+        report = ctx.engine.run_chunk(str(bulk_id), int(number), final=final, owner=owner)
     except EngineUnavailable as exc:
         raise self.retry(exc=exc, countdown=1, max_retries=settings.requeue_max + 5) from None
     except Exception as exc:
@@ -53,7 +57,13 @@ def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
     if report.transient:
         hint = report.retry_after
         countdown = (
-            hint if hint is not None else requeue_delay(settings, self.request.retries, None)
+            capped_retry_after(settings, hint)
+            if hint is not None
+            else requeue_delay(settings, self.request.retries, None)
+        )
+        # The chunk's rows must outlive the wait, however long the bulk's records live.
+        ctx.redis.expire(
+            Keys(str(bulk_id)).chunk(int(number)), int(countdown) + settings.result_expires
         )
         logger.info(
             "bulk %s chunk %d: %d rows still failing, re-queued in %.1fs",

@@ -25,7 +25,7 @@ import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-from worker.coordination.ordering import seq_key
+from worker.coordination.ordering import next_seq
 from worker.core import constants as C
 from worker.core.connections import text
 from worker.core.errors import AccountNotFound, InputError, VoicemailError, describe
@@ -164,7 +164,7 @@ def enqueue_update(
     with _redis_errors(), once(idempotency_key, job_id) as existing:
         if existing is not None:
             return existing
-        seq = int(_client().incr(seq_key(name)))
+        seq = next_seq(_client())
         app.send_task(
             "voicemail.update", args=[name, send_, email_], kwargs={"seq": seq}, task_id=job_id
         )

@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import redis
 from celery import Task
+from celery.exceptions import Retry
 
 from worker.api.models import VoicemailSettings
 from worker.api.retry import call_with_retries, requeue_delay
@@ -23,15 +25,20 @@ from worker.coordination.ordering import (
     APPLIED,
     LOCKED,
     SUPERSEDED,
+    UNSURE,
+    Settled,
     claim_call,
+    fence,
+    next_seq,
     release_call,
-    seq_key,
+    settled_by,
 )
 from worker.core.errors import (
     AccountNotFound,
     CredentialError,
     InputError,
     PermanentError,
+    PlusofonError,
     TransientError,
 )
 from worker.core.validation import check_account, check_update
@@ -47,6 +54,10 @@ T = TypeVar("T")
 class VoicemailTask(Task):  # type: ignore[type-arg]
     # Expected failures: stored as FAILURE and logged at INFO, without a traceback.
     throws = (PermanentError, InputError, AccountNotFound, CredentialError)
+    # Each retry names its own bound: API trouble has VOICEMAIL_REQUEUE_MAX, while lock
+    # waits and Redis trouble are unbounded (None here; a None passed to retry() would
+    # fall back to Celery's default of 3).
+    max_retries = None
 
     def log_outcome(
         self, level: int, outcome: str, account: str, started: float, detail: str = ""
@@ -73,6 +84,28 @@ class VoicemailTask(Task):  # type: ignore[type-arg]
             },
         )
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except redis.RedisError as exc:
+            # Redis away before anything was applied (an applied change never gets here):
+            # a transient trouble, so the job waits and runs again, never FAILURE.
+            config = context.current().settings
+            countdown = requeue_delay(config, self.request.retries, None)
+            logger.warning(
+                "job %s: Redis did not answer (%s), re-queued for %.1fs",
+                self.request.id,
+                exc,
+                countdown,
+            )
+            raise self.retry(exc=exc, countdown=countdown, max_retries=None) from None
+
+    def lock_waits(self) -> int:
+        """Re-queues spent waiting for another update of the account (not on API trouble)."""
+        if not self.request.retries:
+            return 0
+        return int(context.current().redis.get(_lock_waits_key(str(self.request.id))) or 0)
+
     def call_api(self, account: str, fn: Callable[[], T]) -> T:
         """Short retries in process; if still transient, re-queue with a countdown."""
         config = context.current().settings
@@ -80,7 +113,8 @@ class VoicemailTask(Task):  # type: ignore[type-arg]
         try:
             result = call_with_retries(config, fn)
         except TransientError as exc:
-            requeues = self.request.retries
+            waits = self.lock_waits()
+            requeues = self.request.retries - waits
             reason = f"{type(exc).__name__}: {exc}"
             if requeues >= config.requeue_max:
                 self.log_outcome(logging.WARNING, "gave up", account, started, reason)
@@ -89,7 +123,9 @@ class VoicemailTask(Task):  # type: ignore[type-arg]
             self.log_outcome(
                 logging.INFO, f"re-queued for {countdown:.1f}s", account, started, reason
             )
-            raise self.retry(exc=exc, countdown=countdown, max_retries=config.requeue_max) from None
+            raise self.retry(
+                exc=exc, countdown=countdown, max_retries=config.requeue_max + waits
+            ) from None
         except PermanentError as exc:
             self.log_outcome(
                 logging.INFO, "failed", account, started, f"{type(exc).__name__}: {exc}"
@@ -108,7 +144,11 @@ def get(self: VoicemailTask, account: Any) -> dict[str, Any]:
     return current.as_result(name)
 
 
-LOCK_WAIT = 10.0  # seconds a job waits for another update of its account to finish
+LOCK_RETRY_DELAY = 0.5  # seconds between looks at a locked account (no thread held)
+
+
+def _lock_waits_key(job_id: str) -> str:
+    return f"voicemail:lockwaits:{job_id}"
 
 
 @app.task(name="voicemail.update", bind=True, base=VoicemailTask)
@@ -120,42 +160,64 @@ def update(
         raise InputError(f"seq must be a positive integer, got {seq!r:.40}")
     ctx = context.current()
     creds = ctx.store.get(name)
+    job_id = str(self.request.id)
     if seq is None:
-        # Sent by name without a number: ordered from the moment a worker first sees it.
-        seq = int(ctx.redis.incr(seq_key(name)))
+        # Sent by name without a number: numbered when a worker first sees it, and pinned
+        # to the job id, so a redelivery of the same message keeps its place.
+        seq = next_seq(ctx.redis, pin=job_id, ttl=ctx.settings.result_expires)
         self.request.kwargs = {**(self.request.kwargs or {}), "seq": seq}
-    owner = str(self.request.id)
-    verdict = _claim(ctx, owner, name, seq)
+    owner = fence(ctx.instance)  # this delivery's own: a duplicate of it is another owner
+    keys, args = claim_call(owner, [(name, seq)])
+    (verdict,) = ctx.claim(keys=keys, args=args)
     if verdict == LOCKED:
-        raise self.retry(countdown=1, max_retries=None) from None
+        # Another update of the account runs: look again shortly. The wait is a countdown
+        # (no pool thread held) and does not spend the re-queue budget of API trouble.
+        with ctx.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(_lock_waits_key(job_id))
+            pipe.expire(_lock_waits_key(job_id), ctx.settings.result_expires)
+            pipe.execute()
+        raise self.retry(countdown=LOCK_RETRY_DELAY, max_retries=None) from None
     if verdict in (SUPERSEDED, APPLIED):
         logger.info(
             "job %s account=%s seq=%d skipped: %s",
-            owner,
+            job_id,
             name,
             seq,
             "a later update is already applied" if verdict == SUPERSEDED else "already applied",
         )
         result = VoicemailSettings(email_, send_).as_result(name)
         return {**result, "superseded": True} if verdict == SUPERSEDED else result
-    applied = False
+    settled = Settled.UNKNOWN  # a kill or an unexpected error mid-request leaves it unknown
+    ctx.locks.hold(name, owner)
     try:
+        if verdict == UNSURE:
+            # An earlier delivery claimed this update and died mid-request: read before
+            # sending, so a change that already reached the API is not sent twice.
+            current = self.call_api(name, lambda: ctx.client.get_voicemail(creds))
+            if (current.send, current.email) == (send_, email_):
+                settled = Settled.APPLIED
+                return current.as_result(name)
         now_in_force: VoicemailSettings = self.call_api(
             name, lambda: ctx.client.set_voicemail(creds, send_, email_)
         )
-        applied = True
+        settled = Settled.APPLIED
+    except Retry as retry:
+        settled = settled_by(retry.exc)
+        raise
+    except PlusofonError as exc:
+        settled = settled_by(exc)
+        raise
     finally:
-        keys, args = release_call(owner, [(name, seq, applied)])
-        ctx.release(keys=keys, args=args)
+        ctx.locks.drop(name, owner)
+        _release(ctx, owner, name, seq, settled)
     return now_in_force.as_result(name)
 
 
-def _claim(ctx: WorkerContext, owner: str, account: str, seq: int) -> int:
-    """Claim the account for this update, waiting up to LOCK_WAIT for another one to finish."""
-    keys, args = claim_call(owner, [(account, seq)])
-    deadline = time.monotonic() + LOCK_WAIT
-    while True:
-        (verdict,) = ctx.claim(keys=keys, args=args)
-        if verdict != LOCKED or time.monotonic() > deadline:
-            return int(verdict)
-        time.sleep(0.05)
+def _release(ctx: WorkerContext, owner: str, account: str, seq: int, settled: str) -> None:
+    keys, args = release_call(owner, [(account, seq, settled)])
+    try:
+        ctx.release(keys=keys, args=args)
+    except redis.RedisError as exc:
+        # Never a reason to fail a change that was applied: the lock lapses by itself, and
+        # a redelivery of this update finds it claimed and checks before sending.
+        logger.warning("job for account %s: could not release its lock: %s", account, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -58,11 +59,12 @@ def test_redelivered_update_is_not_applied_again(
     account = make_account()
     job = enqueue_update(account.name, True, "once@acme.ru")
     assert wait(job, timeout=20).ok
+    seq = (foreign_app.AsyncResult(job).kwargs or {})["seq"]  # what the producer gave it
     # The same message again, as the broker would redeliver it (same id, same seq).
     again = foreign_app.send_task(
         "voicemail.update",
         args=[account.name, True, "once@acme.ru"],
-        kwargs={"seq": 1},
+        kwargs={"seq": seq},
         task_id=job,
     )
     assert again.get(timeout=20)["email"] == "once@acme.ru"
@@ -97,12 +99,13 @@ def test_bulk_idempotency_key_and_superseded_rows(
 
 
 def test_renew_keeps_only_our_locks(redis_client: Any) -> None:
-    from worker.coordination.ordering import RENEW_SCRIPT, lock_key
+    from worker.coordination.ordering import RENEW_SCRIPT, state_key
 
-    mine, theirs = lock_key("renew-mine"), lock_key("renew-theirs")
-    redis_client.set(mine, "chunk-1", px=1000)
-    redis_client.set(theirs, "chunk-2", px=1000)
+    mine, theirs = state_key("renew-mine"), state_key("renew-theirs")
+    soon = int(time.time() * 1000) + 1000
+    redis_client.hset(mine, mapping={"o": "w1:chunk-1", "x": soon})
+    redis_client.hset(theirs, mapping={"o": "w1:chunk-2", "x": soon})
     renew = redis_client.register_script(RENEW_SCRIPT)
-    assert renew(keys=[mine, theirs], args=["chunk-1", 120_000]) == 1
-    assert redis_client.pttl(mine) > 100_000
-    assert redis_client.pttl(theirs) <= 1000
+    assert renew(keys=[mine, theirs], args=["w1:chunk-1", 120_000]) == 1
+    assert int(redis_client.hget(mine, "x")) > soon + 100_000
+    assert int(redis_client.hget(theirs, "x")) == soon

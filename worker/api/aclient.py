@@ -32,6 +32,7 @@ from .protocol import (
     map_transport_errors,
     timeout_of,
 )
+from .retry import capped_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class AsyncPlusofonClient:
         self, method: str, creds: Credentials, payload: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
         if self._breaker is not None:
-            check_breaker(self._breaker.pause())
+            check_breaker(await self._breaker.pause())
         if self._limiter is not None:
             waited = await self._limiter.acquire(creds.token)
             if self.stats is not None:
@@ -95,21 +96,27 @@ class AsyncPlusofonClient:
             with map_transport_errors():
                 response = await self._http.send(request)
         except TransientError as exc:
-            if self._breaker is not None:
-                await self._breaker.record(exc)
-            if self.stats is not None:
-                self.stats.request(time.perf_counter() - started, exc)
+            await self._after(creds, time.perf_counter() - started, exc)
             raise
         error = error_from_response(response.status_code, response.headers, response.content)
-        if self.stats is not None:
-            self.stats.request(time.perf_counter() - started, error)
-        if self._breaker is not None:
-            await self._breaker.record(error)
+        await self._after(creds, time.perf_counter() - started, error)
         if error is not None:
-            if isinstance(error, RateLimited) and self._limiter is not None:
-                await self._limiter.penalize(creds.token, error.retry_after or 1.0)
             raise error
         return json_object(response.content)
+
+    async def _after(self, creds: Credentials, seconds: float, error: BaseException | None) -> None:
+        """Bookkeeping once the API answered; its failure (Redis away) never changes the answer."""
+        try:
+            if self.stats is not None:
+                self.stats.request(seconds, error)
+            if self._breaker is not None:
+                await self._breaker.record(error)
+            if isinstance(error, RateLimited) and self._limiter is not None:
+                await self._limiter.penalize(
+                    creds.token, capped_retry_after(self.settings, error.retry_after)
+                )
+        except Exception:
+            logger.warning("could not record the outcome of a request", exc_info=True)
 
     async def get_voicemail(self, creds: Credentials) -> VoicemailSettings:
         return parse_settings(await self._request("GET", creds))

@@ -22,6 +22,7 @@ from .protocol import (
     map_transport_errors,
     timeout_of,
 )
+from .retry import capped_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -81,16 +82,10 @@ class PlusofonClient:
                     json=payload,
                 )
         except TransientError as exc:
-            if self._breaker is not None:
-                self._breaker.record(exc)
-            if self.stats is not None:
-                self.stats.request(time.perf_counter() - started, exc)
+            self._after(creds, time.perf_counter() - started, exc)
             raise
         error = error_from_response(response.status_code, response.headers, response.content)
-        if self.stats is not None:
-            self.stats.request(time.perf_counter() - started, error)
-        if self._breaker is not None:
-            self._breaker.record(error)
+        self._after(creds, time.perf_counter() - started, error)
         logger.debug(
             "%s %s account=%s -> %d in %.1fms",
             method,
@@ -100,10 +95,23 @@ class PlusofonClient:
             (time.perf_counter() - started) * 1000,
         )
         if error is not None:
-            if isinstance(error, RateLimited) and self._limiter is not None:
-                self._limiter.penalize(creds.token, error.retry_after or 1.0)
             raise error
         return json_object(response.content)
+
+    def _after(self, creds: Credentials, seconds: float, error: BaseException | None) -> None:
+        """Bookkeeping once the API answered. It may fail (Redis away) without changing the
+        answer: a PATCH that was applied must never turn into a failure here."""
+        try:
+            if self.stats is not None:
+                self.stats.request(seconds, error)
+            if self._breaker is not None:
+                self._breaker.record(error)
+            if isinstance(error, RateLimited) and self._limiter is not None:
+                self._limiter.penalize(
+                    creds.token, capped_retry_after(self.settings, error.retry_after)
+                )
+        except Exception:
+            logger.warning("could not record the outcome of a request", exc_info=True)
 
     def get_voicemail(self, creds: Credentials) -> VoicemailSettings:
         return parse_settings(self._request("GET", creds))

@@ -86,6 +86,14 @@ def retry_after_of(exc: BaseException | None) -> float | None:
     return exc.retry_after if isinstance(exc, RateLimited) else None
 
 
+def capped_retry_after(settings: Settings, seconds: float | None) -> float:
+    """A server's Retry-After as this project uses it anywhere: at most
+    `VOICEMAIL_REQUEUE_MAX_DELAY`, so `Retry-After: 86400` cannot park work for a day."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return 1.0
+    return min(seconds, settings.requeue_max_delay)
+
+
 def in_process_delay(settings: Settings, attempt: int, exc: BaseException | None) -> float:
     return backoff_delay(
         attempt,

@@ -1,27 +1,48 @@
 """Per-account order for updates: a later update is never overwritten by an earlier one.
 
-Every update gets a sequence number per account when it is enqueued (`next_seq`,
-an INCR). Just before its PATCH, a worker claims the account: one Lua call that
-checks the highest sequence already applied and takes the account's lock. So:
+Every update gets a sequence number when it is enqueued (`next_seq.lua`): one global
+counter that starts from Redis's clock in microseconds, so numbers never go back, not
+even when the counter key is lost. An update sent by name without a number gets one
+when a worker first sees it, pinned to its job id, so a redelivery keeps it.
+
+Each account has one hash, `voicemail:acct:{account}`:
+
+    a   the highest number applied
+    o   the lock's owner: "<worker instance>:<fence>", one fence per delivery
+    x   when the lock lapses (ms, Redis TIME) unless its owner renews it
+    c   the last number claimed: its PATCH may have reached the API
+
+Just before its PATCH, a worker claims the account (`claim.lua`), for a single job or
+for every row of a bulk chunk in one call:
 
 - an update older than one already applied is skipped (`SUPERSEDED`);
-- an update whose own number is already applied, a redelivery, is skipped
-  (`APPLIED`): at-least-once delivery, applied once;
-- two updates of one account never run at the same time (`LOCKED`: try later).
+- an update whose own number is already applied, a redelivery, is skipped (`APPLIED`);
+- two updates of one account never run at the same time (`LOCKED`: try later). A lock
+  is free once it lapsed, or once its owner's worker instance was found dead
+  (`worker.queue.liveness`): a dead worker's locks go with its messages;
+- an update claimed before and never released (its worker died mid-request) is
+  `UNSURE`: the worker reads the account first and sends nothing if the change is
+  already there.
 
-After the PATCH, `release` raises the applied number and drops the lock. A lock
-held by a worker that died lapses after `LOCK_TTL` seconds; a bulk chunk whose rows
-wait their turn (a low rate limit) renews the locks it still holds (`renew.lua`).
+After the PATCH, `release.lua` raises the applied number (or, when the request surely
+did not apply, forgets the claim) and drops the lock if this delivery still owns it.
+Owners renew their locks while a call runs (`renew.lua`).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import uuid
 from collections.abc import Sequence
 from enum import IntEnum
 from typing import Any
 
 from ..core import constants as C
 from ..core import lua
+from ..core.errors import ApiConnectionError, ApiTimeout
+
+logger = logging.getLogger(__name__)
 
 
 class Verdict(IntEnum):
@@ -31,44 +52,130 @@ class Verdict(IntEnum):
     SUPERSEDED = 0  # a later update of the account is already applied
     APPLIED = 2  # this very update is already applied (a redelivery)
     LOCKED = -1  # another update of the account is running
+    UNSURE = 3  # claimed before and never released: check the account before sending
 
 
-CLAIMED, SUPERSEDED, APPLIED, LOCKED = (
+CLAIMED, SUPERSEDED, APPLIED, LOCKED, UNSURE = (
     Verdict.CLAIMED,
     Verdict.SUPERSEDED,
     Verdict.APPLIED,
     Verdict.LOCKED,
+    Verdict.UNSURE,
 )
-LOCK_TTL = 120  # longer than one row's in-process retries can take
+LOCK_TTL = 120  # seconds a lock outlives its owner's last renewal
+SEQ_KEY = C.KEY_PREFIX + "seq"
+DEAD_PREFIX = C.KEY_PREFIX + "dead:"  # worker.queue.liveness marks dead instances here
 
-CLAIM_SCRIPT = lua.load(__package__, "claim.lua", {v.name: v.value for v in Verdict})
-RELEASE_SCRIPT = lua.load(__package__, "release.lua")
+_CONSTANTS: dict[str, object] = {v.name: v.value for v in Verdict} | {"DEAD_PREFIX": DEAD_PREFIX}
+CLAIM_SCRIPT = lua.load(__package__, "claim.lua", _CONSTANTS)
+
+
+class Settled:
+    """How a claimed update ended, for `release.lua`."""
+
+    APPLIED = "1"
+    NOT_APPLIED = "0"
+    UNKNOWN = "?"  # timed out or cut off mid-request: it may have reached the API
+
+
+RELEASE_SCRIPT = lua.load(
+    __package__,
+    "release.lua",
+    {"APPLIED_NOW": Settled.APPLIED, "NOT_APPLIED": Settled.NOT_APPLIED},
+)
 RENEW_SCRIPT = lua.load(__package__, "renew.lua")
+NEXT_SEQ_SCRIPT = lua.load(__package__, "next_seq.lua")
 
 
-def seq_key(account: str) -> str:
-    return f"{C.KEY_PREFIX}seq:{{{account}}}"
+def state_key(account: str) -> str:
+    return f"{C.KEY_PREFIX}acct:{{{account}}}"
 
 
-def lock_key(account: str) -> str:
-    return f"{C.KEY_PREFIX}lock:{{{account}}}"
+def pin_key(job_id: str) -> str:
+    """Where a by-name update's number is pinned to its job id."""
+    return f"{C.KEY_PREFIX}seqpin:{job_id}"
 
 
-def applied_key(account: str) -> str:
-    return f"{C.KEY_PREFIX}applied:{{{account}}}"
+def fence(instance: str) -> str:
+    """A lock owner for one delivery: a redelivery of the same message is a new owner."""
+    return f"{instance}:{uuid.uuid4().hex[:12]}"
+
+
+def next_seq(client: Any, count: int = 1, *, pin: str | None = None, ttl: int = 0) -> int:
+    """The first of `count` new numbers; with `pin` (a job id), the number pinned to it,
+    taken and pinned for `ttl` seconds the first time."""
+    keys = [SEQ_KEY] + ([pin_key(pin)] if pin else [])
+    return int(client.register_script(NEXT_SEQ_SCRIPT)(keys=keys, args=[count, ttl]))
 
 
 def claim_call(owner: str, items: Sequence[tuple[str, int]]) -> tuple[list[str], list[Any]]:
-    keys: list[str] = []
-    for account, _ in items:
-        keys += [lock_key(account), applied_key(account)]
+    keys = [state_key(account) for account, _ in items]
     return keys, [owner, LOCK_TTL * 1000, *(seq for _, seq in items)]
 
 
-def release_call(owner: str, items: Sequence[tuple[str, int, bool]]) -> tuple[list[str], list[Any]]:
+def release_call(owner: str, items: Sequence[tuple[str, int, str]]) -> tuple[list[str], list[Any]]:
+    """`items`: (account, seq, a `Settled` value) per claimed update."""
     keys: list[str] = []
     args: list[Any] = [owner]
-    for account, seq, applied in items:
-        keys += [lock_key(account), applied_key(account)]
-        args += [seq, "1" if applied else "0"]
+    for account, seq, settled in items:
+        keys.append(state_key(account))
+        args += [seq, settled]
     return keys, args
+
+
+def settled_by(exc: BaseException | None) -> str:
+    """What a request's exception says about whether it reached the API."""
+    if exc is None:
+        return Settled.APPLIED
+    if isinstance(exc, ApiTimeout | ApiConnectionError | TimeoutError):
+        return Settled.UNKNOWN
+    return Settled.NOT_APPLIED
+
+
+def renew_call(owner: str, accounts: Sequence[str]) -> tuple[list[str], list[Any]]:
+    return [state_key(a) for a in accounts], [owner, LOCK_TTL * 1000]
+
+
+class LockRenewer:
+    """Renews the account locks this process's single jobs hold while their calls run, so a
+    call slower than `LOCK_TTL` (retries, 429 waits) never lets another update in."""
+
+    def __init__(self, client: Any, every: float = LOCK_TTL / 4) -> None:
+        self._renew = client.register_script(RENEW_SCRIPT)
+        self._every = every
+        self._held: dict[tuple[str, str], None] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, account: str, owner: str) -> None:
+        with self._lock:
+            self._held[(account, owner)] = None
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="voicemail-locks", daemon=True
+                )
+                self._thread.start()
+
+    def drop(self, account: str, owner: str) -> None:
+        with self._lock:
+            self._held.pop((account, owner), None)
+
+    def renew_now(self) -> int:
+        with self._lock:
+            held = list(self._held)
+        renewed = 0
+        for account, owner in held:
+            keys, args = renew_call(owner, [account])
+            try:
+                renewed += int(self._renew(keys=keys, args=args))
+            except Exception:  # Redis away: the next round tries again, the TTL is long
+                logger.warning("could not renew the lock of account %s", account, exc_info=True)
+        return renewed
+
+    def _run(self) -> None:
+        while not self._wake.wait(self._every):
+            self.renew_now()
+
+    def stop(self) -> None:
+        self._wake.set()

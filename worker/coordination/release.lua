@@ -1,14 +1,17 @@
--- Raise each account's applied number (for updates that were applied) and drop its lock.
--- KEYS: lock, applied per account. ARGV: owner, then per account: seq, "1" if applied.
+-- Settle each account's claim: raise the applied number (APPLIED_NOW), forget the claim
+-- when the request surely did not apply (NOT_APPLIED), keep it when nobody knows (a
+-- timeout: a later delivery of the same number then checks before sending). The lock
+-- is dropped if this owner still holds it.
+-- KEYS: one state hash per account. ARGV: owner, then per account: seq, outcome.
 local owner = ARGV[1]
-local j = 0
-for i = 1, #KEYS, 2 do
-  local seq, ok = tonumber(ARGV[2 + 2 * j]), ARGV[3 + 2 * j]
-  if ok == '1' then
-    local applied = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
-    if seq > applied then redis.call('SET', KEYS[i + 1], seq) end
+for i = 1, #KEYS do
+  local seq, outcome = ARGV[2 * i], ARGV[2 * i + 1]
+  if outcome == APPLIED_NOW then
+    local applied = tonumber(redis.call('HGET', KEYS[i], 'a') or '0')
+    if tonumber(seq) > applied then redis.call('HSET', KEYS[i], 'a', seq) end
+  elseif outcome == NOT_APPLIED and redis.call('HGET', KEYS[i], 'c') == seq then
+    redis.call('HDEL', KEYS[i], 'c')
   end
-  if redis.call('GET', KEYS[i]) == owner then redis.call('DEL', KEYS[i]) end
-  j = j + 1
+  if redis.call('HGET', KEYS[i], 'o') == owner then redis.call('HDEL', KEYS[i], 'o', 'x') end
 end
-return j
+return #KEYS

@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from ..api.aclient import AsyncPlusofonClient
 from ..api.retry import acall_with_retries
 from ..coordination.breaker import AsyncBreaker
@@ -37,9 +39,13 @@ from ..coordination.ordering import (
     RELEASE_SCRIPT,
     RENEW_SCRIPT,
     SUPERSEDED,
+    UNSURE,
+    Settled,
     claim_call,
-    lock_key,
+    fence,
     release_call,
+    renew_call,
+    settled_by,
 )
 from ..coordination.ratelimit import AsyncRateLimiter
 from ..coordination.stats import Stats, aflush
@@ -55,6 +61,7 @@ from ..core.errors import (
 )
 from ..core.settings import Settings
 from ..store.credentials import Cipher
+from .health import RedisHealth
 
 logger = logging.getLogger(__name__)
 
@@ -85,31 +92,49 @@ class _Recorder:
     ctx: EngineContext
     keys: Keys
     owner: str
+    health: RedisHealth
     buffer: list[Outcome] = field(default_factory=list)
-    releases: list[tuple[str, int, bool]] = field(default_factory=list)
+    releases: list[tuple[str, int, str]] = field(default_factory=list)
     last: float = field(default_factory=time.monotonic)
 
-    async def add(self, outcome: Outcome, release: tuple[str, int, bool] | None) -> None:
+    async def add(self, outcome: Outcome, release: tuple[str, int, str] | None) -> None:
         self.buffer.append(outcome)
         if release is not None:
             self.releases.append(release)
         if len(self.buffer) >= _FLUSH_ROWS or time.monotonic() - self.last > _FLUSH_SECONDS:
             await self.flush()
 
-    async def release_only(self, release: tuple[str, int, bool]) -> None:
+    async def release_only(self, release: tuple[str, int, str]) -> None:
         self.releases.append(release)
 
     async def flush(self) -> None:
-        await aflush(self.ctx.redis, self.ctx.stats)
+        """Write what is buffered. With Redis away, keep it all and try again once Redis
+        answers (`health`), so no finished row is lost or sent again."""
         batch, self.buffer, self.last = self.buffer, [], time.monotonic()
         releases, self.releases = self.releases, []
+        while True:
+            try:
+                await self._write(batch, releases)
+                return
+            except (RedisError, OSError) as exc:
+                logger.warning("bulk outcomes kept in memory until Redis answers: %s", exc)
+                self.health.down()
+                await self.health.wait_up()
+
+    async def _write(self, batch: list[Outcome], releases: list[tuple[str, int, str]]) -> None:
         if releases:
             # Applied numbers first: once an outcome is recorded, a redelivery must see it.
             keys, args = release_call(self.owner, releases)
             await self.ctx.release(keys=keys, args=args)
+            releases.clear()
         if batch:
             ttl = self.ctx.settings.result_expires
             await self.ctx.record(keys=self.keys.record_keys(), args=record_args(batch, ttl))
+            batch.clear()
+        try:
+            await aflush(self.ctx.redis, self.ctx.stats)
+        except RedisError:  # counters only: never worth holding outcomes back
+            logger.debug("could not flush request statistics", exc_info=True)
 
 
 class EngineContext:
@@ -117,7 +142,10 @@ class EngineContext:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = async_redis_client(settings.redis_url)
+        # Every row in flight may wait on Redis at once (the rate limit), plus the watchers.
+        self.redis = async_redis_client(
+            settings.redis_url, max_connections=settings.bulk_in_flight + 16
+        )
         self.record = self.redis.register_script(RECORD_SCRIPT)
         self.claim = self.redis.register_script(CLAIM_SCRIPT)
         self.renew = self.redis.register_script(RENEW_SCRIPT)
@@ -136,22 +164,34 @@ class EngineContext:
         await self.redis.aclose()
 
 
-async def _apply(ctx: EngineContext, row: BulkRow, blob: Any, only_changed: bool) -> str:
+async def _apply(
+    ctx: EngineContext, row: BulkRow, blob: Any, only_changed: bool, unsure: bool
+) -> str:
     creds = ctx.cipher.open(row.account, blob)
-    if only_changed:
+    if only_changed or unsure:
         current = await acall_with_retries(ctx.settings, lambda: ctx.client.get_voicemail(creds))
         if current.send == row.send and current.email == row.email:
-            return UNCHANGED
+            # Unsure: an earlier delivery's PATCH reached the API before it died.
+            return UNCHANGED if only_changed else SUCCEEDED
     await acall_with_retries(
         ctx.settings, lambda: ctx.client.set_voicemail(creds, row.send, row.email)
     )
     return SUCCEEDED
 
 
+def row_deadline(settings: Settings) -> float:
+    """The longest one row may take: every attempt timing out, every backoff, every 429."""
+    attempt = settings.connect_timeout + settings.read_timeout + settings.retry_max_delay
+    waits = settings.retry_after_max * settings.rate_limited_max
+    return attempt * (settings.retry_attempts + 1) + waits
+
+
 async def process_chunk(
-    ctx: EngineContext, bulk_id: str, number: int, *, final: bool
+    ctx: EngineContext, bulk_id: str, number: int, *, final: bool, owner: str | None = None
 ) -> ChunkReport:
+    """Run one chunk. `owner` is this delivery's lock owner (`ordering.fence`)."""
     started = time.perf_counter()
+    owner = owner or fence("inline")
     keys = Keys(bulk_id)
     report = ChunkReport()
     raw = await ctx.redis.get(keys.chunk(number))
@@ -166,15 +206,21 @@ async def process_chunk(
     todo = [row for row, seen in zip(rows, recorded, strict=True) if seen is None]
     report.skipped = len(rows) - len(todo)
     blobs = await ctx.redis.hmget(C.ACCOUNTS_KEY, [row.account for row in todo]) if todo else []
-    owner = f"bulk:{bulk_id}:{number}"  # a redelivery of this chunk may take its own locks back
     verdicts = await _claim(ctx, owner, todo)
-    recorder = _Recorder(ctx, keys, owner)
+    health = RedisHealth(ctx.redis)
+    recorder = _Recorder(ctx, keys, owner, health)
     gate = asyncio.Semaphore(ctx.settings.bulk_in_flight)
-    held = {row.account for row, v in zip(todo, verdicts, strict=True) if v == CLAIMED and row.seq}
-    renewer = asyncio.create_task(_keep_locks(ctx, owner, held))
+    deadline = row_deadline(ctx.settings)
+    # Claimed accounts whose row is not settled yet: renewed while they wait, released
+    # unapplied if the chunk stops early.
+    held = {
+        row.account: row.seq
+        for row, v in zip(todo, verdicts, strict=True)
+        if v in (CLAIMED, UNSURE) and row.seq
+    }
 
     async def run(row: BulkRow, blob: Any, verdict: int) -> None:
-        release: tuple[str, int, bool] | None = None
+        release: tuple[str, int, str] | None = None
         if verdict == LOCKED and not final:  # another update of the account is running
             report.transient += 1
             return
@@ -193,23 +239,27 @@ async def process_chunk(
         else:
             async with gate:
                 try:
-                    code = await _apply(ctx, row, blob, only_changed)
+                    # No new request while Redis is away: its outcome could not be recorded.
+                    await health.wait_up()
+                    async with asyncio.timeout(deadline):
+                        code = await _apply(ctx, row, blob, only_changed, verdict == UNSURE)
                     outcome = Outcome(row.line, code)
-                    release = (row.account, row.seq, True)
-                except TransientError as exc:
+                    release = (row.account, row.seq, Settled.APPLIED)
+                except (TransientError, TimeoutError) as exc:
                     if not final:
                         report.transient += 1
                         if isinstance(exc, RateLimited) and exc.retry_after is not None:
                             report.retry_after = max(report.retry_after or 0.0, exc.retry_after)
-                        await recorder.release_only((row.account, row.seq, False))
+                        held.pop(row.account, None)
+                        await recorder.release_only((row.account, row.seq, settled_by(exc)))
                         return
                     outcome = _failed(row, exc)
-                    release = (row.account, row.seq, False)
+                    release = (row.account, row.seq, settled_by(exc))
                 except (PermanentError, InputError, AccountNotFound, CredentialError) as exc:
                     outcome = _failed(row, exc)
-                    release = (row.account, row.seq, False)
+                    release = (row.account, row.seq, Settled.NOT_APPLIED)
                 finally:
-                    held.discard(row.account)  # done with it: its lock is released below
+                    held.pop(row.account, None)  # done with it: its lock is released below
         if outcome.code == SUCCEEDED:
             report.succeeded += 1
         elif outcome.code == UNCHANGED:
@@ -218,24 +268,40 @@ async def process_chunk(
             report.failed += 1
         await recorder.add(outcome, release)
 
+    watcher = asyncio.create_task(health.watch())
+    renewer = asyncio.create_task(_keep_locks(ctx, owner, held))
     try:
-        await asyncio.gather(*(run(r, b, v) for r, b, v in zip(todo, blobs, verdicts, strict=True)))
+        # A TaskGroup: a row failing in an unexpected way stops its siblings too, so none
+        # runs on in this process's loop into the next chunk.
+        async with asyncio.TaskGroup() as group:
+            for row, blob, verdict in zip(todo, blobs, verdicts, strict=True):
+                group.create_task(run(row, blob, verdict))
+    except BaseExceptionGroup as errors:
+        # Say what went wrong, not "unhandled errors in a TaskGroup".
+        first = errors.exceptions[0]
+        raise first from (errors if len(errors.exceptions) > 1 else None)
     finally:
         renewer.cancel()
+        for row_account, seq in list(held.items()):  # stopped early: let the next one in
+            recorder.releases.append((row_account, seq, Settled.UNKNOWN))
         await recorder.flush()
-        await aflush(ctx.redis, ctx.stats, force=True)
+        watcher.cancel()
     if report.transient == 0:
         await ctx.redis.delete(keys.chunk(number))
     report.seconds = time.perf_counter() - started
     return report
 
 
-async def _keep_locks(ctx: EngineContext, owner: str, held: set[str]) -> None:
+async def _keep_locks(ctx: EngineContext, owner: str, held: dict[str, int]) -> None:
     """Renew the account locks of rows still waiting, so none lapses before its PATCH."""
     while True:
         await asyncio.sleep(LOCK_TTL / 4)
         if held:
-            await ctx.renew(keys=[lock_key(a) for a in list(held)], args=[owner, LOCK_TTL * 1000])
+            keys, args = renew_call(owner, list(held))
+            try:
+                await ctx.renew(keys=keys, args=args)
+            except RedisError:
+                logger.warning("could not renew the locks of %d rows", len(keys))
 
 
 async def _claim(ctx: EngineContext, owner: str, rows: list[BulkRow]) -> list[int]:

@@ -13,26 +13,53 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
+import signal
 import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 
+from ..coordination.ordering import fence
 from ..core.errors import EngineUnavailable
 from ..core.logs import install_redaction
 from ..core.settings import Settings, get_settings
-from .chunk import ChunkReport, EngineContext, process_chunk
+from .chunk import ChunkReport, EngineContext, process_chunk, row_deadline
 
 logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a process gets when its parent dies
 
 # Each engine process's own loop and context, built once by `_child_init`.
 _child_loop: asyncio.AbstractEventLoop | None = None
 _child_ctx: EngineContext | None = None
 
 
-def _child_init() -> None:
+def _die_with_parent(parent: int) -> None:
+    """An engine process never goes on sending for a worker that is gone: the kernel kills
+    it with its parent (Linux), and a watchdog thread covers other systems."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="engine-parent-watch", daemon=True).start()
+
+
+def _child_init(parent: int) -> None:
     global _child_loop, _child_ctx
+    _die_with_parent(parent)
     logging.basicConfig(level=logging.WARNING, format="[engine %(process)d] %(message)s")
     install_redaction()
     try:
@@ -45,20 +72,23 @@ def _child_init() -> None:
     _child_ctx = EngineContext(get_settings())
 
 
-def _child_run(bulk_id: str, number: int, final: bool) -> ChunkReport:
+def _child_run(bulk_id: str, number: int, final: bool, owner: str) -> ChunkReport:
     assert _child_loop is not None
     assert _child_ctx is not None
-    return _child_loop.run_until_complete(process_chunk(_child_ctx, bulk_id, number, final=final))
+    chunk = process_chunk(_child_ctx, bulk_id, number, final=final, owner=owner)
+    return _child_loop.run_until_complete(chunk)
 
 
 def _child_ping() -> int:
     return os.getpid()
 
 
-async def _inline(settings: Settings, bulk_id: str, number: int, final: bool) -> ChunkReport:
+async def _inline(
+    settings: Settings, bulk_id: str, number: int, final: bool, owner: str
+) -> ChunkReport:
     ctx = EngineContext(settings)
     try:
-        return await process_chunk(ctx, bulk_id, number, final=final)
+        return await process_chunk(ctx, bulk_id, number, final=final, owner=owner)
     finally:
         await ctx.aclose()
 
@@ -90,26 +120,45 @@ class Engine:
                     self.processes,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_child_init,
+                    initargs=(os.getpid(),),
                 )
                 for ready in [pool.submit(_child_ping) for _ in range(self.processes)]:
                     ready.result()
                 self._pool = pool
             return self._pool
 
-    def run_chunk(self, bulk_id: str, number: int, *, final: bool) -> ChunkReport:
+    def run_chunk(
+        self, bulk_id: str, number: int, *, final: bool, owner: str | None = None
+    ) -> ChunkReport:
+        owner = owner or fence("inline")
         pool = self._executor()
         if pool is None:
-            return asyncio.run(_inline(self.settings, bulk_id, number, final))
+            return asyncio.run(_inline(self.settings, bulk_id, number, final, owner))
+        future = pool.submit(_child_run, bulk_id, number, final, owner)
         try:
-            return pool.submit(_child_run, bulk_id, number, final).result()
+            return future.result(timeout=self.chunk_timeout())
         except BrokenProcessPool as exc:
             self._discard(pool)
             raise EngineUnavailable(f"a bulk engine process died: {exc}") from None
+        except concurrent.futures.TimeoutError:
+            # Its process is stuck: replace the pool (the chunk's rows stay unrecorded).
+            self._discard(pool, kill=True)
+            raise EngineUnavailable(
+                f"bulk {bulk_id} chunk {number} ran past {self.chunk_timeout():.0f}s"
+            ) from None
 
-    def _discard(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    def chunk_timeout(self) -> float:
+        """Rows run `bulk_in_flight` at a time, each within `row_deadline`."""
+        rounds = -(-self.settings.bulk_chunk_size // self.settings.bulk_in_flight)
+        return row_deadline(self.settings) * rounds + 60
+
+    def _discard(self, pool: concurrent.futures.ProcessPoolExecutor, kill: bool = False) -> None:
         with self._lock:
             if self._pool is pool:
                 self._pool = None
+        if kill:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()
         try:
             pool.shutdown(wait=False, cancel_futures=True)
         except Exception:  # a broken pool may refuse a clean shutdown; it is gone anyway

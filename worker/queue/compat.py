@@ -10,7 +10,7 @@ Redis's `unacked` hash, and the visibility sweep puts them back once their
 lease runs out (see worker.queue.lease), so we let the restore fail quietly and the
 worker reconnect.
 
-Written for kombu 5.4 to 5.7, whose `QoS.restore_unacked(self, client=None)` walks
+Written for kombu 5.7, whose `QoS.restore_unacked(self, client=None)` walks
 `self._delivered`; `install()` checks that shape and refuses to patch anything else.
 Installed only in worker processes (`worker.queue.process`), never by a producer.
 """
@@ -52,7 +52,10 @@ def _has_expected_shape() -> bool:
         params = list(inspect.signature(qos.restore_unacked).parameters)
     except (TypeError, ValueError):
         return False
-    return params == ["self", "client"] and hasattr(qos, "_delivered")
+    # restore_by_tag: the lease thread gives back held messages with it (process.restore).
+    return params == ["self", "client"] and all(
+        hasattr(qos, name) for name in ("_delivered", "restore_by_tag")
+    )
 
 
 def install() -> None:
@@ -62,6 +65,6 @@ def install() -> None:
     if not _has_expected_shape():
         raise RuntimeError(
             f"kombu {version('kombu')}: QoS.restore_unacked is not the method the work-around"
-            " in worker/queue/compat.py was written for (kombu 5.4 to 5.7); check it again"
+            " in worker/queue/compat.py was written for (kombu 5.7); check it again"
         )
     qos.restore_unacked = _tolerant(qos.restore_unacked)  # type: ignore[method-assign]

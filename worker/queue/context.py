@@ -4,7 +4,7 @@ Built at worker start by `worker.queue.process` (`worker_init` for the thread an
 pools, `worker_process_init` in each prefork child) and handed to jobs through
 `current()`, as arq hands its `ctx` to every job. Holds the settings, the Redis client,
 the credential store, the blocking API client with its limiter, breaker and statistics,
-the ordering scripts and the bulk engine.
+the ordering scripts with the renewer of held account locks, and the bulk engine.
 """
 
 from __future__ import annotations
@@ -18,15 +18,20 @@ import redis
 from ..api.client import PlusofonClient
 from ..coordination import stats as request_stats
 from ..coordination.breaker import Breaker
-from ..coordination.ordering import CLAIM_SCRIPT, RELEASE_SCRIPT
+from ..coordination.ordering import CLAIM_SCRIPT, RELEASE_SCRIPT, LockRenewer
 from ..coordination.ratelimit import RateLimiter
 from ..coordination.stats import Stats
 from ..core.connections import redis_client
 from ..core.settings import Settings
 from ..engine.pool import Engine
 from ..store.credentials import CredentialStore
+from .liveness import new_instance_id
 
 logger = logging.getLogger(__name__)
+
+# This worker process instance: made when the worker side is installed, before a prefork
+# pool forks, so its children share it; account locks and held deliveries carry it.
+INSTANCE = new_instance_id()
 
 
 @dataclass
@@ -39,6 +44,8 @@ class WorkerContext:
     engine: Engine
     claim: Any
     release: Any
+    locks: LockRenewer
+    instance: str = ""
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerContext:
@@ -58,6 +65,8 @@ class WorkerContext:
             engine=Engine(settings),
             claim=client.register_script(CLAIM_SCRIPT),
             release=client.register_script(RELEASE_SCRIPT),
+            locks=LockRenewer(client),
+            instance=INSTANCE,
         )
 
     def flush_stats(self, *, force: bool = False) -> None:
@@ -68,6 +77,7 @@ class WorkerContext:
             logger.debug("could not flush request statistics", exc_info=True)
 
     def close(self) -> None:
+        self.locks.stop()
         self.flush_stats(force=True)
         self.engine.shutdown()
         self.client.close()

@@ -1,15 +1,14 @@
-"""Keep the broker from handing a live worker's messages to someone else.
+"""The lease thread: one per worker, once a second, keeps the worker's claims alive.
 
 kombu's Redis transport keeps each delivered, unacknowledged message in the
 `unacked` hash with its delivery time in the `unacked_index` sorted set, and
-puts it back in its queue once it is older than `visibility_timeout`. A long
-timeout means a job held by a killed worker waits that long (an hour by
-default); a short one means a job still running, or waiting for its countdown,
-is handed out twice. So the timeout is short (`VOICEMAIL_VISIBILITY_TIMEOUT`,
-60 s) and this thread renews the lease: every quarter of it, it stamps "now" on
-every message the worker holds (running, reserved or waiting for an ETA).
-A worker that dies stops renewing, and its messages come back within the
-timeout plus one restore sweep (`unacked_restore_interval`, 5 s).
+puts it back in its queue once it is older than `visibility_timeout`. This thread
+stamps "now" on every message the worker holds (running, reserved or waiting for an
+ETA; `celery.worker.state.scheduled_requests` needs Celery 5.7), so that timeout
+(`VOICEMAIL_VISIBILITY_TIMEOUT`, 60 s) is only the last resort. What brings a dead
+worker's messages back within seconds is the heartbeat (`worker.queue.liveness`),
+which this thread also keeps, with the sweep for lost jobs (`worker.queue.recovery`)
+and the flush of request statistics. Nothing that goes wrong in a tick stops it.
 """
 
 from __future__ import annotations
@@ -25,10 +24,9 @@ from celery.worker import state
 
 from ..core.connections import redis_client
 from . import recovery
+from .liveness import UNACKED_INDEX, Liveness
 
 logger = logging.getLogger(__name__)
-
-UNACKED_INDEX = "unacked_index"  # kombu's default `unacked_index_key`
 
 
 def held_delivery_tags() -> set[str]:
@@ -52,40 +50,58 @@ def renew(client: Any, tags: Iterable[str], now: float | None = None) -> int:
 
 
 class LeaseKeeper(threading.Thread):
-    """Renews leases, sweeps for lost jobs (`recovery`) and runs `tick` (statistics)."""
+    """Renews leases, beats and reaps (`Liveness`), sweeps for lost jobs, runs `tick`."""
+
+    interval = 1.0
 
     def __init__(
         self,
         settings: Any,
+        *,
+        instance: str,
+        node: str,
         republish: Callable[[dict[str, Any], str], None],
+        restore: Callable[[Iterable[str]], None],
         tick: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(name="voicemail-lease", daemon=True)
         self._republish = republish
         self._tick = tick
-        self.interval = min(max(settings.visibility_timeout / 4, 0.5), 5.0)
         clients: dict[str, redis.Redis] = {}
         for url in (settings.broker_url, settings.redis_url, settings.result_backend):
             if url not in clients:
-                clients[url] = redis_client(url, socket_timeout=5)
+                clients[url] = redis_client(url, socket_timeout=2, socket_connect_timeout=2)
         self._client = clients[settings.broker_url]
         self._store = clients[settings.redis_url]
         self._results = clients[settings.result_backend]
         self._clients = list(clients.values())
+        self.liveness = Liveness(
+            self._store, self._client, self._results, instance=instance, node=node, restore=restore
+        )
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
-            try:
-                renew(self._client, held_delivery_tags())
-                recovery.sweep(
-                    self._store, self._republish, broker=self._client, results=self._results
-                )
-                self._tick()
-            except redis.RedisError as exc:
-                logger.warning("could not renew message leases: %s", exc)
+            self.beat()
+
+    def beat(self) -> None:
+        try:
+            held = held_delivery_tags()
+            renew(self._client, held)
+            self.liveness.tick(held)
+            recovery.sweep(self._store, self._republish, broker=self._client, results=self._results)
+            self._tick()
+        except redis.RedisError as exc:
+            self.liveness.failed()
+            logger.warning("lease thread: Redis did not answer: %s", exc)
+        except Exception:  # whatever it is, the next tick must still run
+            logger.exception("lease thread: tick failed; carrying on")
 
     def stop(self) -> None:
         self._stop_event.set()
+        try:
+            self.liveness.leave()
+        except Exception:  # shutting down with Redis gone: the heartbeat lapses by itself
+            logger.debug("could not stop the heartbeat", exc_info=True)
         for client in self._clients:
             client.close()

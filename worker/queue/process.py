@@ -8,6 +8,7 @@ through `worker.app`; a producer importing `tasks` never runs it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from celery import signals
@@ -15,7 +16,7 @@ from celery.concurrency import get_implementation
 
 from ..core.logs import install_redaction, use_json
 from ..core.settings import get_settings
-from . import compat, context, deadletter, recovery
+from . import compat, context, deadletter, liveness, recovery
 from .app import app, connections
 from .lease import LeaseKeeper
 
@@ -62,6 +63,14 @@ def _on_process_init(**_: Any) -> None:
     context.start(get_settings(), fresh=True)
 
 
+def restore(tags: Iterable[str]) -> None:
+    """Put held messages back at the head of their queues, as kombu itself restores them."""
+    with app.connection_for_write() as conn:
+        qos = conn.default_channel.qos  # type: ignore[attr-defined]  # kombu virtual channel
+        for tag in tags:
+            qos.restore_by_tag(tag)
+
+
 def republish(record: dict[str, Any], job_id: str) -> None:
     app.send_task(
         record["task"],
@@ -81,7 +90,15 @@ def _flush_stats() -> None:
 def _on_ready(sender: Any = None, **_: Any) -> None:
     global _lease
     settings = get_settings()
-    _lease = LeaseKeeper(settings, republish, _flush_stats)
+    _lease = LeaseKeeper(
+        settings,
+        instance=context.INSTANCE,
+        node=str(getattr(sender, "hostname", "") or ""),
+        republish=republish,
+        restore=restore,
+        tick=_flush_stats,
+    )
+    _lease.beat()  # beat before the first job, not a second after
     _lease.start()
     connections().store.mark_env_account()
     ctx = context.started()
@@ -98,12 +115,16 @@ def _on_shutdown(**_: Any) -> None:
 
 
 def _received(request: Any = None, **_: Any) -> None:
+    # Runs in the main process (the consumer), whatever the pool.
+    client = connections().redis
     published_at = (getattr(request, "_request_dict", None) or {}).get(recovery.HEADER)
-    if published_at is None:
-        return
-    queue = (request.delivery_info or {}).get("routing_key") or "celery"
+    tag = getattr(getattr(request, "message", None), "delivery_tag", None)
     try:
-        recovery.on_received(context.current().redis, queue, float(published_at))
+        if tag:
+            liveness.record_received(client, context.INSTANCE, str(tag))
+        if published_at is not None:
+            queue = (request.delivery_info or {}).get("routing_key") or "celery"
+            recovery.on_received(client, queue, float(published_at))
     except Exception:  # bookkeeping must never cost a job
         logger.warning("could not record receipt of job %s", request.id, exc_info=True)
 

@@ -1,0 +1,166 @@
+"""Heartbeats, held deliveries and reaping on a real Redis; engine processes die with the worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+import redis
+
+from simulator import stack
+from worker.coordination import ordering as O
+from worker.queue import liveness as L
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _unacked(client: redis.Redis, tag: str, job_id: str) -> None:
+    message = [{"headers": {"id": job_id}, "body": "", "properties": {}}, "celery", "celery"]
+    client.hset(L.UNACKED, tag, json.dumps(message))
+
+
+def claimed_by(client: redis.Redis, owner: str, account: str, seq: int) -> int:
+    keys, args = O.claim_call(owner, [(account, seq)])
+    (verdict,) = client.register_script(O.CLAIM_SCRIPT)(keys=keys, args=args)
+    return int(verdict)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(client: redis.Redis, restored: list[str], clock: Clock | None = None) -> L.Liveness:
+    def restore(tags: Iterable[str]) -> None:
+        restored.extend(tags)
+
+    return L.Liveness(
+        client,
+        client,
+        client,
+        instance=L.new_instance_id(),
+        node="test@host",
+        restore=restore,
+        clock=clock or Clock(),
+    )
+
+
+def test_a_dead_instance_has_its_messages_given_back_and_its_locks_freed(
+    redis_client: redis.Redis,
+) -> None:
+    dead: list[str] = []
+    gone = make(redis_client, dead)
+    tag = f"tag-{uuid.uuid4().hex}"
+    _unacked(redis_client, tag, str(uuid.uuid4()))
+    gone.tick({tag})
+    account = f"live-{uuid.uuid4().hex[:8]}"
+    assert claimed_by(redis_client, f"{gone.instance}:f1", account, 5) == O.CLAIMED
+    redis_client.delete(L.heartbeat_key(gone.instance))  # it was killed: no more beats
+
+    restored: list[str] = []
+    reaper = make(redis_client, restored)
+    reaper.tick(set())
+    assert tag in restored
+    assert redis_client.exists(L.dead_key(gone.instance))
+    # The dead owner's lock is free at once: no 120 s lock lease to wait out.
+    assert claimed_by(redis_client, "other:f2", account, 5) == O.UNSURE
+
+
+def test_a_live_instance_is_left_alone(redis_client: redis.Redis) -> None:
+    alive = make(redis_client, [])
+    tag = f"tag-{uuid.uuid4().hex}"
+    _unacked(redis_client, tag, str(uuid.uuid4()))
+    alive.tick({tag})
+    restored: list[str] = []
+    make(redis_client, restored).tick(set())
+    assert tag not in restored
+
+
+def test_a_worker_back_from_an_outage_waits_before_reaping(redis_client: redis.Redis) -> None:
+    silent = make(redis_client, [])
+    silent.tick(set())
+    redis_client.delete(L.heartbeat_key(silent.instance))
+    restored: list[str] = []
+    clock = Clock()
+    reaper = make(redis_client, restored, clock)
+    reaper.failed()  # it could not reach Redis itself a moment ago
+    reaper.tick(set())
+    assert not redis_client.exists(L.dead_key(silent.instance))
+    clock.now += L.GRACE
+    reaper.tick(set())
+    assert redis_client.exists(L.dead_key(silent.instance))
+
+
+def test_deliveries_celery_dropped_go_back_after_two_ticks(redis_client: redis.Redis) -> None:
+    restored: list[str] = []
+    me = make(redis_client, restored)
+    running, dropped, acked = (f"tag-{uuid.uuid4().hex}" for _ in range(3))
+    for tag in (running, dropped):
+        _unacked(redis_client, tag, str(uuid.uuid4()))
+    me.tick({running, dropped, acked})
+    # The broker connection was lost: Celery forgot `dropped`; `acked` finished normally.
+    me.tick({running})
+    assert restored == []  # not yet: it may just be between lists
+    me.tick({running})
+    assert restored == [dropped]
+    assert redis_client.smembers(L.held_key(me.instance)) == {running.encode()}
+
+
+def test_a_finished_job_whose_ack_was_lost_is_not_run_again(redis_client: redis.Redis) -> None:
+    restored: list[str] = []
+    me = make(redis_client, restored)
+    tag, job = f"tag-{uuid.uuid4().hex}", str(uuid.uuid4())
+    _unacked(redis_client, tag, job)
+    redis_client.set(f"celery-task-meta-{job}", json.dumps({"status": "SUCCESS"}))
+    me.tick({tag})
+    me.tick(set())
+    me.tick(set())
+    assert restored == []
+    assert not redis_client.hexists(L.UNACKED, tag)
+
+
+ENGINE_PARENT = """
+import os, sys
+from worker.core.settings import load_settings
+from worker.engine.pool import Engine
+engine = Engine(load_settings(VOICEMAIL_BULK_PROCESSES=1))
+engine.start()
+print(" ".join(str(p) for p in engine._pool._processes), flush=True)
+sys.stdin.read()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return "zombie" not in fh.read()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="reads /proc")
+def test_engine_processes_die_with_the_worker() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", ENGINE_PARENT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=dict(os.environ),
+        text=True,
+    ) as parent:
+        assert parent.stdout is not None
+        children = [int(p) for p in parent.stdout.readline().split()]
+        assert children and all(_alive(c) for c in children)
+        parent.kill()  # SIGKILL to the main process only, not its group
+        parent.wait(10)
+    stack.wait_until(lambda: not any(_alive(c) for c in children), 10, "the engine exiting")

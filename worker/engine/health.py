@@ -1,0 +1,52 @@
+"""Is Redis answering? Watched twice a second while a chunk runs.
+
+A row's outcome lives in Redis: a PATCH sent while Redis is away could not be recorded,
+and a redelivery would send it again. So within a second of Redis going quiet the
+chunk starts no new request, keeps the outcomes it has, and goes on once Redis answers
+(or gives up after `MAX_WAIT` and lets the chunk be retried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PROBE_EVERY = 0.5
+PROBE_TIMEOUT = 0.5
+MAX_WAIT = 120.0
+
+
+class RedisHealth:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._up = asyncio.Event()
+        self._up.set()
+
+    def down(self) -> None:
+        self._up.clear()
+
+    async def wait_up(self) -> None:
+        if self._up.is_set():
+            return
+        try:
+            async with asyncio.timeout(MAX_WAIT):
+                await self._up.wait()
+        except TimeoutError:
+            raise ConnectionError(f"Redis did not answer for {MAX_WAIT:.0f}s") from None
+
+    async def watch(self) -> None:
+        """Probe Redis (even with no rate limit calling it per request) until cancelled."""
+        while True:
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT):
+                    await self._client.ping()
+            except Exception:  # any failure to answer in time counts as down
+                if self._up.is_set():
+                    logger.warning("Redis is not answering: no new requests until it does")
+                self._up.clear()
+            else:
+                self._up.set()
+            await asyncio.sleep(PROBE_EVERY)

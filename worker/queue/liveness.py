@@ -1,0 +1,192 @@
+"""Which worker is alive, what it holds, and giving back what a dead or cut-off one held.
+
+Every worker process instance (a fresh id at each start: a restarted worker reuses its
+node name, so the name alone would not do) keeps, in Redis:
+
+    voicemail:instances         hash    instance -> node name, pid
+    voicemail:hb:{instance}     string  heartbeat, renewed every second, TTL `HEARTBEAT_TTL`
+    voicemail:held:{instance}   set     delivery tags it received and has not acknowledged
+    voicemail:dead:{instance}   string  set once a reaper gave its messages back (a day)
+
+Each second, in the lease thread (`worker.queue.lease`), a worker:
+- renews its heartbeat and records the deliveries it holds;
+- gives back its own deliveries that Celery dropped (a lost broker connection drops the
+  reserved requests; their messages stay in kombu's `unacked` hash): a tag it recorded
+  but no longer holds, two ticks in a row, goes back to its queue, or is simply
+  forgotten if the job already has its result;
+- reaps dead instances: one whose heartbeat lapsed has its deliveries put back in their
+  queues and is marked dead, which frees its account locks (`coordination.ordering`
+  treats a dead owner's lock as free). A Redis that restarted, or a reaper that was itself
+  cut off, waits `GRACE` seconds first, so an outage never makes every worker look dead.
+kombu's visibility timeout stays as the last resort.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..core import constants as C
+from ..core.connections import text
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_TTL = 4.0  # seconds without a beat before an instance counts as dead
+GRACE = 10.0  # seconds after Redis (or the reaper's link to it) came back before reaping
+INSTANCES_KEY = C.KEY_PREFIX + "instances"
+UNACKED = "unacked"  # kombu's default `unacked_key`
+UNACKED_INDEX = "unacked_index"  # kombu's default `unacked_index_key`
+
+
+def heartbeat_key(instance: str) -> str:
+    return f"{C.KEY_PREFIX}hb:{instance}"
+
+
+def held_key(instance: str) -> str:
+    return f"{C.KEY_PREFIX}held:{instance}"
+
+
+def dead_key(instance: str) -> str:
+    return f"{C.KEY_PREFIX}dead:{instance}"
+
+
+def new_instance_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def record_received(client: Any, instance: str, tag: str) -> None:
+    """Called when a message arrives, before any job runs: a kill right after it is covered."""
+    client.sadd(held_key(instance), tag)
+
+
+def _job_id(raw: bytes | str | None) -> str | None:
+    try:
+        return str(json.loads(raw)[0]["headers"]["id"]) if raw else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+class Liveness:
+    """One worker instance's side of it; `tick()` runs every second in the lease thread."""
+
+    def __init__(
+        self,
+        store: Any,
+        broker: Any,
+        results: Any,
+        *,
+        instance: str,
+        node: str,
+        restore: Callable[[Iterable[str]], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store, self.broker, self.results = store, broker, results
+        self.instance, self.node = instance, node
+        self._restore = restore
+        self._clock = clock
+        self._missing: dict[str, int] = {}  # tag -> ticks it was seen recorded but not held
+        self._healthy_since: float | None = None
+        self._outage = False
+
+    def failed(self) -> None:
+        """Redis did not answer this tick: reaping waits `GRACE` once it does again."""
+        self._healthy_since = None
+        self._outage = True
+
+    def tick(self, held: set[str]) -> None:
+        now = self._clock()
+        with self.store.pipeline(transaction=False) as pipe:
+            pipe.set(heartbeat_key(self.instance), "1", px=int(HEARTBEAT_TTL * 1000))
+            pipe.hset(INSTANCES_KEY, self.instance, json.dumps({"node": self.node}))
+            if held:
+                pipe.sadd(held_key(self.instance), *held)
+            pipe.smembers(held_key(self.instance))
+            recorded = {text(t) for t in pipe.execute()[-1]}
+        if self._healthy_since is None:
+            self._healthy_since = now
+        self._give_back_dropped(recorded - held)
+        if not self._outage or now - self._healthy_since >= GRACE:
+            self.reap()
+
+    def _give_back_dropped(self, candidates: set[str]) -> None:
+        self._missing = {t: self._missing.get(t, 0) + 1 for t in candidates}
+        # Two ticks in a row: a message just received may not be in Celery's lists yet.
+        due = [t for t, seen in self._missing.items() if seen >= 2]
+        if not due:
+            return
+        raws = self.broker.hmget(UNACKED, due)
+        gone = [t for t, raw in zip(due, raws, strict=True) if raw is None]
+        dropped = {t: _job_id(raw) for t, raw in zip(due, raws, strict=True) if raw is not None}
+        if dropped:
+            finished = self._finished({t: j for t, j in dropped.items() if j})
+            if finished:
+                self._forget(finished)
+            again = [t for t in dropped if t not in finished]
+            if again:
+                logger.warning("giving back %d message(s) this worker no longer holds", len(again))
+                self._restore(again)
+        self.store.srem(held_key(self.instance), *due)
+        for tag in [*gone, *dropped]:
+            self._missing.pop(tag, None)
+
+    def _finished(self, jobs: dict[str, str]) -> list[str]:
+        if not jobs:
+            return []
+        metas = self.results.mget([f"celery-task-meta-{j}" for j in jobs.values()])
+        return [
+            tag
+            for tag, meta in zip(jobs, metas, strict=True)
+            if meta and json.loads(meta).get("status") in ("SUCCESS", "FAILURE")
+        ]
+
+    def _forget(self, tags: list[str]) -> None:
+        """The job finished but its acknowledgement was lost with the connection."""
+        with self.broker.pipeline(transaction=False) as pipe:
+            pipe.hdel(UNACKED, *tags)
+            pipe.zrem(UNACKED_INDEX, *tags)
+            pipe.execute()
+
+    def reap(self) -> int:
+        """Give back the messages of every instance whose heartbeat lapsed; returns how many
+        instances were reaped."""
+        others = [text(i) for i in self.store.hkeys(INSTANCES_KEY) if text(i) != self.instance]
+        if not others:
+            return 0
+        with self.store.pipeline(transaction=False) as pipe:
+            for other in others:
+                pipe.exists(heartbeat_key(other))
+            alive = pipe.execute()
+        lapsed = [o for o, beating in zip(others, alive, strict=True) if not beating]
+        if not lapsed:
+            return 0
+        uptime = int(self.store.info("server").get("uptime_in_seconds", 0))
+        if uptime < GRACE:
+            return 0  # Redis just came back: give every worker time to beat again
+        reaped = 0
+        for other in lapsed:
+            if not self.store.set(f"{C.KEY_PREFIX}reap:{other}", self.instance, nx=True, ex=30):
+                continue  # another worker is on it
+            tags = [text(t) for t in self.store.smembers(held_key(other))]
+            if tags:
+                logger.warning(
+                    "worker instance %s stopped beating: giving back %d message(s)",
+                    other,
+                    len(tags),
+                )
+                self._restore(tags)
+            with self.store.pipeline(transaction=True) as pipe:
+                pipe.set(dead_key(other), "1", ex=86_400)
+                pipe.delete(held_key(other))
+                pipe.hdel(INSTANCES_KEY, other)
+                pipe.execute()
+            reaped += 1
+        return reaped
+
+    def leave(self) -> None:
+        """A clean shutdown: stop beating now, so a live worker gives back whatever kombu
+        did not, and frees our locks, without waiting for the heartbeat to lapse."""
+        self.store.delete(heartbeat_key(self.instance))
