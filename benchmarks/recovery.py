@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from simulator import stack  # noqa: E402
 
-DEADLINE = 600.0  # seconds any one wait may take before the run is called failed
+DEADLINE = 300.0  # seconds any one wait may take before the run is called failed
 
 
 class Worker:
@@ -53,11 +55,15 @@ class Worker:
         self.proc.wait()
 
     def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def wait_for(check: Callable[[], bool], what: str, step: float = 0.02) -> float:
@@ -104,6 +110,7 @@ def one_run(run: int, accounts: int, log_dir: Path) -> dict[str, float]:
         before = total_patches()
         workers.append(Worker(f"r{run}b", env, log_dir))
         after_kill = wait_for(lambda: total_patches() > before, "PATCHes after the kill")
+        print(f"    run {run}: PATCHes resumed {after_kill:.1f}s after the restart", flush=True)
 
         wait_for(lambda: patched() >= accounts * 0.6, "60% PATCHed")
         connections().redis.shutdown()  # SHUTDOWN: AOF fsynced, then the server exits
@@ -114,6 +121,7 @@ def one_run(run: int, accounts: int, log_dir: Path) -> dict[str, float]:
         restarted = time.monotonic()
         wait_for(lambda: total_patches() > before, "PATCHes after the Redis restart")
         after_redis = time.monotonic() - restarted
+        print(f"    run {run}: PATCHes resumed {after_redis:.1f}s after Redis", flush=True)
 
         wait_for(lambda: bulk_status(bulk_id).done, "the bulk finishing", step=0.2)
         status = bulk_status(bulk_id)
@@ -159,8 +167,13 @@ def main() -> int:
     )
     ok = True
     for run in range(1, args.runs + 1):
-        with stack.temp_dir("voicemail-recovery-") as log_dir:
+        log_dir = Path(tempfile.mkdtemp(prefix="voicemail-recovery-"))
+        try:
             r = one_run(run, args.accounts, log_dir)
+        except Exception:
+            print(f"run {run} failed; logs kept in {log_dir}", flush=True)
+            raise
+        shutil.rmtree(log_dir, ignore_errors=True)
         print(
             f"{run:>3} {r['resume_after_kill_s']:>16.1f} s {r['resume_after_redis_s']:>10.1f} s "
             f"{r['rows_lost']:>5.0f} {r['duplicates']:>5.0f} ({r['duplicate_share']:.2%}) "

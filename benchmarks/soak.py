@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 
 from simulator import stack  # noqa: E402
 
-BIN = Path(sys.executable).parent
 FAULTS = {
     "error_rate": 0.05,
     "html_502_rate": 0.02,
