@@ -22,7 +22,7 @@ class _Channel:
 
 def _qos(connection: Any) -> Any:
     qos = kombu_redis.QoS.__new__(kombu_redis.QoS)
-    qos.channel = _Channel(connection)
+    qos.channel = _Channel(connection)  # type: ignore[assignment]  # a stand-in
     qos._delivered = OrderedDict({"tag-1": None})
     return qos
 
