@@ -18,6 +18,7 @@ Loopback only, bounded in time, stops by itself.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -155,11 +156,38 @@ def one_run(run: int, accounts: int, log_dir: Path) -> dict[str, float]:
         redis_proc.stop()
 
 
+def run_in_child(run: int, accounts: int) -> dict[str, float]:
+    """Each run in a fresh interpreter: the Celery app reads REDIS_URL once, at import."""
+    child = subprocess.run(
+        [sys.executable, __file__, "--one", str(run), "--accounts", str(accounts)],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=DEADLINE * 4,
+        check=False,
+    )
+    lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
+    if child.returncode != 0 or not lines:
+        raise RuntimeError(f"run {run} failed:\n{child.stdout[-2000:]}")
+    result: dict[str, float] = json.loads(lines[-1])
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--accounts", type=int, default=3000)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one is not None:
+        log_dir = Path(tempfile.mkdtemp(prefix="voicemail-recovery-"))
+        try:
+            result = one_run(args.one, args.accounts, log_dir)
+        except Exception:
+            print(f"run {args.one} failed; logs kept in {log_dir}", flush=True)
+            raise
+        shutil.rmtree(log_dir, ignore_errors=True)
+        print(json.dumps(result), flush=True)
+        return 0
     print("defaults, worker as the Procfile starts it; API at 20 ms with 5% 503s")
     print(
         f"{'run':>3} {'resume after kill':>18} {'after Redis':>12} {'lost':>5} "
@@ -167,13 +195,7 @@ def main() -> int:
     )
     ok = True
     for run in range(1, args.runs + 1):
-        log_dir = Path(tempfile.mkdtemp(prefix="voicemail-recovery-"))
-        try:
-            r = one_run(run, args.accounts, log_dir)
-        except Exception:
-            print(f"run {run} failed; logs kept in {log_dir}", flush=True)
-            raise
-        shutil.rmtree(log_dir, ignore_errors=True)
+        r = run_in_child(run, args.accounts)
         print(
             f"{run:>3} {r['resume_after_kill_s']:>16.1f} s {r['resume_after_redis_s']:>10.1f} s "
             f"{r['rows_lost']:>5.0f} {r['duplicates']:>5.0f} ({r['duplicate_share']:.2%}) "

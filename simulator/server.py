@@ -60,6 +60,8 @@ class State:
     scripts: dict[str, collections.deque[str]] = field(default_factory=dict)
     requests: collections.Counter[str] = field(default_factory=collections.Counter)
     patches: collections.Counter[str] = field(default_factory=collections.Counter)
+    # Every (send, email) a PATCH applied, per account: a repeat is a duplicate PATCH.
+    applied: dict[str, list[list[Any]]] = field(default_factory=dict)
     per_second: collections.Counter[int] = field(default_factory=collections.Counter)
     faults_injected: collections.Counter[str] = field(default_factory=collections.Counter)
     headers_seen: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -181,6 +183,7 @@ async def voicemail(request: web.Request) -> web.StreamResponse:
         return _json(422, {"message": "The given data was invalid.", "errors": errors})
     account.send, account.email = body["send"], str(email)
     state.patches[account.name] += 1
+    state.applied.setdefault(account.name, []).append([body["send"], account.email])
     return _json(200, {"success": True})
 
 
@@ -210,6 +213,7 @@ async def show_account(request: web.Request) -> web.Response:
                     "patches": state.patches[name],
                     "headers": state.headers_seen.get(name, {}),
                     "times": list(state.times.get(name, ())),
+                    "applied": state.applied.get(name, []),
                 },
             )
     raise web.HTTPNotFound(text=f"no account {name!r}")

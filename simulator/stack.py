@@ -24,6 +24,8 @@ from typing import IO, Any
 import httpx
 import redis
 
+from .control import SimulatorControl as SimulatorControl  # where callers look for it
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -152,6 +154,7 @@ def start_redis(
     port: int | None = None,
     appendonly: bool = False,
     data_dir: Path | None = None,
+    bind: str = "127.0.0.1",
 ) -> Service:
     """A redis-server of our own; `port` and `data_dir` given, it restarts one (AOF kept)."""
     port = port or free_port()
@@ -161,7 +164,7 @@ def start_redis(
         "--port",
         str(port),
         "--bind",
-        "127.0.0.1",
+        bind,
         "--save",
         "",
         "--appendonly",
@@ -170,9 +173,12 @@ def start_redis(
         str(data_dir),
         "--daemonize",
         "no",
+        # Bound to a test network's address (tests/test_partition.py): clients come from
+        # there, not from loopback, which protected mode would refuse.
+        *([] if bind.startswith("127.") else ["--protected-mode", "no"]),
     ]
     process, log_path = _spawn(f"redis-{port}", argv, None, log_dir)
-    url = f"redis://127.0.0.1:{port}/0"
+    url = f"redis://{bind}:{port}/0"
     service = Service("redis", process, url, log_path, {"port": port, "dir": data_dir})
     try:
         wait_until(lambda: redis_answers(url, 0.2), 20, f"redis-server on port {port}")
@@ -183,12 +189,19 @@ def start_redis(
 
 
 def start_simulator(
-    log_dir: Path, *, latency_ms: float = 0.0, generate: int = 0, port: int = 0
+    log_dir: Path,
+    *,
+    latency_ms: float = 0.0,
+    generate: int = 0,
+    port: int = 0,
+    host: str = "127.0.0.1",
 ) -> Service:
     argv = [
         sys.executable,
         "-m",
         "simulator",
+        "--host",
+        host,
         "--port",
         str(port),
         "--latency-ms",
@@ -246,8 +259,10 @@ def start_worker(
     concurrency: int = 8,
     extra: Sequence[str] = (),
     ready_timeout: float = 60.0,
+    prefix: Sequence[str] = (),
 ) -> Service:
-    argv = worker_argv(name, pool=pool, concurrency=concurrency, extra=extra)
+    """A worker; `prefix` runs it through another command (`ip netns exec NS`, say)."""
+    argv = [*prefix, *worker_argv(name, pool=pool, concurrency=concurrency, extra=extra)]
     process, log_path = _spawn(f"worker-{name}", argv, env, log_dir)
     service = Service(f"worker-{name}", process, "", log_path, {"node": name})
 
@@ -295,43 +310,6 @@ def start_flower(
         service.stop()
         raise
     return service
-
-
-class SimulatorControl:
-    """The simulator's `/_sim/` control endpoints."""
-
-    def __init__(self, url: str) -> None:
-        self._http = httpx.Client(base_url=url, timeout=10)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def add_accounts(self, rows: list[dict[str, Any]]) -> None:
-        self._http.post("/_sim/accounts", json=rows).raise_for_status()
-
-    def script(self, account: str, responses: list[str]) -> None:
-        self._http.post(
-            "/_sim/script", json={"account": account, "responses": responses}
-        ).raise_for_status()
-
-    def faults(self, **faults: Any) -> None:
-        self._http.post("/_sim/faults", json=faults).raise_for_status()
-
-    def account(self, name: str) -> dict[str, Any]:
-        response = self._http.get(f"/_sim/accounts/{name}")
-        response.raise_for_status()
-        return dict(response.json())
-
-    def requests(self, account: str) -> int:
-        """Requests seen for `account`; an unknown token is counted as "<unauthenticated>"."""
-        counts = self.stats()["requests"]
-        return int(counts.get(account, counts.get("<unauthenticated>", 0)))
-
-    def stats(self) -> dict[str, Any]:
-        return dict(self._http.get("/_sim/stats").json())
-
-    def reset(self) -> None:
-        self._http.post("/_sim/reset").raise_for_status()
 
 
 @contextlib.contextmanager

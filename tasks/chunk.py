@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from worker.api.retry import capped_retry_after, requeue_delay
 from worker.coordination.bulk_records import Keys
 from worker.coordination.ordering import fence
@@ -18,7 +20,7 @@ from worker.queue.app import CHUNK_TASK, app
 logger = logging.getLogger(__name__)
 
 
-@app.task(name=CHUNK_TASK, bind=True, acks_late=True)
+@app.task(name=CHUNK_TASK, bind=True, acks_late=True, max_retries=None)
 def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
     """Apply one chunk of a bulk; re-queues itself while rows fail transiently."""
     ctx = context.current()
@@ -30,8 +32,12 @@ def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
         report = ctx.engine.run_chunk(str(bulk_id), int(number), final=final, owner=owner)
     except EngineUnavailable as exc:
         raise self.retry(exc=exc, countdown=1, max_retries=settings.requeue_max + 5) from None
+    except (RedisError, OSError) as exc:
+        # Redis gone mid-chunk: rows already recorded stay recorded; the rest go on as soon
+        # as Redis is back (a short countdown, outside the budget for API trouble).
+        logger.warning("bulk %s chunk %d: Redis trouble: %s", bulk_id, number, exc)
+        raise self.retry(exc=exc, countdown=1, max_retries=None) from None
     except Exception as exc:
-        # Redis gone mid-chunk, say: rows already recorded stay recorded, the rest run later.
         logger.warning("bulk %s chunk %d failed: %s: %s", bulk_id, number, type(exc).__name__, exc)
         countdown = requeue_delay(settings, self.request.retries, None)
         raise self.retry(exc=exc, countdown=countdown, max_retries=settings.requeue_max) from None

@@ -32,6 +32,7 @@ from worker.coordination.ordering import (
     next_seq,
     release_call,
     settled_by,
+    straggler_window,
 )
 from worker.core.errors import (
     AccountNotFound,
@@ -167,7 +168,7 @@ def update(
         seq = next_seq(ctx.redis, pin=job_id, ttl=ctx.settings.result_expires)
         self.request.kwargs = {**(self.request.kwargs or {}), "seq": seq}
     owner = fence(ctx.instance)  # this delivery's own: a duplicate of it is another owner
-    keys, args = claim_call(owner, [(name, seq)])
+    keys, args = claim_call(owner, [(name, seq)], straggler_window(ctx.settings))
     (verdict,) = ctx.claim(keys=keys, args=args)
     if verdict == LOCKED:
         # Another update of the account runs: look again shortly. The wait is a countdown

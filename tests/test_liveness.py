@@ -73,6 +73,8 @@ def test_a_dead_instance_has_its_messages_given_back_and_its_locks_freed(
     assert redis_client.exists(L.dead_key(gone.instance))
     # The dead owner's lock is free at once: no 120 s lock lease to wait out.
     assert claimed_by(redis_client, "other:f2", account, 5) == O.UNSURE
+    # And should the dead one come back (a partition), it claims nothing more.
+    assert claimed_by(redis_client, f"{gone.instance}:f3", f"{account}-b", 9) == O.LOCKED
 
 
 def test_a_live_instance_is_left_alone(redis_client: redis.Redis) -> None:
@@ -164,3 +166,13 @@ def test_engine_processes_die_with_the_worker() -> None:
         parent.kill()  # SIGKILL to the main process only, not its group
         parent.wait(10)
     stack.wait_until(lambda: not any(_alive(c) for c in children), 10, "the engine exiting")
+
+
+def test_a_worker_found_dead_goes_on_under_a_new_identity(redis_client: redis.Redis) -> None:
+    ghost = make(redis_client, [])
+    ghost.tick(set())
+    old = ghost.instance
+    redis_client.set(L.dead_key(old), "1")  # reaped while it was cut off
+    ghost.tick(set())
+    assert ghost.instance != old
+    assert redis_client.exists(L.heartbeat_key(ghost.instance))

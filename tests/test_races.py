@@ -221,6 +221,7 @@ def test_an_unexpected_row_error_cancels_its_siblings(
 ) -> None:
     from worker.coordination.bulk_records import BulkRow, Keys
     from worker.engine import chunk as engine_chunk
+    from worker.engine.context import EngineContext
 
     rows = [BulkRow(i + 2, f"tg-{uuid.uuid4().hex[:6]}", True, "x@e.ru", 0) for i in range(5)]
     keys = Keys(uuid.uuid4().hex)
@@ -228,7 +229,7 @@ def test_an_unexpected_row_error_cancels_its_siblings(
     redis_client.set(keys.chunk(0), json.dumps([row.to_json() for row in rows]))
     cancelled: list[str] = []
 
-    async def apply(ctx: Any, row: Any, blob: Any, only_changed: bool, unsure: bool) -> str:
+    async def apply(ctx: Any, row: Any, blob: Any, *flags: bool, **guard: Any) -> str:
         if row.line == 2:
             raise ValueError("a bug in one row")
         try:
@@ -243,7 +244,7 @@ def test_an_unexpected_row_error_cancels_its_siblings(
     bulk_id = keys.meta.split("{")[1].rstrip("}")
 
     async def run() -> None:
-        ctx = engine_chunk.EngineContext(settings)
+        ctx = EngineContext(settings)
         try:
             await engine_chunk.process_chunk(ctx, bulk_id, 0, final=False)
         finally:

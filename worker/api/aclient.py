@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,7 @@ from ..core.settings import Settings
 from .hooks import AsyncBreaker, AsyncLimiter, RequestStats
 from .models import Credentials, VoicemailSettings, parse_settings, patch_body
 from .protocol import (
+    ABORT_ON_CLOSE,
     build_headers,
     check_breaker,
     default_headers,
@@ -36,14 +38,38 @@ from .retry import capped_retry_after
 
 logger = logging.getLogger(__name__)
 
+Ready = Callable[[], Awaitable[None]]
+
+
+class AbortingConnector(aiohttp.TCPConnector):
+    """aiohttp's connector with `ABORT_ON_CLOSE` on every socket it opens.
+
+    Overrides `_wrap_create_connection`, an internal of aiohttp 3.10 to 3.14 (tested in
+    tests/test_compat.py); where it is missing, `aiohttp_transport` falls back to the
+    plain connector and says so.
+    """
+
+    async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(*ABORT_ON_CLOSE)
+        return transport, protocol
+
+
+CAN_ABORT = hasattr(aiohttp.TCPConnector, "_wrap_create_connection")
+
 
 def aiohttp_transport(settings: Settings) -> AiohttpTransport:
     connector_limit = settings.max_connections
+    connector = AbortingConnector if CAN_ABORT else aiohttp.TCPConnector
+    if not CAN_ABORT:
+        logger.warning("aiohttp %s: connections close gracefully", aiohttp.__version__)
 
     def session() -> aiohttp.ClientSession:
         # Created inside the running loop, on first request.
         return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=connector_limit, keepalive_timeout=30),
+            connector=connector(limit=connector_limit, keepalive_timeout=30),
         )
 
     return AiohttpTransport(client=session)
@@ -76,14 +102,22 @@ class AsyncPlusofonClient:
         await self._http.aclose()
 
     async def _request(
-        self, method: str, creds: Credentials, payload: dict[str, Any] | None = None
+        self,
+        method: str,
+        creds: Credentials,
+        payload: dict[str, Any] | None = None,
+        ready: Ready | None = None,
     ) -> dict[str, Any] | None:
+        """`ready`, when given, runs last before sending (after any rate-limit wait), and
+        may refuse by raising: the caller's chance to check that sending is still right."""
         if self._breaker is not None:
             check_breaker(await self._breaker.pause())
         if self._limiter is not None:
             waited = await self._limiter.acquire(creds.token)
             if self.stats is not None:
                 self.stats.waited(waited)
+        if ready is not None:
+            await ready()
         request = httpx.Request(
             method,
             self._url,
@@ -118,9 +152,13 @@ class AsyncPlusofonClient:
         except Exception:
             logger.warning("could not record the outcome of a request", exc_info=True)
 
-    async def get_voicemail(self, creds: Credentials) -> VoicemailSettings:
-        return parse_settings(await self._request("GET", creds))
+    async def get_voicemail(
+        self, creds: Credentials, ready: Ready | None = None
+    ) -> VoicemailSettings:
+        return parse_settings(await self._request("GET", creds, ready=ready))
 
-    async def set_voicemail(self, creds: Credentials, send: bool, email: str) -> VoicemailSettings:
-        await self._request("PATCH", creds, patch_body(send, email))
+    async def set_voicemail(
+        self, creds: Credentials, send: bool, email: str, ready: Ready | None = None
+    ) -> VoicemailSettings:
+        await self._request("PATCH", creds, patch_body(send, email), ready=ready)
         return VoicemailSettings(email=email, send=send)

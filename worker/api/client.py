@@ -14,6 +14,7 @@ from ..core.settings import Settings
 from .hooks import Breaker, Limiter, RequestStats
 from .models import Credentials, VoicemailSettings, parse_settings, patch_body
 from .protocol import (
+    ABORT_ON_CLOSE,
     build_headers,
     check_breaker,
     default_headers,
@@ -47,11 +48,14 @@ class PlusofonClient:
             base_url=settings.api_url,
             headers=default_headers(),
             timeout=timeout_of(settings),
-            limits=httpx.Limits(
-                max_connections=settings.max_connections,
-                max_keepalive_connections=C.DEFAULT_MAX_KEEPALIVE,
+            transport=transport
+            or httpx.HTTPTransport(
+                limits=httpx.Limits(
+                    max_connections=settings.max_connections,
+                    max_keepalive_connections=C.DEFAULT_MAX_KEEPALIVE,
+                ),
+                socket_options=[ABORT_ON_CLOSE],
             ),
-            transport=transport,
         )
 
     def __enter__(self) -> PlusofonClient:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +29,11 @@ from .models import Credentials
 from .retry import parse_retry_after
 
 _MAX_MESSAGE = 200
+
+# SO_LINGER on, 0 s: closing a connection resets it and drops whatever it had not sent.
+# A request abandoned at its timeout (a worker cut off from the network, say) must never
+# reach the API later by TCP retransmission, after another worker applied a newer change.
+ABORT_ON_CLOSE = (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def _short(text: str) -> str:

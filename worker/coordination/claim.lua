@@ -1,31 +1,56 @@
 -- Claim accounts for updates, in one call.
--- KEYS: one state hash per account. ARGV: owner, ttl ms, then one seq per account.
--- Returns one verdict per account (CLAIMED, SUPERSEDED, APPLIED, LOCKED or UNSURE).
--- Numbers stay strings when written: Lua would print a 16-digit number as 1.7e+15.
+-- KEYS: one state hash per account. ARGV: owner, ttl ms, straggler window ms, then one seq
+-- per account. Returns one verdict per account (CLAIMED, SUPERSEDED, APPLIED, LOCKED or
+-- UNSURE). Numbers stay strings when written: Lua would print a 16-digit number as 1.7e+15.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local owner, ttl = ARGV[1], tonumber(ARGV[2])
+local owner, ttl, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 
-local function owner_dead(holder)
+-- When the holder's worker instance was found dead (ms, Redis TIME), or nil.
+local function dead_since(holder)
   local instance = string.match(holder, '^([^:]+):')
-  return instance ~= nil and redis.call('EXISTS', DEAD_PREFIX .. instance) == 1
+  if not instance then return nil end
+  local at = redis.call('GET', DEAD_PREFIX .. instance)
+  return at and tonumber(at) or nil
 end
 
 local out = {}
+if dead_since(owner) then
+  -- Its worker was found dead and its messages given back (a partition, say): whatever it
+  -- claimed before, it sends nothing more.
+  for i = 1, #KEYS do out[i] = LOCKED end
+  return out
+end
 for i = 1, #KEYS do
-  local seq = ARGV[2 + i]
-  local state = redis.call('HMGET', KEYS[i], 'a', 'o', 'x', 'c')
+  local seq = ARGV[3 + i]
+  local state = redis.call('HMGET', KEYS[i], 'a', 'o', 'x', 'c', 'w')
   local applied = tonumber(state[1] or '0')
   if applied > tonumber(seq) then
     out[i] = SUPERSEDED
   elseif applied == tonumber(seq) then
     out[i] = APPLIED
   else
-    local holder, lapses = state[2], tonumber(state[3] or '0')
-    if holder and holder ~= owner and lapses > now and not owner_dead(holder) then
+    local holder, lapses, claimed = state[2], tonumber(state[3] or '0'), state[4]
+    local stragglers_until = tonumber(state[5] or '0')
+    local free = (not holder) or holder == owner or lapses <= now
+    if not free then
+      local dead_at = dead_since(holder)
+      if dead_at then
+        -- A dead owner's request may still be on its way until its timeout ran out. Its
+        -- own update (same number, same values) may go on at once; another must wait.
+        local quiet_at = dead_at + window
+        free = claimed == seq or now >= quiet_at
+        if free and quiet_at > stragglers_until then
+          stragglers_until = quiet_at
+          redis.call('HSET', KEYS[i], 'w', string.format('%d', quiet_at))
+        end
+      end
+    end
+    if free and claimed ~= seq and now < stragglers_until then free = false end
+    if not free then
       out[i] = LOCKED
     else
-      out[i] = (state[4] == seq) and UNSURE or CLAIMED
+      out[i] = (claimed == seq) and UNSURE or CLAIMED
       redis.call('HSET', KEYS[i], 'o', owner, 'x', string.format('%d', now + ttl), 'c', seq)
     end
   end

@@ -11,6 +11,8 @@ Each account has one hash, `voicemail:acct:{account}`:
     o   the lock's owner: "<worker instance>:<fence>", one fence per delivery
     x   when the lock lapses (ms, Redis TIME) unless its owner renews it
     c   the last number claimed: its PATCH may have reached the API
+    w   until when a dead owner's abandoned request may still land: only its own
+        update (the same number) may run before then
 
 Just before its PATCH, a worker claims the account (`claim.lua`), for a single job or
 for every row of a bulk chunk in one call:
@@ -108,9 +110,19 @@ def next_seq(client: Any, count: int = 1, *, pin: str | None = None, ttl: int = 
     return int(client.register_script(NEXT_SEQ_SCRIPT)(keys=keys, args=[count, ttl]))
 
 
-def claim_call(owner: str, items: Sequence[tuple[str, int]]) -> tuple[list[str], list[Any]]:
+def claim_call(
+    owner: str, items: Sequence[tuple[str, int]], straggler_window: float = 0.0
+) -> tuple[list[str], list[Any]]:
+    """`straggler_window`: seconds a dead owner's last request may still reach the API
+    (its connect and read timeouts); a newer update of its accounts waits that long."""
     keys = [state_key(account) for account, _ in items]
-    return keys, [owner, LOCK_TTL * 1000, *(seq for _, seq in items)]
+    window_ms = round(straggler_window * 1000)
+    return keys, [owner, LOCK_TTL * 1000, window_ms, *(seq for _, seq in items)]
+
+
+def straggler_window(settings: Any) -> float:
+    """How long after its worker was found dead an abandoned request may still land."""
+    return float(settings.connect_timeout + settings.read_timeout) + 2.0
 
 
 def release_call(owner: str, items: Sequence[tuple[str, int, str]]) -> tuple[list[str], list[Any]]:

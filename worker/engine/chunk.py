@@ -12,45 +12,36 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..api.aclient import AsyncPlusofonClient
+from ..api.models import VoicemailSettings
 from ..api.retry import acall_with_retries
-from ..coordination.breaker import AsyncBreaker
 from ..coordination.bulk_records import (
-    RECORD_SCRIPT,
     SUCCEEDED,
     UNCHANGED,
     BulkRow,
     Keys,
     Outcome,
     failure_reason,
-    record_args,
 )
 from ..coordination.ordering import (
     APPLIED,
-    CLAIM_SCRIPT,
     CLAIMED,
     LOCK_TTL,
     LOCKED,
-    RELEASE_SCRIPT,
-    RENEW_SCRIPT,
     SUPERSEDED,
     UNSURE,
     Settled,
     claim_call,
     fence,
-    release_call,
     renew_call,
     settled_by,
+    straggler_window,
 )
-from ..coordination.ratelimit import AsyncRateLimiter
-from ..coordination.stats import Stats, aflush
 from ..core import constants as C
-from ..core.connections import async_redis_client
 from ..core.errors import (
     AccountNotFound,
     CredentialError,
@@ -60,122 +51,49 @@ from ..core.errors import (
     TransientError,
 )
 from ..core.settings import Settings
-from ..store.credentials import Cipher
+from .context import ChunkReport, EngineContext, Recorder
 from .health import RedisHealth
 
 logger = logging.getLogger(__name__)
 
-_FLUSH_ROWS = 200
-_FLUSH_SECONDS = 0.25
+
+class _ClaimLost(Exception):
+    """Redis went away after the row was claimed, and on its return the claim did not hold."""
+
+    def __init__(self, verdict: int) -> None:
+        super().__init__(verdict)
+        self.verdict = verdict
 
 
-@dataclass
-class ChunkReport:
-    rows: int = 0
-    skipped: int = 0  # already recorded by an earlier run
-    succeeded: int = 0
-    failed: int = 0
-    unchanged: int = 0
-    transient: int = 0  # left for the next run
-    retry_after: float | None = None
-    missing: bool = False
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class _Recorder:
-    """Buffers outcomes and account releases; writes each batch with two Lua calls."""
-
-    ctx: EngineContext
-    keys: Keys
-    owner: str
-    health: RedisHealth
-    buffer: list[Outcome] = field(default_factory=list)
-    releases: list[tuple[str, int, str]] = field(default_factory=list)
-    last: float = field(default_factory=time.monotonic)
-
-    async def add(self, outcome: Outcome, release: tuple[str, int, str] | None) -> None:
-        self.buffer.append(outcome)
-        if release is not None:
-            self.releases.append(release)
-        if len(self.buffer) >= _FLUSH_ROWS or time.monotonic() - self.last > _FLUSH_SECONDS:
-            await self.flush()
-
-    async def release_only(self, release: tuple[str, int, str]) -> None:
-        self.releases.append(release)
-
-    async def flush(self) -> None:
-        """Write what is buffered. With Redis away, keep it all and try again once Redis
-        answers (`health`), so no finished row is lost or sent again."""
-        batch, self.buffer, self.last = self.buffer, [], time.monotonic()
-        releases, self.releases = self.releases, []
-        while True:
-            try:
-                await self._write(batch, releases)
-                return
-            except (RedisError, OSError) as exc:
-                logger.warning("bulk outcomes kept in memory until Redis answers: %s", exc)
-                self.health.down()
-                await self.health.wait_up()
-
-    async def _write(self, batch: list[Outcome], releases: list[tuple[str, int, str]]) -> None:
-        if releases:
-            # Applied numbers first: once an outcome is recorded, a redelivery must see it.
-            keys, args = release_call(self.owner, releases)
-            await self.ctx.release(keys=keys, args=args)
-            releases.clear()
-        if batch:
-            ttl = self.ctx.settings.result_expires
-            await self.ctx.record(keys=self.keys.record_keys(), args=record_args(batch, ttl))
-            batch.clear()
-        try:
-            await aflush(self.ctx.redis, self.ctx.stats)
-        except RedisError:  # counters only: never worth holding outcomes back
-            logger.debug("could not flush request statistics", exc_info=True)
-
-
-class EngineContext:
-    """What one engine process (or one inline run) keeps open."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        # Every row in flight may wait on Redis at once (the rate limit), plus the watchers.
-        self.redis = async_redis_client(
-            settings.redis_url, max_connections=settings.bulk_in_flight + 16
-        )
-        self.record = self.redis.register_script(RECORD_SCRIPT)
-        self.claim = self.redis.register_script(CLAIM_SCRIPT)
-        self.renew = self.redis.register_script(RENEW_SCRIPT)
-        self.release = self.redis.register_script(RELEASE_SCRIPT)
-        self.cipher = Cipher.from_settings(settings)
-        self.stats = Stats()
-        self.client = AsyncPlusofonClient(
-            settings,
-            limiter=AsyncRateLimiter(self.redis, settings.rate_limit, settings.token_rate_limit),
-            breaker=AsyncBreaker(self.redis, settings),
-            stats=self.stats,
-        )
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-        await self.redis.aclose()
+async def _no_guard() -> None:
+    return None
 
 
 async def _apply(
-    ctx: EngineContext, row: BulkRow, blob: Any, only_changed: bool, unsure: bool
+    ctx: EngineContext,
+    row: BulkRow,
+    blob: Any,
+    only_changed: bool,
+    unsure: bool,
+    guard: Callable[[], Awaitable[None]] = _no_guard,
 ) -> str:
+    """GET (when asked) and PATCH one row; `guard` runs before every attempt."""
     creds = ctx.cipher.open(row.account, blob)
+
+    async def get() -> VoicemailSettings:
+        await guard()
+        return await ctx.client.get_voicemail(creds, ready=guard)
+
+    async def patch() -> VoicemailSettings:
+        await guard()  # before taking a rate-limit slot, and again right before sending
+        return await ctx.client.set_voicemail(creds, row.send, row.email, ready=guard)
+
     if only_changed or unsure:
-        current = await acall_with_retries(ctx.settings, lambda: ctx.client.get_voicemail(creds))
+        current = await acall_with_retries(ctx.settings, get)
         if current.send == row.send and current.email == row.email:
             # Unsure: an earlier delivery's PATCH reached the API before it died.
             return UNCHANGED if only_changed else SUCCEEDED
-    await acall_with_retries(
-        ctx.settings, lambda: ctx.client.set_voicemail(creds, row.send, row.email)
-    )
+    await acall_with_retries(ctx.settings, patch)
     return SUCCEEDED
 
 
@@ -208,7 +126,7 @@ async def process_chunk(
     blobs = await ctx.redis.hmget(C.ACCOUNTS_KEY, [row.account for row in todo]) if todo else []
     verdicts = await _claim(ctx, owner, todo)
     health = RedisHealth(ctx.redis)
-    recorder = _Recorder(ctx, keys, owner, health)
+    recorder = Recorder(ctx, keys, owner, health)
     gate = asyncio.Semaphore(ctx.settings.bulk_in_flight)
     deadline = row_deadline(ctx.settings)
     # Claimed accounts whose row is not settled yet: renewed while they wait, released
@@ -237,14 +155,39 @@ async def process_chunk(
         elif verdict == SUPERSEDED:  # a later update of the account is already applied
             outcome = Outcome(row.line, UNCHANGED)
         else:
+            claimed_in = health.epoch
+
+            async def guard() -> None:
+                # No new request while Redis is away (its outcome could not be recorded),
+                # and none on a claim from before an outage unless it still holds.
+                nonlocal claimed_in
+                while True:
+                    await health.wait_up()
+                    if claimed_in == health.epoch:
+                        return
+                    try:
+                        (again,) = await _claim(ctx, owner, [row])
+                    except RedisError:  # a stale connection right after a restart, say
+                        health.down()
+                        continue
+                    claimed_in = health.epoch
+                    if again not in (CLAIMED, UNSURE):
+                        raise _ClaimLost(again)
+
             async with gate:
                 try:
-                    # No new request while Redis is away: its outcome could not be recorded.
-                    await health.wait_up()
                     async with asyncio.timeout(deadline):
-                        code = await _apply(ctx, row, blob, only_changed, verdict == UNSURE)
+                        code = await _apply(
+                            ctx, row, blob, only_changed, verdict == UNSURE, guard=guard
+                        )
                     outcome = Outcome(row.line, code)
                     release = (row.account, row.seq, Settled.APPLIED)
+                except _ClaimLost as lost:
+                    held.pop(row.account, None)
+                    if lost.verdict == LOCKED and not final:
+                        report.transient += 1
+                        return
+                    outcome = _settled_elsewhere(row, lost.verdict)
                 except (TransientError, TimeoutError) as exc:
                     if not final:
                         report.transient += 1
@@ -258,8 +201,9 @@ async def process_chunk(
                 except (PermanentError, InputError, AccountNotFound, CredentialError) as exc:
                     outcome = _failed(row, exc)
                     release = (row.account, row.seq, Settled.NOT_APPLIED)
-                finally:
-                    held.pop(row.account, None)  # done with it: its lock is released below
+            # Settled: its lock is released with its outcome. (A row cancelled mid-flight
+            # stays in `held`, and the chunk releases it on the way out.)
+            held.pop(row.account, None)
         if outcome.code == SUCCEEDED:
             report.succeeded += 1
         elif outcome.code == UNCHANGED:
@@ -309,10 +253,25 @@ async def _claim(ctx: EngineContext, owner: str, rows: list[BulkRow]) -> list[in
     ordered = [row for row in rows if row.seq]
     answers: list[Any] = []
     if ordered:
-        keys, args = claim_call(owner, [(row.account, row.seq) for row in ordered])
+        items = [(row.account, row.seq) for row in ordered]
+        keys, args = claim_call(owner, items, straggler_window(ctx.settings))
         answers = await ctx.claim(keys=keys, args=args)
     verdicts = iter(answers)
     return [int(next(verdicts)) if row.seq else CLAIMED for row in rows]
+
+
+def _settled_elsewhere(row: BulkRow, verdict: int) -> Outcome:
+    if verdict == APPLIED:
+        return Outcome(row.line, SUCCEEDED)
+    if verdict == SUPERSEDED:
+        return Outcome(row.line, UNCHANGED)
+    return Outcome.failed(
+        row.line,
+        "AccountBusy: another update of this account kept it locked",
+        account=row.account,
+        send=row.send,
+        email=row.email,
+    )
 
 
 def _failed(row: BulkRow, exc: BaseException) -> Outcome:

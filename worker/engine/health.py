@@ -24,9 +24,17 @@ class RedisHealth:
         self._client = client
         self._up = asyncio.Event()
         self._up.set()
+        # Bumped each time Redis comes back: a claim taken in an earlier epoch is checked
+        # again before its request is sent (another worker may have taken over meanwhile).
+        self.epoch = 0
 
     def down(self) -> None:
         self._up.clear()
+
+    def _set_up(self) -> None:
+        if not self._up.is_set():
+            self.epoch += 1
+            self._up.set()
 
     async def wait_up(self) -> None:
         if self._up.is_set():
@@ -48,5 +56,5 @@ class RedisHealth:
                     logger.warning("Redis is not answering: no new requests until it does")
                 self._up.clear()
             else:
-                self._up.set()
+                self._set_up()
             await asyncio.sleep(PROBE_EVERY)

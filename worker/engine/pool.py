@@ -27,7 +27,8 @@ from ..coordination.ordering import fence
 from ..core.errors import EngineUnavailable
 from ..core.logs import install_redaction
 from ..core.settings import Settings, get_settings
-from .chunk import ChunkReport, EngineContext, process_chunk, row_deadline
+from .chunk import process_chunk, row_deadline
+from .context import ChunkReport, EngineContext
 
 logger = logging.getLogger(__name__)
 

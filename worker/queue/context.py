@@ -31,7 +31,19 @@ logger = logging.getLogger(__name__)
 
 # This worker process instance: made when the worker side is installed, before a prefork
 # pool forks, so its children share it; account locks and held deliveries carry it.
-INSTANCE = new_instance_id()
+_instance = new_instance_id()
+
+
+def instance() -> str:
+    return _instance
+
+
+def new_instance() -> str:
+    """Found dead by another worker (cut off longer than its heartbeat): its deliveries were
+    given back and its old claims are refused, so it goes on under a new identity."""
+    global _instance
+    _instance = new_instance_id()
+    return _instance
 
 
 @dataclass
@@ -45,7 +57,10 @@ class WorkerContext:
     claim: Any
     release: Any
     locks: LockRenewer
-    instance: str = ""
+
+    @property
+    def instance(self) -> str:
+        return instance()
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerContext:
@@ -66,7 +81,6 @@ class WorkerContext:
             claim=client.register_script(CLAIM_SCRIPT),
             release=client.register_script(RELEASE_SCRIPT),
             locks=LockRenewer(client),
-            instance=INSTANCE,
         )
 
     def flush_stats(self, *, force: bool = False) -> None:

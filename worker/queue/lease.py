@@ -59,6 +59,7 @@ class LeaseKeeper(threading.Thread):
         settings: Any,
         *,
         instance: str,
+        reborn: Callable[[], str],
         node: str,
         republish: Callable[[dict[str, Any], str], None],
         restore: Callable[[Iterable[str]], None],
@@ -76,7 +77,13 @@ class LeaseKeeper(threading.Thread):
         self._results = clients[settings.result_backend]
         self._clients = list(clients.values())
         self.liveness = Liveness(
-            self._store, self._client, self._results, instance=instance, node=node, restore=restore
+            self._store,
+            self._client,
+            self._results,
+            instance=instance,
+            node=node,
+            restore=restore,
+            reborn=reborn,
         )
         self._stop_event = threading.Event()
 

@@ -82,11 +82,13 @@ class Liveness:
         instance: str,
         node: str,
         restore: Callable[[Iterable[str]], None],
+        reborn: Callable[[], str] = new_instance_id,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store, self.broker, self.results = store, broker, results
         self.instance, self.node = instance, node
         self._restore = restore
+        self._reborn = reborn
         self._clock = clock
         self._missing: dict[str, int] = {}  # tag -> ticks it was seen recorded but not held
         self._healthy_since: float | None = None
@@ -99,6 +101,12 @@ class Liveness:
 
     def tick(self, held: set[str]) -> None:
         now = self._clock()
+        if self.store.exists(dead_key(self.instance)):
+            # Cut off long enough to be reaped: what it held went back to the queues, so it
+            # starts afresh under a new identity instead of beating as a ghost.
+            old, self.instance = self.instance, self._reborn()
+            self._missing.clear()
+            logger.warning("this worker was found dead as %s; going on as %s", old, self.instance)
         with self.store.pipeline(transaction=False) as pipe:
             pipe.set(heartbeat_key(self.instance), "1", px=int(HEARTBEAT_TTL * 1000))
             pipe.hset(INSTANCES_KEY, self.instance, json.dumps({"node": self.node}))
@@ -178,8 +186,10 @@ class Liveness:
                     len(tags),
                 )
                 self._restore(tags)
+            seconds, micros = self.store.time()
             with self.store.pipeline(transaction=True) as pipe:
-                pipe.set(dead_key(other), "1", ex=86_400)
+                # When, on Redis's clock: its locks wait out its requests still in flight.
+                pipe.set(dead_key(other), seconds * 1000 + micros // 1000, ex=86_400)
                 pipe.delete(held_key(other))
                 pipe.hdel(INSTANCES_KEY, other)
                 pipe.execute()

@@ -92,7 +92,8 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     settings = get_settings()
     _lease = LeaseKeeper(
         settings,
-        instance=context.INSTANCE,
+        instance=context.instance(),
+        reborn=context.new_instance,
         node=str(getattr(sender, "hostname", "") or ""),
         republish=republish,
         restore=restore,
@@ -121,7 +122,7 @@ def _received(request: Any = None, **_: Any) -> None:
     tag = getattr(getattr(request, "message", None), "delivery_tag", None)
     try:
         if tag:
-            liveness.record_received(client, context.INSTANCE, str(tag))
+            liveness.record_received(client, context.instance(), str(tag))
         if published_at is not None:
             queue = (request.delivery_info or {}).get("routing_key") or "celery"
             recovery.on_received(client, queue, float(published_at))

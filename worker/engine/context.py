@@ -1,0 +1,122 @@
+"""What one engine process keeps open (`EngineContext`), what a chunk run reports
+(`ChunkReport`), and the buffered writer of outcomes (`Recorder`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ..api.aclient import AsyncPlusofonClient
+from ..coordination.breaker import AsyncBreaker
+from ..coordination.bulk_records import RECORD_SCRIPT, Keys, Outcome, record_args
+from ..coordination.ordering import CLAIM_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT, release_call
+from ..coordination.ratelimit import AsyncRateLimiter
+from ..coordination.stats import Stats, aflush
+from ..core.connections import async_redis_client
+from ..core.settings import Settings
+from ..store.credentials import Cipher
+from .health import RedisHealth
+
+logger = logging.getLogger(__name__)
+
+_FLUSH_ROWS = 200
+_FLUSH_SECONDS = 0.25
+
+
+@dataclass
+class ChunkReport:
+    rows: int = 0
+    skipped: int = 0  # already recorded by an earlier run
+    succeeded: int = 0
+    failed: int = 0
+    unchanged: int = 0
+    transient: int = 0  # left for the next run
+    retry_after: float | None = None
+    missing: bool = False
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Recorder:
+    """Buffers outcomes and account releases; writes each batch with two Lua calls."""
+
+    ctx: EngineContext
+    keys: Keys
+    owner: str
+    health: RedisHealth
+    buffer: list[Outcome] = field(default_factory=list)
+    releases: list[tuple[str, int, str]] = field(default_factory=list)
+    last: float = field(default_factory=time.monotonic)
+
+    async def add(self, outcome: Outcome, release: tuple[str, int, str] | None) -> None:
+        self.buffer.append(outcome)
+        if release is not None:
+            self.releases.append(release)
+        if len(self.buffer) >= _FLUSH_ROWS or time.monotonic() - self.last > _FLUSH_SECONDS:
+            await self.flush()
+
+    async def release_only(self, release: tuple[str, int, str]) -> None:
+        self.releases.append(release)
+
+    async def flush(self) -> None:
+        """Write what is buffered. With Redis away, keep it all and try again once Redis
+        answers (`health`), so no finished row is lost or sent again."""
+        batch, self.buffer, self.last = self.buffer, [], time.monotonic()
+        releases, self.releases = self.releases, []
+        while True:
+            try:
+                await self._write(batch, releases)
+                return
+            except (RedisError, OSError) as exc:
+                logger.warning("bulk outcomes kept in memory until Redis answers: %s", exc)
+                self.health.down()
+                await self.health.wait_up()
+
+    async def _write(self, batch: list[Outcome], releases: list[tuple[str, int, str]]) -> None:
+        if releases:
+            # Applied numbers first: once an outcome is recorded, a redelivery must see it.
+            keys, args = release_call(self.owner, releases)
+            await self.ctx.release(keys=keys, args=args)
+            releases.clear()
+        if batch:
+            ttl = self.ctx.settings.result_expires
+            await self.ctx.record(keys=self.keys.record_keys(), args=record_args(batch, ttl))
+            batch.clear()
+        try:
+            await aflush(self.ctx.redis, self.ctx.stats)
+        except RedisError:  # counters only: never worth holding outcomes back
+            logger.debug("could not flush request statistics", exc_info=True)
+
+
+class EngineContext:
+    """What one engine process (or one inline run) keeps open."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # Every row in flight may wait on Redis at once (the rate limit), plus the watchers.
+        self.redis = async_redis_client(
+            settings.redis_url, max_connections=settings.bulk_in_flight + 16
+        )
+        self.record = self.redis.register_script(RECORD_SCRIPT)
+        self.claim = self.redis.register_script(CLAIM_SCRIPT)
+        self.renew = self.redis.register_script(RENEW_SCRIPT)
+        self.release = self.redis.register_script(RELEASE_SCRIPT)
+        self.cipher = Cipher.from_settings(settings)
+        self.stats = Stats()
+        self.client = AsyncPlusofonClient(
+            settings,
+            limiter=AsyncRateLimiter(self.redis, settings.rate_limit, settings.token_rate_limit),
+            breaker=AsyncBreaker(self.redis, settings),
+            stats=self.stats,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self.redis.aclose()
