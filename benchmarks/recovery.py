@@ -116,10 +116,10 @@ def one_run(run: int, accounts: int, log_dir: Path) -> dict[str, float]:
         wait_for(lambda: patched() >= accounts * 0.6, "60% PATCHed")
         connections().redis.shutdown()  # SHUTDOWN: AOF fsynced, then the server exits
         redis_proc.process.wait(10)
-        before = total_patches()
         time.sleep(2)  # the outage itself, not synchronisation
-        redis_proc = stack.start_redis(log_dir, port=port, appendonly=True, data_dir=data_dir)
+        before = total_patches()  # PATCHes in flight at the shutdown have landed by now
         restarted = time.monotonic()
+        redis_proc = stack.start_redis(log_dir, port=port, appendonly=True, data_dir=data_dir)
         wait_for(lambda: total_patches() > before, "PATCHes after the Redis restart")
         after_redis = time.monotonic() - restarted
         print(f"    run {run}: PATCHes resumed {after_redis:.1f}s after Redis", flush=True)

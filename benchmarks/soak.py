@@ -4,7 +4,8 @@ the API misbehaves; then every account is checked.
     .venv/bin/python benchmarks/soak.py [--seconds 180] [--accounts 2000] [--workers 2]
 
 Loopback only, bounded in time, stops by itself. Prints jobs run, faults injected
-(API faults and kills), jobs lost (must be 0) and duplicate PATCHes.
+(API faults and kills), jobs lost (must be 0) and duplicate PATCHes, also as a share of
+the jobs run.
 """
 
 from __future__ import annotations
@@ -191,12 +192,14 @@ def main() -> int:
                 "patches_expected": applied,
                 "patches_seen": patches,
                 "duplicate_patches": patches - applied,
+                "duplicate_share_of_jobs": round((patches - applied) / max(jobs_run, 1), 5),
             }
         )
     )
     print(
         f"jobs run {jobs_run}, faults injected {api_faults} API + {workers.kills} SIGKILLs, "
-        f"jobs lost {lost}, duplicate PATCHes {patches - applied}"
+        f"jobs lost {lost}, duplicate PATCHes {patches - applied} "
+        f"({(patches - applied) / max(jobs_run, 1):.2%} of the jobs)"
     )
     return 0 if lost == 0 else 1
 

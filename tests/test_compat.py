@@ -63,3 +63,57 @@ def test_installing_twice_patches_once() -> None:
     ack = kombu_redis.QoS.ack
     compat.install()
     assert kombu_redis.QoS.ack is ack
+
+
+def test_api_connections_reset_on_close() -> None:
+    """worker/api/aclient.py overrides aiohttp's `_wrap_create_connection` (an internal):
+    every socket it opens carries SO_LINGER 0, so an abandoned request is never replayed."""
+    import asyncio
+    import socket
+    import struct
+
+    import aiohttp
+
+    from worker.api.aclient import CAN_ABORT, AbortingConnector
+
+    assert CAN_ABORT, f"aiohttp {aiohttp.__version__} lost _wrap_create_connection"
+    linger: list[bytes] = []
+
+    async def probe() -> None:
+        body_sent = asyncio.Event()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            # Headers now, the body only once the client looked at its socket.
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+            await writer.drain()
+            await body_sent.wait()
+            writer.write(b"{}")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with (
+            server,
+            aiohttp.ClientSession(connector=AbortingConnector()) as session,
+            session.get(f"http://127.0.0.1:{port}/") as response,
+        ):
+            sock = response.connection.transport.get_extra_info("socket")  # type: ignore[union-attr]
+            linger.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8))
+            body_sent.set()
+            await response.read()
+
+    asyncio.run(probe())
+    assert struct.unpack("ii", linger[0]) == (1, 0)
+
+
+def test_blocking_client_sockets_reset_on_close() -> None:
+    from worker.api.client import PlusofonClient
+    from worker.api.protocol import ABORT_ON_CLOSE
+    from worker.core.settings import load_settings
+
+    client = PlusofonClient(load_settings(PLUSOFON_API_URL="http://api.test"))
+    pool = client._http._transport._pool  # type: ignore[attr-defined]
+    assert ABORT_ON_CLOSE in pool._socket_options
+    client.close()

@@ -1,0 +1,45 @@
+"""The prefork pool: each child builds its own worker context and runs chunks inline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+
+from simulator import stack
+from worker.store.credentials import CredentialStore
+
+from .conftest import TEST_SECRET_KEY, SimAccount, worker_env
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture
+def prefork(simulator: stack.Service, tmp_path: Path) -> Iterator[Celery]:
+    own_redis = stack.start_redis(tmp_path)
+    env = worker_env(simulator.url, REDIS_URL=own_redis.url)
+    service = stack.start_worker(tmp_path, env, name="fork", pool="prefork", concurrency=2)
+    app = Celery("prefork-test", broker=own_redis.url, backend=own_redis.url)
+    app.conf.update(task_serializer="json", accept_content=["json"])
+    try:
+        yield app
+    finally:
+        app.close()
+        service.stop()
+        own_redis.stop()
+
+
+def test_a_prefork_worker_runs_jobs(
+    prefork: Celery, make_account: Callable[..., SimAccount], sim: stack.SimulatorControl
+) -> None:
+    account = make_account(imported=False)
+    store = CredentialStore(redis.Redis.from_url(prefork.conf.broker_url), TEST_SECRET_KEY)
+    store.put(account.name, account.token)
+    update = prefork.send_task("voicemail.update", args=[account.name, False, "fork@acme.ru"])
+    assert update.get(timeout=30)["email"] == "fork@acme.ru"
+    got = prefork.send_task("voicemail.get", args=[account.name])
+    assert got.get(timeout=30) == {"account": account.name, "email": "fork@acme.ru", "send": False}
+    assert sim.account(account.name)["patches"] == 1
