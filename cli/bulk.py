@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .common import EXIT_JOB_NOT_OK, emit, fail
+from .common import EXIT_JOB_NOT_OK, emit
 
 
 @click.group()
@@ -58,7 +58,33 @@ def _follow(bulk_id: str, timeout: float) -> Any:
             time.sleep(0.2)
 
 
+SHOWN_FAILURES = 20
+
+
+def _unknown(bulk_id: str) -> None:
+    """Every bulk command answers an unknown id the same way: one line, exit 1."""
+    click.echo(f"voicemail: error: no bulk {bulk_id} (never submitted, or expired)", err=True)
+    sys.exit(EXIT_JOB_NOT_OK)
+
+
+def _name_failures(bulk_id: str, failed: int) -> None:
+    """One stderr line per failed row, `line N: ACCOUNT: reason`, the first 20 of them."""
+    from tasks.bulk import bulk_failures
+
+    for failure in itertools.islice(bulk_failures(bulk_id), SHOWN_FAILURES):
+        account = failure.get("account") or "-"
+        click.echo(f"line {failure.get('line')}: {account}: {failure.get('reason')}", err=True)
+    if failed > SHOWN_FAILURES:
+        click.echo(
+            f"{failed - SHOWN_FAILURES} more failed rows not shown: "
+            f"voicemail bulk failures {bulk_id}",
+            err=True,
+        )
+
+
 def _finish(status: Any, wait: bool) -> None:
+    if status.failed and (wait or status.state == "DRY_RUN"):
+        _name_failures(status.bulk_id, status.failed)
     emit(status.summary() if wait or status.state == "DRY_RUN" else {"bulk_id": status.bulk_id})
     if status.state == "UNKNOWN" or status.failed or (wait and not status.done):
         sys.exit(EXIT_JOB_NOT_OK)
@@ -107,10 +133,6 @@ def bulk_submit(
         )
     status = bulk_status(bulk_id)
     if dry_run:
-        from tasks.bulk import bulk_failures
-
-        for failure in itertools.islice(bulk_failures(bulk_id), 20):
-            click.echo(f"line {failure['line']}: {failure['reason']}", err=True)
         _finish(status, wait=True)
         return
     if wait:
@@ -125,9 +147,9 @@ def bulk_status_cmd(bulk_id: str) -> None:
     from tasks.bulk import bulk_status
 
     status = bulk_status(bulk_id)
-    emit(status.as_dict())
+    emit(status.as_dict())  # {"state": "UNKNOWN", ...} too, for scripts that read stdout
     if status.state == "UNKNOWN":
-        sys.exit(EXIT_JOB_NOT_OK)
+        _unknown(bulk_id)
 
 
 @bulk.command("failures")
@@ -137,7 +159,7 @@ def bulk_failures_cmd(bulk_id: str) -> None:
     from tasks.bulk import bulk_failures, bulk_status
 
     if bulk_status(bulk_id).state == "UNKNOWN":
-        fail(f"no bulk {bulk_id} (never submitted, or expired)")
+        _unknown(bulk_id)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["account", "send", "email", "line", "reason"])
     for failure in bulk_failures(bulk_id):
@@ -162,7 +184,7 @@ def bulk_retry(bulk_id: str, wait: bool, timeout: float) -> None:
     from tasks.bulk import bulk_status, retry_bulk
 
     if bulk_status(bulk_id).state == "UNKNOWN":
-        fail(f"no bulk {bulk_id} (never submitted, or expired)")
+        _unknown(bulk_id)
     new_id = retry_bulk(bulk_id)
     status = _follow(new_id, timeout) if wait else bulk_status(new_id)
     _finish(status, wait)

@@ -107,7 +107,7 @@ def test_dry_run_sends_nothing(sim: stack.SimulatorControl, tmp_path: Path) -> N
     assert code == 1  # one row would fail
     assert summary["state"] == "DRY_RUN"
     assert (summary["total"], summary["would_send"], summary["failed"]) == (11, 10, 1)
-    assert "line 11: AccountNotFound" in err
+    assert "line 11: ghost-account: AccountNotFound" in err
     assert all(sim.account(n)["requests"] == 0 for n in names)
 
 
@@ -243,3 +243,35 @@ def test_shared_rate_limit_across_two_workers(log_dir: Path, redis_url: str) -> 
         for service in workers:
             service.stop()
         sim_service.stop()
+
+
+def test_every_bulk_command_answers_an_unknown_id_with_one_line_and_exit_1() -> None:
+    for command in ("status", "failures", "retry"):
+        code, _, err = run("bulk", command, "no-such-bulk")
+        assert code == 1, command
+        assert err.strip().splitlines() == [
+            "voicemail: error: no bulk no-such-bulk (never submitted, or expired)"
+        ], command
+
+
+def test_status_json_always_carries_cancelled_and_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "one.csv"
+    path.write_text("account,send,email\nnobody-here,true,a@b.ru\n")
+    _, out, _ = run("bulk", "submit", str(path))
+    _, out, _ = run("bulk", "status", json.loads(out)["bulk_id"])
+    status = json.loads(out)
+    assert (status["cancelled"], status["unchanged"]) == (0, 0)
+
+
+def test_wait_names_the_failed_rows_on_stderr(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    rows = [f"ghost-{i:02d},true,g{i}@b.ru" for i in range(25)] + [",true,x@b.ru"]
+    path.write_text("account,send,email\n" + "\n".join(rows) + "\n")
+    code, out, err = run("bulk", "submit", str(path), "--wait", "--timeout", "30")
+    summary = json.loads(out)
+    assert code == 1 and summary["failed"] == 26
+    named = [line for line in err.splitlines() if line.startswith("line ")]
+    assert len(named) == 20
+    assert any(line.startswith("line 2: ghost-00: AccountNotFound") for line in named)
+    assert any(line.startswith("line 27: -: ") for line in named)  # a row with no account
+    assert f"6 more failed rows not shown: voicemail bulk failures {summary['bulk_id']}" in err

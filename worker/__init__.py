@@ -6,7 +6,8 @@ package imports only from the ones before it (tests/test_structure.py checks):
     store         the encrypted credential store
     coordination  shared state in Redis: ordering, rate limit, breaker, stats, bulk records
     engine        the bulk engine (asyncio, engine processes)
-    queue         the Celery app, publishing, recovery, leases, dead letters, worker context
+    queue         the Celery app, publishing, recovery, leases and heartbeats, dead letters,
+                  the worker context
 
 `celery -A worker worker` finds the app as `worker.app`: that attribute (PEP 562, on
 first use) installs the worker-side handlers (`worker.queue.process`) and returns the

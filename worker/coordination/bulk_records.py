@@ -137,6 +137,7 @@ class BulkStatus:
         return {
             **self.summary(),
             "unchanged": self.unchanged,
+            "cancelled": 0,  # no bulk can be cancelled yet; the field is part of the contract
             "created_at": _iso(self.created_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),

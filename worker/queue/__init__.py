@@ -1,6 +1,7 @@
 """The queue runtime: the Celery app and its configuration (`app`), the result backend,
-job tracking and recovery, dead letters, message leases, the kombu work-around, and the
-worker context with the worker-side signal handlers (`context`, `process`).
+job tracking and recovery, dead letters, message leases and worker heartbeats (`lease`,
+`liveness`), the kombu work-around, and the worker context with the worker-side signal
+handlers (`context`, `process`).
 
 A producer imports `app` (and what it imports) only; `process` is installed in worker
 processes by `celery -A worker worker`.
