@@ -86,7 +86,7 @@ def _finish(status: Any, wait: bool) -> None:
     if status.failed and (wait or status.state == "DRY_RUN"):
         _name_failures(status.bulk_id, status.failed)
     emit(status.summary() if wait or status.state == "DRY_RUN" else {"bulk_id": status.bulk_id})
-    if status.state == "UNKNOWN" or status.failed or (wait and not status.done):
+    if status.state in ("UNKNOWN", "CANCELLED") or status.failed or (wait and not status.done):
         sys.exit(EXIT_JOB_NOT_OK)
 
 
@@ -150,6 +150,20 @@ def bulk_status_cmd(bulk_id: str) -> None:
     emit(status.as_dict())  # {"state": "UNKNOWN", ...} too, for scripts that read stdout
     if status.state == "UNKNOWN":
         _unknown(bulk_id)
+
+
+@bulk.command("cancel")
+@click.argument("bulk_id")
+def bulk_cancel(bulk_id: str) -> None:
+    """Stop BULK_ID: no new request for it; requests in flight finish. Prints its status."""
+    from tasks.bulk import bulk_status, cancel_bulk
+
+    before = bulk_status(bulk_id)
+    if before.state == "UNKNOWN":
+        _unknown(bulk_id)
+    emit(cancel_bulk(bulk_id).as_dict())
+    if before.state not in ("RUNNING", "SUBMITTING"):
+        click.echo(f"voicemail: bulk {bulk_id} is {before.state}: nothing to cancel", err=True)
 
 
 @bulk.command("failures")

@@ -82,7 +82,7 @@ class VoicemailCollector(Collector):
                 continue
             total = int(meta.get("total") or meta.get("rows") or 0)
             done = 0
-            for outcome in ("succeeded", "failed", "unchanged"):
+            for outcome in ("succeeded", "failed", "unchanged", "cancelled"):
                 count = int(meta.get(outcome, 0))
                 done += count
                 rows.add_metric([bulk_id, outcome], count)

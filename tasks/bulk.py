@@ -1,4 +1,5 @@
-"""Bulk updates, the producer side: `submit_bulk`, `bulk_status`, `bulk_failures`, `retry_bulk`.
+"""Bulk updates, the producer side: `submit_bulk`, `bulk_status`, `bulk_failures`, `retry_bulk`,
+`cancel_bulk`.
 
     from tasks.bulk import submit_bulk, bulk_status
     bulk_id = submit_bulk([{"account": "acme", "send": True, "email": "vm@acme.ru"}, ...])
@@ -114,6 +115,8 @@ def _submit(bulk_id: str, rows: Iterable[Any], *, dry_run: bool, only_changed: b
         chunks = total = would_send = 0
         pending: list[BulkRow] = []
         for batch in _batched(_normalize(rows), settings.bulk_chunk_size):
+            if client.hexists(keys.meta, "cancelled_at"):
+                break  # cancelled while streaming: `total` is what was accepted so far
             good, bad = _check_batch(client, store, keys, batch)
             total += len(batch)
             if bad:
@@ -217,21 +220,48 @@ def bulk_status(bulk_id: str) -> BulkStatus:
     return status_from(bulk_id, meta, rate, now)
 
 
-def bulk_failures(bulk_id: str, page: int = 1000) -> Iterator[dict[str, Any]]:
-    """The failed rows, each `{line, account, send, email, reason}`, in the order recorded."""
-    keys = Keys(bulk_id)
+def _rows_in(key: str, page: int) -> Iterator[dict[str, Any]]:
     with _redis_errors():
         client = _client()
         for start in itertools.count(0, page):
-            items = client.lrange(keys.failures, start, start + page - 1)
+            items = client.lrange(key, start, start + page - 1)
             for item in items:
                 yield json.loads(item)
             if len(items) < page:
                 return
 
 
+def bulk_failures(bulk_id: str, page: int = 1000) -> Iterator[dict[str, Any]]:
+    """The failed rows, each `{line, account, send, email, reason}`, in the order recorded."""
+    return _rows_in(Keys(bulk_id).failures, page)
+
+
+def bulk_cancelled(bulk_id: str, page: int = 1000) -> Iterator[dict[str, Any]]:
+    """The rows a cancel kept from being sent, in the same shape as `bulk_failures`."""
+    return _rows_in(Keys(bulk_id).cancelled, page)
+
+
 def retry_bulk(bulk_id: str) -> str:
-    """Submit the failed rows of `bulk_id` again, as a new bulk; returns its id."""
+    """Submit the failed and cancelled rows of `bulk_id` again, as a new bulk; returns its id."""
     with _redis_errors():
         only_changed = _client().hget(Keys(bulk_id).meta, "only_changed") == b"1"
-    return submit_bulk(bulk_failures(bulk_id), only_changed=only_changed)
+    rows = itertools.chain(bulk_failures(bulk_id), bulk_cancelled(bulk_id))
+    return submit_bulk(rows, only_changed=only_changed)
+
+
+def cancel_bulk(bulk_id: str) -> BulkStatus:
+    """Stop a bulk: within a second no worker starts another request for it; requests in
+    flight finish. Rows never sent are counted as `cancelled`. Returns its status (a
+    finished or unknown bulk is left as it is)."""
+    status = bulk_status(bulk_id)
+    if status.state in ("RUNNING", "SUBMITTING"):
+        keys = Keys(bulk_id)
+        with _redis_errors():
+            client = _client()
+            client.hsetnx(keys.meta, "cancelled_at", repr(time.time()))
+            # Every row may have been recorded by now: stamp finished_at in that case.
+            client.register_script(RECORD_SCRIPT)(
+                keys=keys.record_keys(), args=record_args([], get_settings().result_expires)
+            )
+        status = bulk_status(bulk_id)
+    return status

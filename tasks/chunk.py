@@ -42,12 +42,13 @@ def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
         countdown = requeue_delay(settings, self.request.retries, None)
         raise self.retry(exc=exc, countdown=countdown, max_retries=settings.requeue_max) from None
     logger.info(
-        "bulk %s chunk %d: %d ok, %d unchanged, %d failed, %d to retry, in %.0fms",
+        "bulk %s chunk %d: %d ok, %d unchanged, %d failed, %d cancelled, %d to retry, in %.0fms",
         bulk_id,
         number,
         report.succeeded,
         report.unchanged,
         report.failed,
+        report.cancelled,
         report.transient,
         report.seconds * 1000,
         extra={

@@ -27,8 +27,13 @@ from typing import Any
 from ..core import constants as C
 from ..core import lua
 
-SUCCEEDED, FAILED, UNCHANGED = "s", "f", "u"
-_COUNTER = {SUCCEEDED: "succeeded", FAILED: "failed", UNCHANGED: "unchanged"}
+SUCCEEDED, FAILED, UNCHANGED, CANCELLED = "s", "f", "u", "c"
+_COUNTER = {
+    SUCCEEDED: "succeeded",
+    FAILED: "failed",
+    UNCHANGED: "unchanged",
+    CANCELLED: "cancelled",
+}
 RATE_WINDOW = 5  # seconds of history behind "current rate"
 
 
@@ -68,6 +73,10 @@ class Outcome:
     def failed(cls, line: int, reason: str, **row: Any) -> Outcome:
         return cls(line, FAILED, {"line": line, **row, "reason": reason})
 
+    @classmethod
+    def cancelled(cls, line: int, **row: Any) -> Outcome:
+        return cls(line, CANCELLED, {"line": line, **row, "reason": "Cancelled"})
+
 
 class Keys:
     def __init__(self, bulk_id: str) -> None:
@@ -75,6 +84,7 @@ class Keys:
         self.meta = base
         self.done = base + ":done"
         self.failures = base + ":failures"
+        self.cancelled = base + ":cancelled"  # rows never sent: kept for `bulk retry`
         self.rate = base + ":rate"
         self.seen = base + ":seen"
         self._base = base
@@ -83,7 +93,7 @@ class Keys:
         return f"{self._base}:chunk:{number}"
 
     def record_keys(self) -> list[str]:
-        return [self.meta, self.done, self.failures, self.rate]
+        return [self.meta, self.done, self.failures, self.rate, self.cancelled]
 
 
 RECORD_SCRIPT = lua.load(
@@ -102,11 +112,12 @@ def record_args(outcomes: Iterable[Outcome], ttl: int, now: float | None = None)
 @dataclass(frozen=True)
 class BulkStatus:
     bulk_id: str
-    state: str  # UNKNOWN, SUBMITTING, RUNNING, DONE or DRY_RUN
+    state: str  # UNKNOWN, SUBMITTING, RUNNING, DONE, DRY_RUN or CANCELLED
     total: int = 0
     succeeded: int = 0
     failed: int = 0
     unchanged: int = 0
+    cancelled: int = 0
     pending: int = 0
     would_send: int | None = None
     created_at: float | None = None
@@ -116,6 +127,10 @@ class BulkStatus:
 
     @property
     def done(self) -> bool:
+        """Settled: nothing more will happen (a cancelled bulk once its requests in flight
+        have finished)."""
+        if self.state == "CANCELLED":
+            return self.pending == 0
         return self.state in ("DONE", "DRY_RUN", "UNKNOWN")
 
     def summary(self) -> dict[str, Any]:
@@ -129,6 +144,8 @@ class BulkStatus:
         }
         if self.unchanged:
             out["unchanged"] = self.unchanged
+        if self.cancelled:
+            out["cancelled"] = self.cancelled
         if self.would_send is not None:
             out["would_send"] = self.would_send
         return out
@@ -137,7 +154,7 @@ class BulkStatus:
         return {
             **self.summary(),
             "unchanged": self.unchanged,
-            "cancelled": 0,  # no bulk can be cancelled yet; the field is part of the contract
+            "cancelled": self.cancelled,
             "created_at": _iso(self.created_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
@@ -161,12 +178,14 @@ def status_from(
 ) -> BulkStatus:
     if not meta:
         return BulkStatus(bulk_id, "UNKNOWN")
-    counts = {name: int(meta.get(name, 0)) for name in ("succeeded", "failed", "unchanged")}
+    counts = {name: int(meta.get(name, 0)) for name in _COUNTER.values()}
     total_final = meta.get("total")
     total = int(total_final) if total_final is not None else int(meta.get("rows", 0))
     finished = _num(meta, "finished_at")
     if meta.get("dry_run") == "1":
         state = "DRY_RUN" if total_final is not None else "SUBMITTING"
+    elif meta.get("cancelled_at"):
+        state = "CANCELLED"
     elif total_final is None:
         state = "SUBMITTING"
     elif finished is not None:

@@ -20,12 +20,14 @@ from redis.exceptions import RedisError
 from ..api.models import VoicemailSettings
 from ..api.retry import acall_with_retries
 from ..coordination.bulk_records import (
+    CANCELLED,
     SUCCEEDED,
     UNCHANGED,
     BulkRow,
     Keys,
     Outcome,
     failure_reason,
+    record_args,
 )
 from ..coordination.ordering import (
     APPLIED,
@@ -55,6 +57,10 @@ from .context import ChunkReport, EngineContext, Recorder
 from .health import RedisHealth
 
 logger = logging.getLogger(__name__)
+
+
+class _Cancelled(Exception):
+    """The bulk was cancelled: this row is not sent."""
 
 
 class _ClaimLost(Exception):
@@ -119,10 +125,19 @@ async def process_chunk(
     rows = [BulkRow.from_json(item) for item in json.loads(raw)]
     report.rows = len(rows)
     await ctx.redis.hsetnx(keys.meta, "started_at", repr(time.time()))
-    only_changed = await ctx.redis.hget(keys.meta, "only_changed") == b"1"
+    flags = await ctx.redis.hmget(keys.meta, ["only_changed", "cancelled_at"])
+    only_changed = flags[0] == b"1"
     recorded = await ctx.redis.hmget(keys.done, [row.line for row in rows])
     todo = [row for row, seen in zip(rows, recorded, strict=True) if seen is None]
     report.skipped = len(rows) - len(todo)
+    if flags[1] is not None:  # cancelled: nothing of it is sent any more
+        ttl = ctx.settings.result_expires
+        outcomes = [_cancelled(row) for row in todo]
+        await ctx.record(keys=keys.record_keys(), args=record_args(outcomes, ttl))
+        await ctx.redis.delete(keys.chunk(number))
+        report.cancelled = len(todo)
+        return report
+    stop = asyncio.Event()  # set within half a second of a cancel, on every worker
     blobs = await ctx.redis.hmget(C.ACCOUNTS_KEY, [row.account for row in todo]) if todo else []
     verdicts = await _claim(ctx, owner, todo)
     health = RedisHealth(ctx.redis)
@@ -139,6 +154,14 @@ async def process_chunk(
 
     async def run(row: BulkRow, blob: Any, verdict: int) -> None:
         release: tuple[str, int, str] | None = None
+        if stop.is_set() and verdict in (LOCKED, CLAIMED, UNSURE):
+            if verdict != LOCKED:
+                held.pop(row.account, None)
+                settled = Settled.UNKNOWN if verdict == UNSURE else Settled.NOT_APPLIED
+                release = (row.account, row.seq, settled)
+            report.cancelled += 1
+            await recorder.add(_cancelled(row), release)
+            return
         if verdict == LOCKED and not final:  # another update of the account is running
             report.transient += 1
             return
@@ -162,6 +185,8 @@ async def process_chunk(
                 # and none on a claim from before an outage unless it still holds.
                 nonlocal claimed_in
                 while True:
+                    if stop.is_set():
+                        raise _Cancelled
                     await health.wait_up()
                     if claimed_in == health.epoch:
                         return
@@ -182,22 +207,33 @@ async def process_chunk(
                         )
                     outcome = Outcome(row.line, code)
                     release = (row.account, row.seq, Settled.APPLIED)
+                except _Cancelled:
+                    outcome = _cancelled(row)
+                    release = (row.account, row.seq, Settled.NOT_APPLIED)
                 except _ClaimLost as lost:
                     held.pop(row.account, None)
+                    if lost.verdict == LOCKED and stop.is_set():
+                        report.cancelled += 1
+                        await recorder.add(_cancelled(row), None)
+                        return
                     if lost.verdict == LOCKED and not final:
                         report.transient += 1
                         return
                     outcome = _settled_elsewhere(row, lost.verdict)
                 except (TransientError, TimeoutError) as exc:
-                    if not final:
+                    if stop.is_set():  # failed for now, and nobody wants it any more
+                        outcome = _cancelled(row)
+                        release = (row.account, row.seq, settled_by(exc))
+                    elif not final:
                         report.transient += 1
                         if isinstance(exc, RateLimited) and exc.retry_after is not None:
                             report.retry_after = max(report.retry_after or 0.0, exc.retry_after)
                         held.pop(row.account, None)
                         await recorder.release_only((row.account, row.seq, settled_by(exc)))
                         return
-                    outcome = _failed(row, exc)
-                    release = (row.account, row.seq, settled_by(exc))
+                    else:
+                        outcome = _failed(row, exc)
+                        release = (row.account, row.seq, settled_by(exc))
                 except (PermanentError, InputError, AccountNotFound, CredentialError) as exc:
                     outcome = _failed(row, exc)
                     release = (row.account, row.seq, Settled.NOT_APPLIED)
@@ -208,12 +244,15 @@ async def process_chunk(
             report.succeeded += 1
         elif outcome.code == UNCHANGED:
             report.unchanged += 1
+        elif outcome.code == CANCELLED:
+            report.cancelled += 1
         else:
             report.failed += 1
         await recorder.add(outcome, release)
 
     watcher = asyncio.create_task(health.watch())
     renewer = asyncio.create_task(_keep_locks(ctx, owner, held))
+    canceller = asyncio.create_task(_watch_cancel(ctx, keys, stop))
     try:
         # A TaskGroup: a row failing in an unexpected way stops its siblings too, so none
         # runs on in this process's loop into the next chunk.
@@ -226,6 +265,7 @@ async def process_chunk(
         raise first from (errors if len(errors.exceptions) > 1 else None)
     finally:
         renewer.cancel()
+        canceller.cancel()
         for row_account, seq in list(held.items()):  # stopped early: let the next one in
             recorder.releases.append((row_account, seq, Settled.UNKNOWN))
         await recorder.flush()
@@ -234,6 +274,19 @@ async def process_chunk(
         await ctx.redis.delete(keys.chunk(number))
     report.seconds = time.perf_counter() - started
     return report
+
+
+CANCEL_POLL = 0.5  # seconds between looks at the bulk's cancel flag while a chunk runs
+
+
+async def _watch_cancel(ctx: EngineContext, keys: Keys, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(CANCEL_POLL)
+        try:
+            if await ctx.redis.hget(keys.meta, "cancelled_at") is not None:
+                stop.set()
+        except RedisError:  # Redis away: the health watcher holds every request back
+            continue
 
 
 async def _keep_locks(ctx: EngineContext, owner: str, held: dict[str, int]) -> None:
@@ -258,6 +311,10 @@ async def _claim(ctx: EngineContext, owner: str, rows: list[BulkRow]) -> list[in
         answers = await ctx.claim(keys=keys, args=args)
     verdicts = iter(answers)
     return [int(next(verdicts)) if row.seq else CLAIMED for row in rows]
+
+
+def _cancelled(row: BulkRow) -> Outcome:
+    return Outcome.cancelled(row.line, account=row.account, send=row.send, email=row.email)
 
 
 def _settled_elsewhere(row: BulkRow, verdict: int) -> Outcome:

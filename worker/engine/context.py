@@ -34,6 +34,7 @@ class ChunkReport:
     succeeded: int = 0
     failed: int = 0
     unchanged: int = 0
+    cancelled: int = 0
     transient: int = 0  # left for the next run
     retry_after: float | None = None
     missing: bool = False
