@@ -8,9 +8,13 @@ The chosen database is flushed at the start: point REDIS_URL at a scratch one.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -109,6 +113,37 @@ def worker_env(simulator_url: str, **extra: str) -> dict[str, str]:
         "VOICEMAIL_READ_TIMEOUT": "2",
         **extra,
     }
+
+
+VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
+
+
+def voicemail(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, dict[str, Any], str]:
+    """The real `voicemail` executable under `env`: exit code, last JSON line, stderr."""
+    done = subprocess.run(
+        [VOICEMAIL, *args], input=stdin, capture_output=True, text=True, env=env, timeout=120
+    )
+    lines = done.stdout.strip().splitlines()
+    return done.returncode, json.loads(lines[-1]) if lines else {}, done.stderr
+
+
+@contextlib.contextmanager
+def worker_of_its_own(
+    simulator_url: str, log_dir: Path, name: str, **options: Any
+) -> Iterator[Celery]:
+    """A Redis and a worker no other test shares (so no other worker helps out), and a
+    Celery app on that Redis to send tasks by name."""
+    own_redis = stack.start_redis(log_dir)
+    env = worker_env(simulator_url, REDIS_URL=own_redis.url)
+    service = stack.start_worker(log_dir, env, name=name, **options)
+    app = Celery(name, broker=own_redis.url, backend=own_redis.url)
+    app.conf.update(task_serializer="json", accept_content=["json"])
+    try:
+        yield app
+    finally:
+        app.close()
+        service.stop()
+        own_redis.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +13,7 @@ import redis
 from simulator import stack
 from worker.store.credentials import AccountRow, CredentialStore
 
-from .conftest import TEST_SECRET_KEY, worker_env
+from .conftest import TEST_SECRET_KEY, voicemail, worker_env
 
 pytestmark = [pytest.mark.integration]
 ACCOUNTS = 400
@@ -27,16 +24,7 @@ class Setup:
         self.env, self.sim = env, sim
 
     def cli(self, *args: str, stdin: str = "") -> tuple[int, dict[str, Any], str]:
-        done = subprocess.run(
-            [str(Path(sys.executable).parent / "voicemail"), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=120,
-        )
-        out = done.stdout.strip().splitlines()
-        return done.returncode, json.loads(out[-1]) if out else {}, done.stderr
+        return voicemail(self.env, *args, stdin=stdin)
 
 
 @pytest.fixture

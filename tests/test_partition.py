@@ -9,17 +9,16 @@ the root side cuts A off. Needs root and iproute2; skips, saying why, elsewhere.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -27,7 +26,7 @@ import redis
 from simulator import stack
 from worker.store.credentials import AccountRow, CredentialStore
 
-from .conftest import TEST_SECRET_KEY, worker_env
+from .conftest import TEST_SECRET_KEY, voicemail, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -92,17 +91,9 @@ def link() -> Iterator[Link]:
         subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=10)
 
 
-def _cli(env: dict[str, str], *args: str, stdin: str = "") -> dict[str, object]:
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "voicemail"), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode in (0, 1), done.stderr
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+def _cli(env: dict[str, str], *args: str, stdin: str = "") -> dict[str, Any]:
+    code, result, err = voicemail(env, *args, stdin=stdin)
+    assert code in (0, 1), err
     return result
 
 
@@ -141,7 +132,7 @@ def test_a_cut_off_worker_never_writes_older_values(link: Link, tmp_path: Path) 
         link.up()
 
         def settled(bulk_id: str) -> bool:
-            return _cli(env, "bulk", "status", bulk_id)["state"] == "DONE"
+            return bool(_cli(env, "bulk", "status", bulk_id)["state"] == "DONE")
 
         stack.wait_until(lambda: settled(newer) and settled(older), 180, "both bulks DONE", 0.5)
         new_status, old_status = (_cli(env, "bulk", "status", b) for b in (newer, older))

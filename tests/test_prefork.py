@@ -12,24 +12,15 @@ from celery import Celery
 from simulator import stack
 from worker.store.credentials import CredentialStore
 
-from .conftest import TEST_SECRET_KEY, SimAccount, worker_env
+from .conftest import TEST_SECRET_KEY, SimAccount, worker_of_its_own
 
 pytestmark = [pytest.mark.integration]
 
 
 @pytest.fixture
 def prefork(simulator: stack.Service, tmp_path: Path) -> Iterator[Celery]:
-    own_redis = stack.start_redis(tmp_path)
-    env = worker_env(simulator.url, REDIS_URL=own_redis.url)
-    service = stack.start_worker(tmp_path, env, name="fork", pool="prefork", concurrency=2)
-    app = Celery("prefork-test", broker=own_redis.url, backend=own_redis.url)
-    app.conf.update(task_serializer="json", accept_content=["json"])
-    try:
+    with worker_of_its_own(simulator.url, tmp_path, "fork", pool="prefork", concurrency=2) as app:
         yield app
-    finally:
-        app.close()
-        service.stop()
-        own_redis.stop()
 
 
 def test_a_prefork_worker_runs_jobs(

@@ -26,7 +26,7 @@ from worker.core.errors import RateLimited, ServerError
 from worker.core.settings import load_settings
 from worker.store.credentials import CredentialStore
 
-from .conftest import TEST_SECRET_KEY, SimAccount, worker_env
+from .conftest import TEST_SECRET_KEY, SimAccount, worker_of_its_own
 
 MakeAccount = Callable[..., SimAccount]
 
@@ -174,18 +174,9 @@ def test_redis_gone_after_an_applied_patch_is_not_a_failure() -> None:
 
 @pytest.fixture
 def two_slots(simulator: stack.Service, tmp_path: Path) -> Iterator[Celery]:
-    """A Redis of its own and one worker with two threads, so no other worker helps out."""
-    own_redis = stack.start_redis(tmp_path)
-    env = worker_env(simulator.url, REDIS_URL=own_redis.url)
-    service = stack.start_worker(tmp_path, env, name="two", concurrency=2)
-    app = Celery("two-slots", broker=own_redis.url, backend=own_redis.url)
-    app.conf.update(task_serializer="json", accept_content=["json"])
-    try:
+    """One worker with two threads, and no other worker to help out."""
+    with worker_of_its_own(simulator.url, tmp_path, "two", concurrency=2) as app:
         yield app
-    finally:
-        app.close()
-        service.stop()
-        own_redis.stop()
 
 
 @pytest.mark.integration
