@@ -76,6 +76,33 @@ def accounts(n: int, start: int = 1) -> list[str]:
     return [f"acct-{i:06d}" for i in range(start, start + n)]
 
 
+def import_accounts(env: dict[str, str], names: list[str], log_dir: Path) -> None:
+    """`voicemail accounts import` of `names`, with the simulator's tokens."""
+    csv_path = log_dir / "accounts.csv"
+    csv_path.write_text("account,token\n" + "".join(f"{a},tok-{a}\n" for a in names))
+    subprocess.run(
+        [str(BIN / "voicemail"), "accounts", "import", str(csv_path)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def start_procfile_worker(env: dict[str, str], log_dir: Path, label: str) -> stack.Service:
+    """The worker exactly as the Procfile's `worker:` line starts it, once it is ready."""
+    log = log_dir / f"{label}.log"
+    proc = subprocess.Popen(
+        procfile_worker(),
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),  # noqa: SIM115
+        start_new_session=True,
+    )
+    stack.wait_until(lambda: " ready." in log.read_text(), 60, "the Procfile worker")
+    return stack.Service(label, proc)
+
+
 def run_bulk(env: dict[str, str], names: list[str], tmp: Path) -> tuple[float, float, float]:
     """Submit with the CLI, as a user would.
 
@@ -249,29 +276,11 @@ def main() -> int:
         services = [sim, redis_service]
         try:
             names = accounts(n)
-            csv_path = log_dir / "accounts.csv"
-            csv_path.write_text("account,token\n" + "".join(f"{a},tok-{a}\n" for a in names))
-            subprocess.run(
-                [str(BIN / "voicemail"), "accounts", "import", str(csv_path)],
-                env=env,
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
-
+            import_accounts(env, names, log_dir)
             argv = procfile_worker()
-            worker_proc = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=open(log_dir / "worker.log", "w"),  # noqa: SIM115
-                start_new_session=True,
-            )
-            services.insert(0, stack.Service("worker", worker_proc))
-            stack.wait_until(
-                lambda: " ready." in (log_dir / "worker.log").read_text(), 60, "the Procfile worker"
-            )
-            worker_rss = PeakRss(worker_proc.pid)
+            worker = start_procfile_worker(env, log_dir, "worker")
+            services.insert(0, worker)
+            worker_rss = PeakRss(worker.process.pid)
             cli_seconds, bulk_seconds, producer_rss = run_bulk(env, names, log_dir)
             worker_peak = worker_rss.stop()
             bulk_rate = n / bulk_seconds

@@ -1,4 +1,5 @@
-"""`voicemail bulk`: submit a file of changes, follow it, list and retry its failures."""
+"""`voicemail bulk`: submit a file of changes, follow it, list and retry its failures,
+cancel, pause, resume or revert it, and list recent bulks."""
 
 from __future__ import annotations
 
@@ -110,6 +111,21 @@ def _finish(status: Any, wait: bool) -> None:
     help="Seconds to wait with --wait.",
 )
 @click.option("--idempotency-key", help="Submitting again with this key queues nothing new.")
+@click.option(
+    "--revertible",
+    is_flag=True,
+    help="Read each account first and keep what it held, for `voicemail bulk revert`.",
+)
+@click.option(
+    "--notify",
+    metavar="TASK",
+    help="Celery task sent by name, with the status, once the bulk settles.",
+)
+@click.option(
+    "--notify-queue",
+    metavar="QUEUE",
+    help="Queue for --notify (default voicemail.notify, which no worker here consumes).",
+)
 def bulk_submit(
     file: str,
     wait: bool,
@@ -118,6 +134,9 @@ def bulk_submit(
     fmt: str,
     timeout: float,
     idempotency_key: str | None,
+    revertible: bool,
+    notify: str | None,
+    notify_queue: str | None,
 ) -> None:
     """Queue the rows of FILE (header account,send,email; .jsonl for JSON Lines; - for stdin)."""
     from tasks.bulk import bulk_status, submit_bulk
@@ -129,6 +148,9 @@ def bulk_submit(
             read_rows(fh, fmt, file),
             dry_run=dry_run,
             only_changed=only_changed,
+            revertible=revertible,
+            notify=notify,
+            notify_queue=notify_queue,
             idempotency_key=idempotency_key,
         )
     status = bulk_status(bulk_id)
@@ -152,18 +174,69 @@ def bulk_status_cmd(bulk_id: str) -> None:
         _unknown(bulk_id)
 
 
+def _change(bulk_id: str, op: Any, why_not: str) -> None:
+    """Cancel, pause or resume; print the status, and say so on stderr if nothing changed."""
+    from tasks.bulk import bulk_status, change_bulk
+
+    if bulk_status(bulk_id).state == "UNKNOWN":
+        _unknown(bulk_id)
+    changed, status = change_bulk(bulk_id, op)
+    emit(status.as_dict())
+    if not changed:
+        state = status.state.lower() if status.state != "DONE" else "done"
+        click.echo(f"voicemail: bulk {bulk_id} is {state}: {why_not}", err=True)
+
+
 @bulk.command("cancel")
 @click.argument("bulk_id")
 def bulk_cancel(bulk_id: str) -> None:
     """Stop BULK_ID: no new request for it; requests in flight finish. Prints its status."""
-    from tasks.bulk import bulk_status, cancel_bulk
+    _change(bulk_id, "cancel", "nothing to cancel")
 
-    before = bulk_status(bulk_id)
-    if before.state == "UNKNOWN":
+
+@bulk.command("pause")
+@click.argument("bulk_id")
+def bulk_pause(bulk_id: str) -> None:
+    """Hold BULK_ID: no new request for it until `resume`; requests in flight finish."""
+    _change(bulk_id, "pause", "nothing to pause")
+
+
+@bulk.command("resume")
+@click.argument("bulk_id")
+def bulk_resume(bulk_id: str) -> None:
+    """Let a paused BULK_ID go on where it stopped."""
+    _change(bulk_id, "resume", "not paused, nothing to resume")
+
+
+@bulk.command("revert")
+@click.argument("bulk_id")
+@click.option("--wait", is_flag=True, help="Show progress on stderr and print a summary.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=24 * 3600.0)
+def bulk_revert(bulk_id: str, wait: bool, timeout: float) -> None:
+    """Put every account a --revertible BULK_ID changed back, as a new bulk.
+
+    An account changed since by anyone else is left alone, and listed as failed
+    (Conflict) by `voicemail bulk failures` of the new bulk.
+    """
+    from tasks.bulk import bulk_status, revert_bulk
+
+    if bulk_status(bulk_id).state == "UNKNOWN":
         _unknown(bulk_id)
-    emit(cancel_bulk(bulk_id).as_dict())
-    if before.state not in ("RUNNING", "SUBMITTING"):
-        click.echo(f"voicemail: bulk {bulk_id} is {before.state}: nothing to cancel", err=True)
+    new_id = revert_bulk(bulk_id)
+    status = _follow(new_id, timeout) if wait else bulk_status(new_id)
+    _finish(status, wait)
+
+
+@bulk.command("list")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Bulks to show."
+)
+def bulk_list(limit: int) -> None:
+    """The most recent bulks, newest first, one JSON object per line."""
+    from tasks.bulk import list_bulks
+
+    for status in list_bulks(limit):
+        emit(status.listing())
 
 
 @bulk.command("failures")

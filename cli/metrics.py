@@ -20,8 +20,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from worker.coordination import breaker
+from worker.coordination.bulk_status import STATES, recent_bulks
 from worker.coordination.stats import BUCKETS, STATS_KEY
-from worker.core import constants as C
 from worker.core.connections import redis_client
 from worker.core.connections import text as _text
 from worker.core.settings import get_settings
@@ -72,22 +72,20 @@ class VoicemailCollector(Collector):
         rows = GaugeMetricFamily(
             "voicemail_bulk_rows", "Rows of recent unfinished bulks", labels=["bulk_id", "outcome"]
         )
-        ids = [_text(i) for i in self._redis.zrevrange(C.BULKS_KEY, 0, ACTIVE_BULKS - 1)]
-        for bulk_id in ids:
-            meta = {
-                _text(k): _text(v)
-                for k, v in self._redis.hgetall(f"{C.BULK_KEY_PREFIX}{{{bulk_id}}}").items()
-            }
-            if not meta or "finished_at" in meta or meta.get("dry_run") == "1":
+        states = GaugeMetricFamily(
+            "voicemail_bulks", "Recent bulks by state (PAUSED, CANCELLED, ...)", labels=["state"]
+        )
+        by_state = dict.fromkeys(STATES[1:], 0)
+        for status in recent_bulks(self._redis, ACTIVE_BULKS):
+            by_state[status.state] += 1
+            if status.done or status.state == "DRY_RUN":
                 continue
-            total = int(meta.get("total") or meta.get("rows") or 0)
-            done = 0
-            for outcome in ("succeeded", "failed", "unchanged", "cancelled"):
-                count = int(meta.get(outcome, 0))
-                done += count
-                rows.add_metric([bulk_id, outcome], count)
-            rows.add_metric([bulk_id, "pending"], max(total - done, 0))
+            for outcome in ("succeeded", "failed", "unchanged", "cancelled", "pending"):
+                rows.add_metric([status.bulk_id, outcome], getattr(status, outcome))
+        for state, count in by_state.items():
+            states.add_metric([state], count)
         yield rows
+        yield states
 
     def _requests(self) -> Iterator[Metric]:
         raw = {_text(k): _text(v) for k, v in self._redis.hgetall(STATS_KEY).items()}

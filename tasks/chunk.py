@@ -11,11 +11,12 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from worker.api.retry import capped_retry_after, requeue_delay
+from worker.coordination.bulk_control import park
 from worker.coordination.bulk_records import Keys
 from worker.coordination.ordering import fence
 from worker.core.errors import EngineUnavailable
-from worker.queue import context
-from worker.queue.app import CHUNK_TASK, app
+from worker.queue import context, notify
+from worker.queue.app import CHUNK_TASK, app, send_chunk
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,12 @@ def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
         logger.warning("bulk %s chunk %d failed: %s: %s", bulk_id, number, type(exc).__name__, exc)
         countdown = requeue_delay(settings, self.request.retries, None)
         raise self.retry(exc=exc, countdown=countdown, max_retries=settings.requeue_max) from None
+    try:
+        notify.drain(ctx.redis, app)  # this chunk may have settled the bulk
+    except Exception:  # kept in the outbox: the worker's next tick sends it
+        logger.warning("bulk %s: could not send its notification yet", bulk_id)
+    if report.paused:
+        return _pause(self, ctx, str(bulk_id), int(number), report.as_dict())
     logger.info(
         "bulk %s chunk %d: %d ok, %d unchanged, %d failed, %d cancelled, %d to retry, in %.0fms",
         bulk_id,
@@ -80,4 +87,25 @@ def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
             countdown,
         )
         raise self.retry(countdown=countdown, max_retries=settings.requeue_max)
-    return report.as_dict()
+    # Flower shows this as the task's result: say when the bulk's cancel cut it short.
+    return {"bulk_state": "CANCELLED" if report.cancelled else "RUNNING", **report.as_dict()}
+
+
+def _pause(
+    task: Any, ctx: Any, bulk_id: str, number: int, report: dict[str, Any]
+) -> dict[str, Any]:
+    """The bulk is paused: park the chunk in Redis and end the task, so it holds no pool
+    thread, no engine slot and no message while it waits; the resume queues it again
+    with the retries it had spent (none spent here)."""
+    retries = task.request.retries
+    if park(ctx.redis, bulk_id, number, retries):
+        logger.info(
+            "bulk %s chunk %d: paused, %d rows wait for the resume",
+            bulk_id,
+            number,
+            report["paused"],
+        )
+        return {"bulk_state": "PAUSED", **report}
+    # Resumed (or cancelled) while this run stopped: run it again at once.
+    send_chunk(bulk_id, number, retries)
+    return {"bulk_state": "RUNNING", **report}

@@ -19,7 +19,7 @@ from cli import cli
 from simulator import stack
 from tasks.bulk import bulk_failures, bulk_status, retry_bulk, submit_bulk
 from tasks.producer import credential_store
-from worker.coordination.bulk_records import BulkStatus
+from worker.coordination.bulk_status import BulkStatus
 from worker.store.credentials import AccountRow
 
 from .conftest import ISSUED_TOKENS, worker_env
@@ -246,7 +246,7 @@ def test_shared_rate_limit_across_two_workers(log_dir: Path, redis_url: str) -> 
 
 
 def test_every_bulk_command_answers_an_unknown_id_with_one_line_and_exit_1() -> None:
-    for command in ("status", "failures", "retry"):
+    for command in ("status", "failures", "retry", "cancel", "pause", "resume", "revert"):
         code, _, err = run("bulk", command, "no-such-bulk")
         assert code == 1, command
         assert err.strip().splitlines() == [

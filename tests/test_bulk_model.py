@@ -6,6 +6,7 @@ import uuid
 
 import redis
 
+from worker.coordination import bulk_control
 from worker.coordination.bulk_records import (
     FAILED,
     RECORD_SCRIPT,
@@ -14,8 +15,8 @@ from worker.coordination.bulk_records import (
     Keys,
     Outcome,
     record_args,
-    status_from,
 )
+from worker.coordination.bulk_status import status_from
 
 
 def meta(client: redis.Redis, keys: Keys) -> dict[str, str]:
@@ -32,9 +33,9 @@ def test_outcomes_count_once_and_finish_the_bulk(redis_client: redis.Redis) -> N
         Outcome(3, UNCHANGED),
         Outcome.failed(4, "UserNotFound: User not found.", account="a", send=True, email="x@y.ru"),
     ]
-    assert record(keys=keys.record_keys(), args=record_args(batch, 60, now=101.0)) == 3
+    assert record(keys=keys.record_keys(), args=record_args(batch, 60, now=101.0)) == [3, 0]
     # A redelivered chunk records the same lines again: nothing changes.
-    assert record(keys=keys.record_keys(), args=record_args(batch, 60, now=102.0)) == 0
+    assert record(keys=keys.record_keys(), args=record_args(batch, 60, now=102.0)) == [0, 0]
     state = meta(redis_client, keys)
     assert (state["succeeded"], state["unchanged"], state["failed"]) == ("1", "1", "1")
     assert "finished_at" not in state
@@ -61,3 +62,32 @@ def test_status_states() -> None:
     dry = status_from("b", {"dry_run": "1", "total": "5", "would_send": "4", "failed": "1"}, {}, 0)
     assert (dry.state, dry.would_send, dry.pending) == ("DRY_RUN", 4, 0)
     assert FAILED == "f"
+
+
+def test_pause_keeps_records_parks_chunks_and_resume_hands_them_back(
+    redis_client: redis.Redis,
+) -> None:
+    bulk_id = uuid.uuid4().hex
+    keys = Keys(bulk_id)
+    record = redis_client.register_script(RECORD_SCRIPT)
+    redis_client.hset(keys.meta, mapping={"created_at": "1", "total": 3, "chunks": 2})
+    redis_client.set(keys.chunk(0), "[]", ex=60)
+    redis_client.set(keys.chunk(1), "[]", ex=60)
+    record(keys=keys.record_keys(), args=record_args([Outcome(2, SUCCEEDED)], 60))
+
+    assert bulk_control.control(redis_client, bulk_id, "pause", 60).changed
+    assert not bulk_control.control(redis_client, bulk_id, "pause", 60).changed
+    assert [redis_client.ttl(k) for k in (keys.meta, keys.done, keys.chunk(1))] == [-1] * 3
+    # Outcomes recorded while paused keep the records from expiring too.
+    record(keys=keys.record_keys(), args=record_args([Outcome(3, SUCCEEDED)], 60))
+    assert redis_client.ttl(keys.done) == -1
+    assert bulk_control.park(redis_client, bulk_id, 1, retries=2)
+    status = status_from(bulk_id, meta(redis_client, keys), {}, now=2.0)
+    assert (status.state, status.pending) == ("PAUSED", 1)
+
+    change = bulk_control.control(redis_client, bulk_id, "resume", 60)
+    assert change.changed and change.parked == {1: 2}
+    assert 0 < redis_client.ttl(keys.chunk(1)) <= 60 and 0 < redis_client.ttl(keys.meta) <= 60
+    assert not bulk_control.park(redis_client, bulk_id, 1, retries=2)  # not paused: run it
+    assert not bulk_control.control(redis_client, bulk_id, "resume", 60).changed
+    assert not bulk_control.control(redis_client, "no-such-bulk", "pause", 60).known

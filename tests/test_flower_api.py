@@ -55,11 +55,13 @@ def test_flower_shows_bulk_chunks_readably(
     stack.wait_until(lambda: bulk_status(bulk_id).done, 30, "the bulk")
     auth = tuple(flower.extra["auth"].split(":"))
 
-    def chunk_args() -> list[str]:
+    def chunks() -> dict[str, str]:
         tasks = httpx.get(
             flower.url + "/api/tasks", auth=auth, params={"taskname": "voicemail.bulk_chunk"}
         ).json()
-        return [t.get("args") or "" for t in tasks.values()]
+        return {t.get("args") or "": str(t.get("result")) for t in tasks.values()}
 
     expected = f"3 accounts of bulk {bulk_id} (chunk 0)"
-    stack.wait_until(lambda: expected in chunk_args(), 20, "Flower listing the chunk")
+    stack.wait_until(lambda: expected in chunks(), 20, "Flower listing the chunk")
+    # The result says what the bulk was doing: RUNNING, or PAUSED / CANCELLED when cut short.
+    assert "'bulk_state': 'RUNNING'" in chunks()[expected]

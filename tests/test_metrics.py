@@ -75,3 +75,26 @@ def test_metrics_after_jobs(
     assert after["voicemail_circuit_breaker_open{}"] in (0.0, 1.0)
     assert "voicemail_dead_letters{}" in after
     assert "voicemail_ratelimit_waits_total{}" in after
+
+
+def test_metrics_count_bulks_by_state(
+    exporter: str, make_account: Callable[..., SimAccount]
+) -> None:
+    from tasks.bulk import bulk_status, cancel_bulk, list_bulks, pause_bulk, submit_bulk
+
+    account = make_account()
+
+    def paused_rows() -> Iterator[dict[str, object]]:
+        pause_bulk(list_bulks(1)[0].bulk_id)  # this bulk, paused before its first row
+        yield {"account": account.name, "send": True, "email": "m@acme.ru"}
+
+    def bulks(state: str) -> float:
+        return scrape(exporter).get(f"voicemail_bulks{{state={state}}}", 0)
+
+    bulk_id = submit_bulk(paused_rows())
+    assert bulk_status(bulk_id).state == "PAUSED"
+    assert bulks("PAUSED") >= 1
+    cancel_bulk(bulk_id)
+    stack.wait_until(lambda: bulk_status(bulk_id).done, 20, "the cancelled bulk settling")
+    assert bulk_status(bulk_id).cancelled == 1
+    assert bulks("CANCELLED") >= 1 and bulks("PAUSED") == 0

@@ -230,7 +230,7 @@ def test_an_unexpected_row_error_cancels_its_siblings(
             raise
         return "s"
 
-    monkeypatch.setattr(engine_chunk, "_apply", apply)
+    monkeypatch.setattr(engine_chunk, "apply_row", apply)
     settings = load_settings(PLUSOFON_API_URL=simulator.url, VOICEMAIL_BULK_PROCESSES=0)
     bulk_id = keys.meta.split("{")[1].rstrip("}")
 

@@ -1,15 +1,25 @@
 """A bulk job's state in Redis, shared by the producer that fills it and the workers that run it.
 
 Keys, all under one hash tag so a Redis Cluster keeps them on one node, all
-expiring with the results (`VOICEMAIL_RESULT_EXPIRES`):
+expiring with the results (`VOICEMAIL_RESULT_EXPIRES`), except while the bulk is
+paused: then none expires (`control.lua` and `record_outcomes.lua` see to it):
 
     voicemail:bulk:{ID}            hash   created_at, started_at, finished_at, rows, total,
-                                          chunks, would_send, succeeded, failed, unchanged, flags
-    voicemail:bulk:{ID}:chunk:N    string JSON rows [[line, account, send, email], ...]
-    voicemail:bulk:{ID}:done       hash   line -> outcome ("s" succeeded, "f" failed, "u" unchanged)
+                                          chunks, would_send, succeeded, failed, unchanged,
+                                          cancelled, flags (dry_run, only_changed,
+                                          revertible), reverts, reverted_by, notify,
+                                          notify_queue, paused_at, cancelled_at
+    voicemail:bulk:{ID}:chunk:N    string JSON rows [[line, account, send, email, seq], ...]
+    voicemail:bulk:{ID}:done       hash   line -> outcome ("s" succeeded, "f" failed,
+                                          "u" unchanged, "c" cancelled)
     voicemail:bulk:{ID}:failures   list   JSON {line, account, send, email, reason}
+    voicemail:bulk:{ID}:cancelled  list   the same, for rows a cancel kept from being sent
     voicemail:bulk:{ID}:rate       hash   epoch second -> outcomes recorded in it
     voicemail:bulk:{ID}:seen       hash   account -> first line (duplicate check)
+    voicemail:bulk:{ID}:before     hash   line -> JSON [account, send, email, new send,
+                                          new email]: what a revertible bulk found, written
+                                          before its PATCH
+    voicemail:bulk:{ID}:parked     hash   chunk number -> retries, chunks waiting out a pause
 
 An outcome is recorded once per line (HSETNX on `done`), so a chunk that is
 retried or redelivered neither double-counts nor re-sends a row already done.
@@ -28,7 +38,7 @@ from ..core import constants as C
 from ..core import lua
 
 SUCCEEDED, FAILED, UNCHANGED, CANCELLED = "s", "f", "u", "c"
-_COUNTER = {
+COUNTERS = {
     SUCCEEDED: "succeeded",
     FAILED: "failed",
     UNCHANGED: "unchanged",
@@ -44,14 +54,20 @@ class BulkRow:
     send: bool
     email: str
     seq: int = 0  # the account's update order (coordination.ordering), given at submission
+    # A revert's row: what the reverted bulk set, which the account must still hold.
+    expect: tuple[bool, str] | None = None
 
     def to_json(self) -> list[Any]:
-        return [self.line, self.account, self.send, self.email, self.seq]
+        out = [self.line, self.account, self.send, self.email, self.seq]
+        if self.expect is not None:
+            out += list(self.expect)
+        return out
 
     @classmethod
     def from_json(cls, raw: Sequence[Any]) -> BulkRow:
         seq = int(raw[4]) if len(raw) > 4 else 0
-        return cls(int(raw[0]), str(raw[1]), bool(raw[2]), str(raw[3]), seq)
+        expect = (bool(raw[5]), str(raw[6])) if len(raw) > 6 else None
+        return cls(int(raw[0]), str(raw[1]), bool(raw[2]), str(raw[3]), seq, expect)
 
 
 @dataclass(frozen=True)
@@ -87,17 +103,29 @@ class Keys:
         self.cancelled = base + ":cancelled"  # rows never sent: kept for `bulk retry`
         self.rate = base + ":rate"
         self.seen = base + ":seen"
-        self._base = base
+        self.before = base + ":before"  # a revertible bulk's accounts as they were
+        self.parked = base + ":parked"
+        self.chunk_prefix = base + ":chunk:"
 
     def chunk(self, number: int) -> str:
-        return f"{self._base}:chunk:{number}"
+        return f"{self.chunk_prefix}{number}"
 
     def record_keys(self) -> list[str]:
-        return [self.meta, self.done, self.failures, self.rate, self.cancelled]
+        """For `record_outcomes.lua`: the bulk's own keys, then the notification outbox."""
+        return [self.meta, self.done, self.failures, self.rate, self.cancelled, self.before]
 
+    def all(self) -> list[str]:
+        """Every key of the bulk but its chunks, meta first, `parked` last (`control.lua`)."""
+        return [*self.record_keys(), self.seen, self.parked]
+
+
+# Bulks that settled with a notification still to send (worker.queue.notify).
+NOTIFY_OUTBOX = C.KEY_PREFIX + "notify:outbox"
 
 RECORD_SCRIPT = lua.load(
-    __package__, "record_outcomes.lua", {name.upper(): code for code, name in _COUNTER.items()}
+    __package__,
+    "record_outcomes.lua",
+    {name.upper(): code for code, name in COUNTERS.items()} | {"OUTBOX": NOTIFY_OUTBOX},
 )
 
 
@@ -107,112 +135,6 @@ def record_args(outcomes: Iterable[Outcome], ttl: int, now: float | None = None)
         failure = json.dumps(outcome.failure, ensure_ascii=False) if outcome.failure else ""
         args += [outcome.line, outcome.code, failure]
     return args
-
-
-@dataclass(frozen=True)
-class BulkStatus:
-    bulk_id: str
-    state: str  # UNKNOWN, SUBMITTING, RUNNING, DONE, DRY_RUN or CANCELLED
-    total: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    unchanged: int = 0
-    cancelled: int = 0
-    pending: int = 0
-    would_send: int | None = None
-    created_at: float | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    rate: float = 0.0
-
-    @property
-    def done(self) -> bool:
-        """Settled: nothing more will happen (a cancelled bulk once its requests in flight
-        have finished)."""
-        if self.state == "CANCELLED":
-            return self.pending == 0
-        return self.state in ("DONE", "DRY_RUN", "UNKNOWN")
-
-    def summary(self) -> dict[str, Any]:
-        out = {
-            "bulk_id": self.bulk_id,
-            "state": self.state,
-            "total": self.total,
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "pending": self.pending,
-        }
-        if self.unchanged:
-            out["unchanged"] = self.unchanged
-        if self.cancelled:
-            out["cancelled"] = self.cancelled
-        if self.would_send is not None:
-            out["would_send"] = self.would_send
-        return out
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            **self.summary(),
-            "unchanged": self.unchanged,
-            "cancelled": self.cancelled,
-            "created_at": _iso(self.created_at),
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            "rate": round(self.rate, 1),
-        }
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
-
-
-def _num(meta: dict[str, str], name: str) -> float | None:
-    value = meta.get(name)
-    return float(value) if value not in (None, "") else None
-
-
-def status_from(
-    bulk_id: str, meta: dict[str, str], rate_counts: dict[str, str], now: float
-) -> BulkStatus:
-    if not meta:
-        return BulkStatus(bulk_id, "UNKNOWN")
-    counts = {name: int(meta.get(name, 0)) for name in _COUNTER.values()}
-    total_final = meta.get("total")
-    total = int(total_final) if total_final is not None else int(meta.get("rows", 0))
-    finished = _num(meta, "finished_at")
-    if meta.get("dry_run") == "1":
-        state = "DRY_RUN" if total_final is not None else "SUBMITTING"
-    elif meta.get("cancelled_at"):
-        state = "CANCELLED"
-    elif total_final is None:
-        state = "SUBMITTING"
-    elif finished is not None:
-        state = "DONE"
-    else:
-        state = "RUNNING"
-    # Current rate: outcomes over the last full seconds (the running one is partial).
-    second = int(now)
-    recent = sum(int(rate_counts.get(str(s), 0)) for s in range(second - RATE_WINDOW, second))
-    if state == "DONE" and finished is not None:
-        started = _num(meta, "started_at") or _num(meta, "created_at") or finished
-        recent_rate = (counts["succeeded"] + counts["unchanged"]) / max(finished - started, 1e-3)
-    else:
-        recent_rate = recent / RATE_WINDOW
-    would = meta.get("would_send")
-    return BulkStatus(
-        bulk_id=bulk_id,
-        state=state,
-        total=total,
-        pending=max(total - sum(counts.values()), 0) if state != "DRY_RUN" else 0,
-        would_send=int(would) if would is not None else None,
-        created_at=_num(meta, "created_at"),
-        started_at=_num(meta, "started_at"),
-        finished_at=finished,
-        rate=recent_rate,
-        **counts,
-    )
 
 
 def failure_reason(exc: BaseException) -> str:

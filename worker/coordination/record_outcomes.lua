@@ -1,9 +1,12 @@
 -- Record bulk rows' outcomes, each line at most once.
--- KEYS: meta, done, failures, rate, cancelled. ARGV: now, ttl, then (line, code, row-json
--- or '')*: the row's JSON goes to `failures` for a failed row, to `cancelled` for a
--- cancelled one.
+-- KEYS: meta, done, failures, rate, cancelled, before. ARGV: now, ttl, then
+-- (line, code, row-json or '')*: the row's JSON goes to `failures` for a failed row, to
+-- `cancelled` for a cancelled one.
 -- Bumps the counters by what was new, and stamps finished_at when every line of a fully
--- submitted bulk has an outcome. The codes come from Python.
+-- submitted bulk has an outcome: the bulk has settled, and if it asked to be notified its
+-- id goes to the outbox in the same step, so a crash cannot lose the notification.
+-- The keys expire `ttl` seconds from now, except while the bulk is paused: then they are
+-- kept however long the pause lasts. The codes come from Python.
 local meta, done, failures, rate, cancelled = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now, ttl = ARGV[1], tonumber(ARGV[2])
 local counts = {[SUCCEEDED] = 0, [FAILED] = 0, [UNCHANGED] = 0, [CANCELLED] = 0}
@@ -24,9 +27,21 @@ if counts[CANCELLED] > 0 then redis.call('HINCRBY', meta, 'cancelled', counts[CA
 if added > 0 then
   redis.call('HINCRBY', rate, tostring(math.floor(tonumber(now))), added)
 end
+local settled = 0
 local total = redis.call('HGET', meta, 'total')
 if total and redis.call('HLEN', done) >= tonumber(total) then
-  redis.call('HSETNX', meta, 'finished_at', now)
+  settled = redis.call('HSETNX', meta, 'finished_at', now)
+  if settled == 1 then
+    -- Nothing is left to pause: the keys expire as usual from here.
+    redis.call('HDEL', meta, 'paused_at')
+    if redis.call('HEXISTS', meta, 'notify') == 1 then
+      redis.call('SADD', OUTBOX, string.match(meta, '{(.*)}'))
+    end
+  end
 end
-for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
-return added
+if redis.call('HEXISTS', meta, 'paused_at') == 1 then
+  for _, key in ipairs(KEYS) do redis.call('PERSIST', key) end
+else
+  for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
+end
+return {added, settled}

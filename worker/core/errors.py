@@ -6,6 +6,7 @@
     ├── AccountNotFound             the account is not in the credential store
     ├── CredentialError             the store cannot be read with this VOICEMAIL_SECRET_KEY
     ├── EngineUnavailable           a bulk engine process died; its chunk is re-queued
+    ├── Conflict                    a revert found the account changed since: left alone
     └── PlusofonError               anything the Plusofon API answered or failed to answer
         ├── PermanentError          never retried: the same request fails the same way
         │   ├── UserNotFound        {"message": "User not found.", "code": 500}, HTTP 200 or 500
@@ -63,6 +64,10 @@ class CredentialError(VoicemailError):
 
 class EngineUnavailable(VoicemailError):
     """The engine process died (killed, out of memory): the chunk is re-queued."""
+
+
+class Conflict(VoicemailError):
+    """A revert found the account changed since the bulk it undoes: it is left alone."""
 
 
 class PlusofonError(VoicemailError):

@@ -4,6 +4,10 @@ Per row the single-job semantics hold: short tenacity retries, permanent errors
 recorded at once, a 429 waits its Retry-After without spending an attempt.
 Rows still failing transiently are left unrecorded and the chunk task re-queues
 itself; on its last run they are recorded as failed.
+
+A cancel or a pause (seen within `CONTROL_POLL` seconds, and before every request)
+stops new requests; those in flight finish. A cancel records the rows not sent as
+`cancelled`; a pause leaves them unrecorded, for the chunk to run again on resume.
 """
 
 from __future__ import annotations
@@ -12,15 +16,12 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from ..api.models import VoicemailSettings
-from ..api.retry import acall_with_retries
 from ..coordination.bulk_records import (
-    CANCELLED,
     SUCCEEDED,
     UNCHANGED,
     BulkRow,
@@ -46,21 +47,41 @@ from ..coordination.ordering import (
 from ..core import constants as C
 from ..core.errors import (
     AccountNotFound,
+    Conflict,
     CredentialError,
     InputError,
     PermanentError,
     RateLimited,
     TransientError,
 )
-from ..core.settings import Settings
 from .context import ChunkReport, EngineContext, Recorder
 from .health import RedisHealth
+from .rows import Mode, apply_row, row_deadline
+
+__all__ = ["process_chunk", "row_deadline"]
 
 logger = logging.getLogger(__name__)
+CONTROL_POLL = 0.5  # seconds between looks at the bulk's cancel and pause flags
 
 
-class _Cancelled(Exception):
-    """The bulk was cancelled: this row is not sent."""
+class Halt:
+    """Set within half a second of a cancel or a pause of the bulk, on every worker."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.cancelled = False
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def seen(self, cancelled: bool, paused: bool) -> None:
+        self.cancelled = self.cancelled or cancelled
+        if cancelled or paused:
+            self.event.set()
+
+
+class _Halted(Exception):
+    """The bulk was cancelled or paused: this row is not sent."""
 
 
 class _ClaimLost(Exception):
@@ -69,45 +90,6 @@ class _ClaimLost(Exception):
     def __init__(self, verdict: int) -> None:
         super().__init__(verdict)
         self.verdict = verdict
-
-
-async def _no_guard() -> None:
-    return None
-
-
-async def _apply(
-    ctx: EngineContext,
-    row: BulkRow,
-    blob: Any,
-    only_changed: bool,
-    unsure: bool,
-    guard: Callable[[], Awaitable[None]] = _no_guard,
-) -> str:
-    """GET (when asked) and PATCH one row; `guard` runs before every attempt."""
-    creds = ctx.cipher.open(row.account, blob)
-
-    async def get() -> VoicemailSettings:
-        await guard()
-        return await ctx.client.get_voicemail(creds, ready=guard)
-
-    async def patch() -> VoicemailSettings:
-        await guard()  # before taking a rate-limit slot, and again right before sending
-        return await ctx.client.set_voicemail(creds, row.send, row.email, ready=guard)
-
-    if only_changed or unsure:
-        current = await acall_with_retries(ctx.settings, get)
-        if current.send == row.send and current.email == row.email:
-            # Unsure: an earlier delivery's PATCH reached the API before it died.
-            return UNCHANGED if only_changed else SUCCEEDED
-    await acall_with_retries(ctx.settings, patch)
-    return SUCCEEDED
-
-
-def row_deadline(settings: Settings) -> float:
-    """The longest one row may take: every attempt timing out, every backoff, every 429."""
-    attempt = settings.connect_timeout + settings.read_timeout + settings.retry_max_delay
-    waits = settings.retry_after_max * settings.rate_limited_max
-    return attempt * (settings.retry_attempts + 1) + waits
 
 
 async def process_chunk(
@@ -124,20 +106,24 @@ async def process_chunk(
         return ChunkReport(missing=True)
     rows = [BulkRow.from_json(item) for item in json.loads(raw)]
     report.rows = len(rows)
-    await ctx.redis.hsetnx(keys.meta, "started_at", repr(time.time()))
-    flags = await ctx.redis.hmget(keys.meta, ["only_changed", "cancelled_at"])
-    only_changed = flags[0] == b"1"
+    fields = ["cancelled_at", "paused_at", "only_changed", "revertible", "reverts"]
+    cancelled_at, paused_at, *flags = await ctx.redis.hmget(keys.meta, fields)
+    mode = Mode.from_meta(*flags)
     recorded = await ctx.redis.hmget(keys.done, [row.line for row in rows])
     todo = [row for row, seen in zip(rows, recorded, strict=True) if seen is None]
     report.skipped = len(rows) - len(todo)
-    if flags[1] is not None:  # cancelled: nothing of it is sent any more
+    if cancelled_at is not None:  # cancelled: nothing of it is sent any more
         ttl = ctx.settings.result_expires
         outcomes = [_cancelled(row) for row in todo]
         await ctx.record(keys=keys.record_keys(), args=record_args(outcomes, ttl))
         await ctx.redis.delete(keys.chunk(number))
         report.cancelled = len(todo)
         return report
-    stop = asyncio.Event()  # set within half a second of a cancel, on every worker
+    if paused_at is not None:  # the task parks the chunk until the resume
+        report.paused = len(todo)
+        return report
+    await ctx.redis.hsetnx(keys.meta, "started_at", repr(time.time()))
+    halt = Halt()
     blobs = await ctx.redis.hmget(C.ACCOUNTS_KEY, [row.account for row in todo]) if todo else []
     verdicts = await _claim(ctx, owner, todo)
     health = RedisHealth(ctx.redis)
@@ -152,31 +138,44 @@ async def process_chunk(
         if v in (CLAIMED, UNSURE) and row.seq
     }
 
-    async def run(row: BulkRow, blob: Any, verdict: int) -> None:
-        release: tuple[str, int, str] | None = None
-        if stop.is_set() and verdict in (LOCKED, CLAIMED, UNSURE):
-            if verdict != LOCKED:
-                held.pop(row.account, None)
-                settled = Settled.UNKNOWN if verdict == UNSURE else Settled.NOT_APPLIED
-                release = (row.account, row.seq, settled)
+    async def halted(row: BulkRow, release: tuple[str, int, str] | None) -> None:
+        """A row the cancel or pause kept back: cancelled, or left for the resume."""
+        held.pop(row.account, None)
+        if halt.cancelled:
             report.cancelled += 1
             await recorder.add(_cancelled(row), release)
+        else:
+            report.paused += 1
+            if release is not None:
+                await recorder.release_only(release)
+
+    async def before(row: BulkRow, current: VoicemailSettings | None) -> bool:
+        """What a revertible bulk found, written (HSETNX: a redelivery keeps the first)
+        before its PATCH; with `current` None, whether an earlier delivery wrote it."""
+        while True:
+            try:
+                if current is None:
+                    return bool(await ctx.redis.hexists(keys.before, row.line))
+                found = [row.account, current.send, current.email, row.send, row.email]
+                await ctx.redis.hsetnx(keys.before, row.line, json.dumps(found))
+                return True
+            except (RedisError, OSError):
+                health.down()
+                await health.wait_up()
+
+    async def run(row: BulkRow, blob: Any, verdict: int) -> None:
+        release: tuple[str, int, str] | None = None
+        if halt.is_set() and verdict in (LOCKED, CLAIMED, UNSURE):
+            if verdict != LOCKED:
+                settled = Settled.UNKNOWN if verdict == UNSURE else Settled.NOT_APPLIED
+                release = (row.account, row.seq, settled)
+            await halted(row, release)
             return
         if verdict == LOCKED and not final:  # another update of the account is running
             report.transient += 1
             return
-        if verdict == LOCKED:
-            outcome = Outcome.failed(
-                row.line,
-                "AccountBusy: another update of this account kept it locked",
-                account=row.account,
-                send=row.send,
-                email=row.email,
-            )
-        elif verdict == APPLIED:  # applied by an earlier delivery that died before recording
-            outcome = Outcome(row.line, SUCCEEDED)
-        elif verdict == SUPERSEDED:  # a later update of the account is already applied
-            outcome = Outcome(row.line, UNCHANGED)
+        if verdict in (LOCKED, APPLIED, SUPERSEDED):
+            outcome = _settled_elsewhere(row, verdict)
         else:
             claimed_in = health.epoch
 
@@ -185,8 +184,8 @@ async def process_chunk(
                 # and none on a claim from before an outage unless it still holds.
                 nonlocal claimed_in
                 while True:
-                    if stop.is_set():
-                        raise _Cancelled
+                    if halt.is_set():
+                        raise _Halted
                     await health.wait_up()
                     if claimed_in == health.epoch:
                         return
@@ -202,57 +201,53 @@ async def process_chunk(
             async with gate:
                 try:
                     async with asyncio.timeout(deadline):
-                        code = await _apply(
-                            ctx, row, blob, only_changed, verdict == UNSURE, guard=guard
+                        code = await apply_row(
+                            ctx, row, blob, mode, verdict == UNSURE, guard=guard, before=before
                         )
                     outcome = Outcome(row.line, code)
                     release = (row.account, row.seq, Settled.APPLIED)
-                except _Cancelled:
-                    outcome = _cancelled(row)
-                    release = (row.account, row.seq, Settled.NOT_APPLIED)
+                except _Halted:
+                    await halted(row, (row.account, row.seq, Settled.NOT_APPLIED))
+                    return
                 except _ClaimLost as lost:
                     held.pop(row.account, None)
-                    if lost.verdict == LOCKED and stop.is_set():
-                        report.cancelled += 1
-                        await recorder.add(_cancelled(row), None)
+                    if lost.verdict == LOCKED and halt.is_set():
+                        await halted(row, None)
                         return
                     if lost.verdict == LOCKED and not final:
                         report.transient += 1
                         return
                     outcome = _settled_elsewhere(row, lost.verdict)
                 except (TransientError, TimeoutError) as exc:
-                    if stop.is_set():  # failed for now, and nobody wants it any more
-                        outcome = _cancelled(row)
-                        release = (row.account, row.seq, settled_by(exc))
-                    elif not final:
+                    if halt.is_set():  # failed for now, and held back by the cancel or pause
+                        await halted(row, (row.account, row.seq, settled_by(exc)))
+                        return
+                    if not final:
                         report.transient += 1
                         if isinstance(exc, RateLimited) and exc.retry_after is not None:
                             report.retry_after = max(report.retry_after or 0.0, exc.retry_after)
                         held.pop(row.account, None)
                         await recorder.release_only((row.account, row.seq, settled_by(exc)))
                         return
-                    else:
-                        outcome = _failed(row, exc)
-                        release = (row.account, row.seq, settled_by(exc))
-                except (PermanentError, InputError, AccountNotFound, CredentialError) as exc:
+                    outcome = _failed(row, exc)
+                    release = (row.account, row.seq, settled_by(exc))
+                except (
+                    PermanentError,
+                    InputError,
+                    AccountNotFound,
+                    CredentialError,
+                    Conflict,
+                ) as exc:
                     outcome = _failed(row, exc)
                     release = (row.account, row.seq, Settled.NOT_APPLIED)
-            # Settled: its lock is released with its outcome. (A row cancelled mid-flight
-            # stays in `held`, and the chunk releases it on the way out.)
+            # Settled: its lock is released with its outcome.
             held.pop(row.account, None)
-        if outcome.code == SUCCEEDED:
-            report.succeeded += 1
-        elif outcome.code == UNCHANGED:
-            report.unchanged += 1
-        elif outcome.code == CANCELLED:
-            report.cancelled += 1
-        else:
-            report.failed += 1
+        report.count(outcome.code)
         await recorder.add(outcome, release)
 
     watcher = asyncio.create_task(health.watch())
     renewer = asyncio.create_task(_keep_locks(ctx, owner, held))
-    canceller = asyncio.create_task(_watch_cancel(ctx, keys, stop))
+    controller = asyncio.create_task(_watch_control(ctx, keys, halt))
     try:
         # A TaskGroup: a row failing in an unexpected way stops its siblings too, so none
         # runs on in this process's loop into the next chunk.
@@ -265,28 +260,27 @@ async def process_chunk(
         raise first from (errors if len(errors.exceptions) > 1 else None)
     finally:
         renewer.cancel()
-        canceller.cancel()
+        controller.cancel()
         for row_account, seq in list(held.items()):  # stopped early: let the next one in
             recorder.releases.append((row_account, seq, Settled.UNKNOWN))
         await recorder.flush()
         watcher.cancel()
-    if report.transient == 0:
+    if report.transient == 0 and report.paused == 0:
         await ctx.redis.delete(keys.chunk(number))
     report.seconds = time.perf_counter() - started
     return report
 
 
-CANCEL_POLL = 0.5  # seconds between looks at the bulk's cancel flag while a chunk runs
-
-
-async def _watch_cancel(ctx: EngineContext, keys: Keys, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        await asyncio.sleep(CANCEL_POLL)
+async def _watch_control(ctx: EngineContext, keys: Keys, halt: Halt) -> None:
+    while not halt.cancelled:
+        await asyncio.sleep(CONTROL_POLL)
         try:
-            if await ctx.redis.hget(keys.meta, "cancelled_at") is not None:
-                stop.set()
+            cancelled_at, paused_at = await ctx.redis.hmget(
+                keys.meta, ["cancelled_at", "paused_at"]
+            )
         except RedisError:  # Redis away: the health watcher holds every request back
             continue
+        halt.seen(cancelled_at is not None, paused_at is not None)
 
 
 async def _keep_locks(ctx: EngineContext, owner: str, held: dict[str, int]) -> None:
@@ -313,25 +307,27 @@ async def _claim(ctx: EngineContext, owner: str, rows: list[BulkRow]) -> list[in
     return [int(next(verdicts)) if row.seq else CLAIMED for row in rows]
 
 
+def _row(row: BulkRow) -> dict[str, Any]:
+    """What `bulk retry` needs to send the row again (a revert's row: what it expects)."""
+    out: dict[str, Any] = {"account": row.account, "send": row.send, "email": row.email}
+    if row.expect is not None:
+        out["expect"] = list(row.expect)
+    return out
+
+
 def _cancelled(row: BulkRow) -> Outcome:
-    return Outcome.cancelled(row.line, account=row.account, send=row.send, email=row.email)
+    return Outcome.cancelled(row.line, **_row(row))
 
 
 def _settled_elsewhere(row: BulkRow, verdict: int) -> Outcome:
-    if verdict == APPLIED:
+    if verdict == APPLIED:  # applied by an earlier delivery that died before recording
         return Outcome(row.line, SUCCEEDED)
-    if verdict == SUPERSEDED:
+    if verdict == SUPERSEDED:  # a later update of the account is already applied
         return Outcome(row.line, UNCHANGED)
-    return Outcome.failed(
-        row.line,
-        "AccountBusy: another update of this account kept it locked",
-        account=row.account,
-        send=row.send,
-        email=row.email,
+    return Outcome.failed(  # LOCKED on the last run: another update kept it
+        row.line, "AccountBusy: another update of this account kept it locked", **_row(row)
     )
 
 
 def _failed(row: BulkRow, exc: BaseException) -> Outcome:
-    return Outcome.failed(
-        row.line, failure_reason(exc), account=row.account, send=row.send, email=row.email
-    )
+    return Outcome.failed(row.line, failure_reason(exc), **_row(row))

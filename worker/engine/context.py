@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 
 from ..api.aclient import AsyncPlusofonClient
 from ..coordination.breaker import AsyncBreaker
-from ..coordination.bulk_records import RECORD_SCRIPT, Keys, Outcome, record_args
+from ..coordination.bulk_records import COUNTERS, RECORD_SCRIPT, Keys, Outcome, record_args
 from ..coordination.ordering import CLAIM_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT, release_call
 from ..coordination.ratelimit import AsyncRateLimiter
 from ..coordination.stats import Stats, aflush
@@ -35,10 +35,15 @@ class ChunkReport:
     failed: int = 0
     unchanged: int = 0
     cancelled: int = 0
+    paused: int = 0  # held back by a pause: left for the run after the resume
     transient: int = 0  # left for the next run
     retry_after: float | None = None
     missing: bool = False
     seconds: float = 0.0
+
+    def count(self, code: str) -> None:
+        name = COUNTERS[code]
+        setattr(self, name, getattr(self, name) + 1)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,8 +27,9 @@ from ..coordination.ordering import fence
 from ..core.errors import EngineUnavailable
 from ..core.logs import install_redaction
 from ..core.settings import Settings, get_settings
-from .chunk import process_chunk, row_deadline
+from .chunk import process_chunk
 from .context import ChunkReport, EngineContext
+from .rows import row_deadline
 
 logger = logging.getLogger(__name__)
 

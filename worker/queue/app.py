@@ -133,6 +133,17 @@ def connections() -> Connections:
     return _connections
 
 
+def send_chunk(bulk_id: str, number: int, retries: int = 0, what: str = "") -> None:
+    """Queue chunk `number` of a bulk (again, after a pause, with the `retries` it had spent)."""
+    app.send_task(
+        CHUNK_TASK,
+        args=[bulk_id, number],
+        queue=BULK_QUEUE,
+        retries=retries,
+        argsrepr=f"{what or f'bulk {bulk_id}'} (chunk {number})",
+    )
+
+
 def job_key(job_id: str) -> str:
     return C.JOB_KEY_PREFIX + job_id
 
@@ -148,6 +159,8 @@ def _remember_job(
     """Record that a job id was issued (so a poller can tell "queued" from "never heard
     of") and track it until it finishes (worker.queue.recovery)."""
     if not sender or not sender.startswith("voicemail.") or not headers:
+        return
+    if headers.get("voicemail_untracked"):  # a notification (notify.py): not ours to run
         return
     client = connections().redis
     job_id = str(headers["id"])

@@ -16,7 +16,7 @@ from celery.concurrency import get_implementation
 
 from ..core.logs import install_redaction, use_json
 from ..core.settings import get_settings
-from . import compat, context, deadletter, liveness, recovery
+from . import compat, context, deadletter, liveness, notify, recovery
 from .app import app, connections
 from .lease import LeaseKeeper
 
@@ -81,10 +81,15 @@ def republish(record: dict[str, Any], job_id: str) -> None:
     )
 
 
-def _flush_stats() -> None:
+def _tick() -> None:
+    """Once a second, beside the lease: statistics out, settled bulks' notifications sent."""
     ctx = context.started()
-    if ctx is not None:
+    if ctx is not None:  # a prefork parent has none: its children flush their own
         ctx.flush_stats(force=True)
+    try:
+        notify.drain(connections().redis, app)
+    except Exception:  # the outbox keeps them: the next tick tries again
+        logger.warning("could not send bulk notifications", exc_info=True)
 
 
 def _on_ready(sender: Any = None, **_: Any) -> None:
@@ -97,7 +102,7 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
         node=str(getattr(sender, "hostname", "") or ""),
         republish=republish,
         restore=restore,
-        tick=_flush_stats,
+        tick=_tick,
     )
     _lease.beat()  # beat before the first job, not a second after
     _lease.start()

@@ -1,10 +1,5 @@
-"""Bulk updates, the producer side: `submit_bulk`, `bulk_status`, `bulk_failures`, `retry_bulk`,
-`cancel_bulk`.
-
-    from tasks.bulk import submit_bulk, bulk_status
-    bulk_id = submit_bulk([{"account": "acme", "send": True, "email": "vm@acme.ru"}, ...])
-    bulk_status(bulk_id).summary()
-    # {"bulk_id": ..., "state": "DONE", "total": 2, "succeeded": 2, "failed": 0, "pending": 0}
+"""Submitting a bulk, and reading what became of it: `submit_bulk`, `bulk_status`,
+`bulk_failures`, `bulk_cancelled`, `retry_bulk`.
 
 Rows are streamed: checked, de-duplicated and cut into chunks of
 `VOICEMAIL_BULK_CHUNK_SIZE` as they arrive, each chunk stored in Redis and queued
@@ -26,25 +21,24 @@ from typing import Any
 from redis.typing import EncodableT, FieldT
 
 from worker.coordination.bulk_records import (
-    RATE_WINDOW,
     RECORD_SCRIPT,
     BulkRow,
-    BulkStatus,
     Keys,
     Outcome,
     RowError,
     record_args,
-    status_from,
 )
+from worker.coordination.bulk_status import BulkStatus, read_status
 from worker.coordination.ordering import next_seq
 from worker.core import constants as C
 from worker.core.connections import text as _text
 from worker.core.errors import InputError
 from worker.core.settings import get_settings
 from worker.core.validation import check_update, parse_send
-from worker.queue.app import BULK_QUEUE, CHUNK_TASK, app
+from worker.queue import notify as _notify
+from worker.queue.app import app, send_chunk
 
-from .producer import _client, _redis_errors, credential_store, once
+from ..producer import _client, _redis_errors, credential_store, once
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +56,14 @@ def _normalize(rows: Iterable[Any]) -> Iterator[BulkRow | RowError]:
             except InputError as exc:
                 yield RowError(line, str(exc), raw)
                 continue
-            yield BulkRow(line, row.get("account"), send, row.get("email"))  # type: ignore[arg-type]
+            expect = row.get("expect")  # a revert's row, from `bulk_failures` of a revert
+            yield BulkRow(
+                line,
+                row.get("account"),  # type: ignore[arg-type]
+                send,
+                row.get("email"),  # type: ignore[arg-type]
+                expect=(bool(expect[0]), str(expect[1])) if expect else None,
+            )
         else:
             yield RowError(number, f"a row must be a mapping, got {type(row).__name__}")
 
@@ -79,33 +80,55 @@ def submit_bulk(
     *,
     dry_run: bool = False,
     only_changed: bool = False,
+    revertible: bool = False,
+    notify: str | None = None,
+    notify_queue: str | None = None,
     idempotency_key: str | None = None,
 ) -> str:
     """Check and queue `rows` (each with account, send, email); returns the bulk id.
 
+    `revertible`: read each account first (as `only_changed`) and keep what it held, so
+    `revert_bulk` can put it back. `notify`: the name of a Celery task sent, with the
+    bulk's status, to `notify_queue` (default `voicemail.notify`) once the bulk settles.
     With `idempotency_key`, submitting again returns the first bulk's id and queues nothing.
     """
+    options: dict[FieldT, EncodableT] = {
+        "dry_run": int(dry_run),
+        "only_changed": int(only_changed),
+        "revertible": int(revertible),
+    }
+    options.update(_notify_options(notify, notify_queue))
     bulk_id = uuid.uuid4().hex
     with _redis_errors(), once(idempotency_key, bulk_id) as existing:
         if existing is not None:
             return existing
-        return _submit(bulk_id, rows, dry_run=dry_run, only_changed=only_changed)
+        return submit_as(bulk_id, rows, options)
 
 
-def _submit(bulk_id: str, rows: Iterable[Any], *, dry_run: bool, only_changed: bool) -> str:
+def _notify_options(notify: str | None, queue: str | None) -> dict[FieldT, EncodableT]:
+    if notify is None:
+        if queue is not None:
+            raise InputError("notify_queue is given without notify (the task to send)")
+        return {}
+    if not notify.strip() or any(ch.isspace() for ch in notify):
+        raise InputError(f"notify must be a Celery task name, got {notify!r}")
+    if queue is not None and (not queue.strip() or any(ch.isspace() for ch in queue)):
+        raise InputError(f"notify_queue must be a queue name, got {queue!r}")
+    return {"notify": notify, "notify_queue": queue or _notify.DEFAULT_QUEUE}
+
+
+def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, EncodableT]) -> str:
+    """Submit `rows` as bulk `bulk_id`, with `options` (flags, notify, reverts) in its
+    record; `submit_bulk` and `revert_bulk` both end here."""
     settings = get_settings()
     keys = Keys(bulk_id)
     ttl = settings.result_expires
+    dry_run = bool(options.get("dry_run"))
     with _redis_errors():
         client = _client()
         record = client.register_script(RECORD_SCRIPT)
         store = credential_store()
-        meta: dict[FieldT, EncodableT] = {
-            "created_at": repr(time.time()),
-            "rows": 0,
-            "dry_run": int(dry_run),
-            "only_changed": int(only_changed),
-        }
+        meta: dict[FieldT, EncodableT] = {"created_at": repr(time.time()), "rows": 0, **options}
         client.hset(keys.meta, mapping=meta)
         # An index of recent bulks, for `voicemail metrics`; old entries pruned as we go.
         now = time.time()
@@ -115,7 +138,8 @@ def _submit(bulk_id: str, rows: Iterable[Any], *, dry_run: bool, only_changed: b
         chunks = total = would_send = 0
         pending: list[BulkRow] = []
         for batch in _batched(_normalize(rows), settings.bulk_chunk_size):
-            if client.hexists(keys.meta, "cancelled_at"):
+            cancelled, paused = client.hmget(keys.meta, ["cancelled_at", "paused_at"])
+            if cancelled is not None:
                 break  # cancelled while streaming: `total` is what was accepted so far
             good, bad = _check_batch(client, store, keys, batch)
             total += len(batch)
@@ -127,19 +151,23 @@ def _submit(bulk_id: str, rows: Iterable[Any], *, dry_run: bool, only_changed: b
                 continue
             pending.extend(good)
             while len(pending) >= settings.bulk_chunk_size:
-                _queue_chunk(client, keys, bulk_id, chunks, pending[: settings.bulk_chunk_size])
+                rows_now = pending[: settings.bulk_chunk_size]
+                _queue_chunk(client, keys, bulk_id, chunks, rows_now, keep=paused is not None)
                 del pending[: settings.bulk_chunk_size]
                 chunks += 1
         if pending:
-            _queue_chunk(client, keys, bulk_id, chunks, pending)
+            paused = client.hget(keys.meta, "paused_at")
+            _queue_chunk(client, keys, bulk_id, chunks, pending, keep=paused is not None)
             chunks += 1
         final: dict[FieldT, EncodableT] = {"total": total, "chunks": chunks}
         if dry_run:
             final["would_send"] = would_send
         client.hset(keys.meta, mapping=final)
-        client.expire(keys.seen, ttl)
+        if client.hget(keys.meta, "paused_at") is None:
+            client.expire(keys.seen, ttl)
         # Stamps finished_at if workers already recorded every row.
         record(keys=keys.record_keys(), args=record_args([], ttl))
+        _notify.drain(client, app)
     logger.info("bulk %s: %d rows in %d chunks", bulk_id, total, chunks)
     return bulk_id
 
@@ -194,30 +222,25 @@ def _failed(row: BulkRow, reason: str) -> Outcome:
     return Outcome.failed(row.line, reason, account=row.account, send=row.send, email=row.email)
 
 
-def _queue_chunk(client: Any, keys: Keys, bulk_id: str, number: int, rows: list[BulkRow]) -> None:
-    client.set(
-        keys.chunk(number),
-        json.dumps([row.to_json() for row in rows], ensure_ascii=False),
-        ex=get_settings().result_expires,
-    )
-    app.send_task(
-        CHUNK_TASK,
-        args=[bulk_id, number],
-        queue=BULK_QUEUE,
-        argsrepr=f"{len(rows)} accounts of bulk {bulk_id} (chunk {number})",
-    )
+def _queue_chunk(
+    client: Any, keys: Keys, bulk_id: str, number: int, rows: list[BulkRow], *, keep: bool
+) -> None:
+    """Store a chunk's rows and queue its task; `keep`: the bulk is paused, so the rows
+    must not expire (`control.lua` made the chunks before this one persistent)."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.set(
+            keys.chunk(number),
+            json.dumps([row.to_json() for row in rows], ensure_ascii=False),
+            ex=None if keep else get_settings().result_expires,
+        )
+        pipe.hset(keys.meta, "chunks", number + 1)
+        pipe.execute()
+    send_chunk(bulk_id, number, what=f"{len(rows)} accounts of bulk {bulk_id}")
 
 
 def bulk_status(bulk_id: str) -> BulkStatus:
-    keys = Keys(bulk_id)
-    now = time.time()
-    seconds = [str(s) for s in range(int(now) - RATE_WINDOW, int(now))]
     with _redis_errors():
-        client = _client()
-        meta = {_text(k): _text(v) for k, v in client.hgetall(keys.meta).items()}
-        counts = client.hmget(keys.rate, seconds)
-    rate = {s: _text(c) for s, c in zip(seconds, counts, strict=True) if c is not None}
-    return status_from(bulk_id, meta, rate, now)
+        return read_status(_client(), bulk_id)
 
 
 def _rows_in(key: str, page: int) -> Iterator[dict[str, Any]]:
@@ -242,26 +265,16 @@ def bulk_cancelled(bulk_id: str, page: int = 1000) -> Iterator[dict[str, Any]]:
 
 
 def retry_bulk(bulk_id: str) -> str:
-    """Submit the failed and cancelled rows of `bulk_id` again, as a new bulk; returns its id."""
+    """Submit the failed and cancelled rows of `bulk_id` again, as a new bulk with the
+    same options; returns its id. (A revert's rows keep what they expect to find.)"""
     with _redis_errors():
-        only_changed = _client().hget(Keys(bulk_id).meta, "only_changed") == b"1"
+        flags = _client().hmget(Keys(bulk_id).meta, list(RETRIED_OPTIONS))
+    options: dict[FieldT, EncodableT] = {
+        k: _text(v) for k, v in zip(RETRIED_OPTIONS, flags, strict=True) if v is not None
+    }
     rows = itertools.chain(bulk_failures(bulk_id), bulk_cancelled(bulk_id))
-    return submit_bulk(rows, only_changed=only_changed)
+    with _redis_errors():
+        return submit_as(uuid.uuid4().hex, rows, {"dry_run": 0, **options})
 
 
-def cancel_bulk(bulk_id: str) -> BulkStatus:
-    """Stop a bulk: within a second no worker starts another request for it; requests in
-    flight finish. Rows never sent are counted as `cancelled`. Returns its status (a
-    finished or unknown bulk is left as it is)."""
-    status = bulk_status(bulk_id)
-    if status.state in ("RUNNING", "SUBMITTING"):
-        keys = Keys(bulk_id)
-        with _redis_errors():
-            client = _client()
-            client.hsetnx(keys.meta, "cancelled_at", repr(time.time()))
-            # Every row may have been recorded by now: stamp finished_at in that case.
-            client.register_script(RECORD_SCRIPT)(
-                keys=keys.record_keys(), args=record_args([], get_settings().result_expires)
-            )
-        status = bulk_status(bulk_id)
-    return status
+RETRIED_OPTIONS = ("only_changed", "revertible", "reverts", "notify", "notify_queue")

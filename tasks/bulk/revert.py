@@ -1,0 +1,70 @@
+"""Undoing a bulk: `revert_bulk(bulk_id) -> new bulk id`.
+
+A bulk submitted with `revertible=True` wrote, before each PATCH, what the account
+held (`before` in its records). Its revert is a new bulk that puts each of those
+accounts back, reading it first: an account that still holds what the bulk set is
+changed back; one already back is `unchanged`; one changed since by anyone else is left
+alone and recorded as failed, with a reason starting `Conflict:`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from worker.coordination.bulk_records import BulkRow, Keys
+from worker.coordination.bulk_status import read_status
+from worker.core.connections import text
+from worker.core.errors import InputError
+
+from ..producer import _client, _redis_errors
+from .submit import submit_as
+
+
+class RevertRefused(InputError):
+    """The bulk cannot be reverted (not revertible, still running, or reverted already)."""
+
+
+def revert_bulk(bulk_id: str) -> str:
+    """Start a bulk that puts back every account `bulk_id` changed; returns its id."""
+    with _redis_errors():
+        client = _client()
+        status = read_status(client, bulk_id)
+        if status.state == "UNKNOWN":
+            raise InputError(f"no bulk {bulk_id} (never submitted, or expired)")
+        if status.state == "DRY_RUN":
+            raise RevertRefused(f"bulk {bulk_id} was a dry run: it changed nothing")
+        if not status.revertible:
+            raise RevertRefused(
+                f"bulk {bulk_id} was not submitted with --revertible: "
+                "nothing recorded what its accounts held before"
+            )
+        if not status.done:
+            raise RevertRefused(
+                f"bulk {bulk_id} is {status.state}"
+                + (f" with {status.pending} rows in flight" if status.state == "CANCELLED" else "")
+                + ": cancel it, or let it finish, before reverting it"
+            )
+        new_id = uuid.uuid4().hex
+        keys = Keys(bulk_id)
+        if not client.hsetnx(keys.meta, "reverted_by", new_id):
+            earlier = text(client.hget(keys.meta, "reverted_by"))
+            raise RevertRefused(f"bulk {bulk_id} already has a revert: {earlier}")
+        try:
+            return submit_as(new_id, _rows(client, keys), {"reverts": bulk_id})
+        except BaseException:
+            client.hdel(keys.meta, "reverted_by")  # nothing submitted: it may be tried again
+            raise
+
+
+def _rows(client: Any, keys: Keys) -> Iterator[BulkRow]:
+    """Every account the bulk may have changed, by line: back to what it held, if it still
+    holds what the bulk set."""
+    found: list[tuple[int, list[Any]]] = [
+        (int(line), json.loads(raw)) for line, raw in client.hscan_iter(keys.before, count=1000)
+    ]
+    found.sort(key=lambda item: item[0])
+    for line, (account, send, email, new_send, new_email) in found:
+        yield BulkRow(line, account, bool(send), email, expect=(bool(new_send), new_email))

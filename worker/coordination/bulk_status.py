@@ -1,0 +1,180 @@
+"""What `bulk status` and `bulk list` show, read from a bulk's records (`bulk_records`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..core import constants as C
+from ..core.connections import text
+from .bulk_records import COUNTERS, RATE_WINDOW, Keys
+
+# Every state a bulk can be in; `done` says which of them are settled.
+STATES = ("UNKNOWN", "SUBMITTING", "RUNNING", "PAUSED", "DONE", "DRY_RUN", "CANCELLED")
+
+
+@dataclass(frozen=True)
+class BulkStatus:
+    bulk_id: str
+    state: str  # one of STATES
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    unchanged: int = 0
+    cancelled: int = 0
+    pending: int = 0
+    would_send: int | None = None
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    paused_at: float | None = None
+    cancelled_at: float | None = None
+    rate: float = 0.0
+    revertible: bool = False
+    reverts: str | None = None  # the bulk this one undoes
+    reverted_by: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """Settled: nothing more will happen (a cancelled bulk once its requests in flight
+        have finished)."""
+        if self.state == "CANCELLED":
+            return self.pending == 0
+        return self.state in ("DONE", "DRY_RUN", "UNKNOWN")
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "bulk_id": self.bulk_id,
+            "state": self.state,
+            "total": self.total,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "pending": self.pending,
+            "unchanged": self.unchanged,
+            "cancelled": self.cancelled,
+        }
+        if self.would_send is not None:
+            out["would_send"] = self.would_send
+        if self.reverts:
+            out["reverts"] = self.reverts
+        return out
+
+    def listing(self) -> dict[str, Any]:
+        """One line of `bulk list`."""
+        return {**self.summary(), "created_at": _iso(self.created_at)}
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {
+            **self.summary(),
+            "revertible": self.revertible,
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "rate": round(self.rate, 1),
+        }
+        if self.paused_at is not None:
+            out["paused_at"] = _iso(self.paused_at)
+        if self.cancelled_at is not None:
+            out["cancelled_at"] = _iso(self.cancelled_at)
+        if self.reverted_by:
+            out["reverted_by"] = self.reverted_by
+        return out
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def _num(meta: dict[str, str], name: str) -> float | None:
+    value = meta.get(name)
+    return float(value) if value not in (None, "") else None
+
+
+def _state(meta: dict[str, str], finished: float | None) -> str:
+    submitted = meta.get("total") is not None
+    if meta.get("dry_run") == "1":
+        return "DRY_RUN" if submitted else "SUBMITTING"
+    if meta.get("cancelled_at"):
+        return "CANCELLED"
+    if finished is not None:
+        return "DONE"
+    if meta.get("paused_at"):
+        return "PAUSED"
+    return "RUNNING" if submitted else "SUBMITTING"
+
+
+def status_from(
+    bulk_id: str, meta: dict[str, str], rate_counts: dict[str, str], now: float
+) -> BulkStatus:
+    if not meta:
+        return BulkStatus(bulk_id, "UNKNOWN")
+    counts = {name: int(meta.get(name, 0)) for name in COUNTERS.values()}
+    total_final = meta.get("total")
+    total = int(total_final) if total_final is not None else int(meta.get("rows", 0))
+    finished = _num(meta, "finished_at")
+    state = _state(meta, finished)
+    # Current rate: outcomes over the last full seconds (the running one is partial).
+    second = int(now)
+    recent = sum(int(rate_counts.get(str(s), 0)) for s in range(second - RATE_WINDOW, second))
+    if state == "DONE" and finished is not None:
+        started = _num(meta, "started_at") or _num(meta, "created_at") or finished
+        recent_rate = (counts["succeeded"] + counts["unchanged"]) / max(finished - started, 1e-3)
+    else:
+        recent_rate = recent / RATE_WINDOW
+    would = meta.get("would_send")
+    return BulkStatus(
+        bulk_id=bulk_id,
+        state=state,
+        total=total,
+        pending=max(total - sum(counts.values()), 0) if state != "DRY_RUN" else 0,
+        would_send=int(would) if would is not None else None,
+        created_at=_num(meta, "created_at"),
+        started_at=_num(meta, "started_at"),
+        finished_at=finished,
+        paused_at=_num(meta, "paused_at") if state == "PAUSED" else None,
+        cancelled_at=_num(meta, "cancelled_at"),
+        rate=recent_rate,
+        revertible=meta.get("revertible") == "1",
+        reverts=meta.get("reverts") or None,
+        reverted_by=meta.get("reverted_by") or None,
+        **counts,
+    )
+
+
+def read_status(client: Any, bulk_id: str) -> BulkStatus:
+    """The status of one bulk, from a synchronous Redis client."""
+    keys = Keys(bulk_id)
+    now = time.time()
+    seconds = [str(s) for s in range(int(now) - RATE_WINDOW, int(now))]
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.meta)
+        pipe.hmget(keys.rate, seconds)
+        raw_meta, counts = pipe.execute()
+    meta = {text(k): text(v) for k, v in raw_meta.items()}
+    rate = {s: text(c) for s, c in zip(seconds, counts, strict=True) if c is not None}
+    return status_from(bulk_id, meta, rate, now)
+
+
+def recent_bulks(client: Any, limit: int) -> list[BulkStatus]:
+    """The `limit` most recent bulks still on record, newest first."""
+    out: list[BulkStatus] = []
+    start = 0
+    while len(out) < limit:
+        # Read a few more than asked: some ids in the index may have expired already.
+        ids = [text(i) for i in client.zrevrange(C.BULKS_KEY, start, start + limit * 2 - 1)]
+        if not ids:
+            break
+        start += len(ids)
+        with client.pipeline(transaction=False) as pipe:
+            for bulk_id in ids:
+                pipe.hgetall(Keys(bulk_id).meta)
+            metas = pipe.execute()
+        now = time.time()
+        for bulk_id, raw in zip(ids, metas, strict=True):
+            meta = {text(k): text(v) for k, v in raw.items()}
+            if meta:
+                out.append(status_from(bulk_id, meta, {}, now))
+    return out[:limit]
