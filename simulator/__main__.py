@@ -14,6 +14,9 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--generate", type=int, default=0, help="create N accounts acct-NNNNNN")
     parser.add_argument("--accounts", help="CSV: account,token[,email,send,mode]")
+    parser.add_argument(
+        "--lean", action="store_true", help="no per-account history: for a million accounts"
+    )
     args = parser.parse_args()
     run(
         args.host,
@@ -21,6 +24,7 @@ def main() -> None:
         latency_ms=args.latency_ms,
         generate=args.generate,
         accounts_csv=args.accounts,
+        lean=args.lean,
     )
 
 

@@ -31,7 +31,7 @@ HTML_502 = (
 MODES = ("ok", "missing-200", "missing-500")
 
 
-@dataclass
+@dataclass(slots=True)
 class Account:
     name: str
     email: str = "owner@example.com"
@@ -68,6 +68,10 @@ class State:
     # Arrival times of the last requests per account, to check back-off from outside.
     times: dict[str, collections.deque[float]] = field(default_factory=dict)
     total: int = 0
+    patch_total: int = 0
+    # Lean (for a million accounts): current settings and totals only, no per-account
+    # history (requests, patches, applied, times and headers stay empty).
+    lean: bool = False
 
 
 STATE_KEY: web.AppKey[State] = web.AppKey("state", State)
@@ -140,11 +144,12 @@ async def voicemail(request: web.Request) -> web.StreamResponse:
     if account is None:
         state.requests["<unauthenticated>"] += 1
         return _json(401, {"message": "Unauthenticated."})
-    state.requests[account.name] += 1
-    state.times.setdefault(account.name, collections.deque(maxlen=50)).append(now)
-    state.headers_seen[account.name] = {
-        k: v for k, v in request.headers.items() if k.lower() != "authorization"
-    }
+    if not state.lean:
+        state.requests[account.name] += 1
+        state.times.setdefault(account.name, collections.deque(maxlen=50)).append(now)
+        state.headers_seen[account.name] = {
+            k: v for k, v in request.headers.items() if k.lower() != "authorization"
+        }
     if "Client" not in request.headers:
         return _json(400, {"message": "The Client header is required."})
 
@@ -182,8 +187,10 @@ async def voicemail(request: web.Request) -> web.StreamResponse:
     if errors:
         return _json(422, {"message": "The given data was invalid.", "errors": errors})
     account.send, account.email = body["send"], str(email)
-    state.patches[account.name] += 1
-    state.applied.setdefault(account.name, []).append([body["send"], account.email])
+    state.patch_total += 1
+    if not state.lean:
+        state.patches[account.name] += 1
+        state.applied.setdefault(account.name, []).append([body["send"], account.email])
     return _json(200, {"success": True})
 
 
@@ -242,6 +249,7 @@ async def stats(request: web.Request) -> web.Response:
         200,
         {
             "total": state.total,
+            "patch_total": state.patch_total,
             "requests": dict(state.requests),
             "patches": dict(state.patches),
             "faults_injected": dict(state.faults_injected),
@@ -254,7 +262,7 @@ async def stats(request: web.Request) -> web.Response:
 async def reset(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     keep_accounts = request.query.get("accounts") != "1"
-    fresh = State(accounts=state.accounts if keep_accounts else {})
+    fresh = State(accounts=state.accounts if keep_accounts else {}, lean=state.lean)
     request.app[STATE_KEY].__dict__.update(fresh.__dict__)
     return _json(200, {"reset": True})
 
@@ -328,8 +336,9 @@ def run(
     latency_ms: float = 0.0,
     generate: int = 0,
     accounts_csv: str | None = None,
+    lean: bool = False,
 ) -> None:
-    state = State(faults=Faults(latency_ms=latency_ms))
+    state = State(faults=Faults(latency_ms=latency_ms), lean=lean)
     if generate:
         seed(state, generated_accounts(generate))
     if accounts_csv:

@@ -49,21 +49,45 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float
         time.sleep(step)
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, from /proc (Linux)."""
-    total, todo = 0, [pid]
+def tree_pids(pid: int) -> list[int]:
+    """A process and all its descendants, from /proc (Linux)."""
+    found, todo = [], [pid]
     while todo:
         current = todo.pop()
+        found.append(current)
         try:
-            with open(f"/proc/{current}/status") as fh:
-                total += next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
             # Children hang off the thread that started them: read every thread's list.
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children") as fh:
                     todo.extend(int(c) for c in fh.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, from /proc (Linux)."""
+    total = 0
+    for current in tree_pids(pid):
+        try:
+            with open(f"/proc/{current}/status") as fh:
+                total += next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
         except (OSError, StopIteration):
             continue
     return total / 1024
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live descendants, from /proc (Linux)."""
+    total = 0
+    for current in tree_pids(pid):
+        try:
+            with open(f"/proc/{current}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def redis_answers(url: str, timeout: float = 1.0) -> bool:
@@ -195,6 +219,7 @@ def start_simulator(
     generate: int = 0,
     port: int = 0,
     host: str = "127.0.0.1",
+    lean: bool = False,
 ) -> Service:
     argv = [
         sys.executable,
@@ -208,6 +233,7 @@ def start_simulator(
         str(latency_ms),
         "--generate",
         str(generate),
+        *(["--lean"] if lean else []),
     ]
     process, log_path = _spawn("simulator", argv, dict(os.environ), log_dir, stdout=subprocess.PIPE)
     assert process.stdout is not None

@@ -241,10 +241,12 @@ def redrive(job_id: str) -> str:
             raise InputError(f"no dead job {job_id}")
         new_id = str(uuid.uuid4())
         options: dict[str, Any] = {}
+        kwargs = dict(letter.kwargs)
+        if letter.error.get("type") == "Expired":
+            # Its number is too old to be told from newer ones: it goes as a new update.
+            kwargs["seq"] = next_seq(client)
         if letter.task == CHUNK_TASK:
             options["queue"] = BULK_QUEUE
-        app.send_task(
-            letter.task, args=letter.args, kwargs=letter.kwargs, task_id=new_id, **options
-        )
+        app.send_task(letter.task, args=letter.args, kwargs=kwargs, task_id=new_id, **options)
         deadletter.forget(client, job_id)
         return new_id

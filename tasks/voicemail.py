@@ -23,11 +23,13 @@ from worker.api.models import VoicemailSettings
 from worker.api.retry import call_with_retries, requeue_delay
 from worker.coordination.ordering import (
     APPLIED,
+    EXPIRED,
     LOCKED,
     SUPERSEDED,
     UNSURE,
     Settled,
     claim_call,
+    expired_reason,
     fence,
     next_seq,
     release_call,
@@ -37,6 +39,7 @@ from worker.coordination.ordering import (
 from worker.core.errors import (
     AccountNotFound,
     CredentialError,
+    Expired,
     InputError,
     PermanentError,
     PlusofonError,
@@ -54,7 +57,7 @@ T = TypeVar("T")
 
 class VoicemailTask(Task):  # type: ignore[type-arg]
     # Expected failures: stored as FAILURE and logged at INFO, without a traceback.
-    throws = (PermanentError, InputError, AccountNotFound, CredentialError)
+    throws = (PermanentError, InputError, AccountNotFound, CredentialError, Expired)
     # Each retry names its own bound: API trouble has VOICEMAIL_REQUEUE_MAX, while lock
     # waits and Redis trouble are unbounded (None here; a None passed to retry() would
     # fall back to Celery's default of 3).
@@ -168,8 +171,12 @@ def update(
         seq = next_seq(ctx.redis, pin=job_id, ttl=ctx.settings.result_expires)
         self.request.kwargs = {**(self.request.kwargs or {}), "seq": seq}
     owner = fence(ctx.instance)  # this delivery's own: a duplicate of it is another owner
-    keys, args = claim_call(owner, [(name, seq)], straggler_window(ctx.settings))
+    keys, args = claim_call(
+        owner, [(name, seq)], straggler_window(ctx.settings), ctx.settings.ordering_ttl
+    )
     (verdict,) = ctx.claim(keys=keys, args=args)
+    if verdict == EXPIRED:
+        raise Expired(expired_reason(seq, ctx.settings.ordering_ttl))
     if verdict == LOCKED:
         # Another update of the account runs: look again shortly. The wait is a countdown
         # (no pool thread held) and does not spend the re-queue budget of API trouble.
@@ -215,7 +222,7 @@ def update(
 
 
 def _release(ctx: WorkerContext, owner: str, account: str, seq: int, settled: str) -> None:
-    keys, args = release_call(owner, [(account, seq, settled)])
+    keys, args = release_call(owner, [(account, seq, settled)], ctx.settings.ordering_ttl)
     try:
         ctx.release(keys=keys, args=args)
     except redis.RedisError as exc:

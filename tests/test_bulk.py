@@ -140,6 +140,24 @@ def test_failures_then_retry(sim: stack.SimulatorControl) -> None:
     assert all(sim.account(n)["patches"] == 1 for n in good + missing)
 
 
+def test_a_finished_bulk_keeps_a_bit_per_row_and_its_failures(
+    sim: stack.SimulatorControl, redis_client: Any
+) -> None:
+    from worker.coordination.bulk_records import Keys
+
+    good = make_accounts(sim, 200)
+    missing = make_accounts(sim, 2, mode="missing-200")
+    bulk_id = submit_bulk(rows_for(good + missing))
+    assert wait_bulk(bulk_id).succeeded == 200
+    keys = Keys(bulk_id)
+    left = {k.decode().removeprefix(keys.meta) for k in redis_client.scan_iter(keys.meta + "*")}
+    # No chunk, no duplicate check: the meta hash, one bit per line, the failures, the rate.
+    assert left == {"", ":done", ":failures", ":rate"}
+    assert redis_client.type(keys.done) == b"string"
+    assert redis_client.strlen(keys.done) <= 202 // 8 + 1
+    assert redis_client.llen(keys.failures) == 2
+
+
 def test_transient_rows_are_requeued_without_resending_the_rest(
     sim: stack.SimulatorControl,
 ) -> None:

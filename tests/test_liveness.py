@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,8 +26,12 @@ def _unacked(client: redis.Redis, tag: str, job_id: str) -> None:
     client.hset(L.UNACKED, tag, json.dumps(message))
 
 
+# Update numbers come from Redis's clock in microseconds; small test numbers sit on top.
+BASE = int(time.time() * 1_000_000)
+
+
 def claimed_by(client: redis.Redis, owner: str, account: str, seq: int) -> int:
-    keys, args = O.claim_call(owner, [(account, seq)])
+    keys, args = O.claim_call(owner, [(account, BASE + seq)])
     (verdict,) = client.register_script(O.CLAIM_SCRIPT)(keys=keys, args=args)
     return int(verdict)
 

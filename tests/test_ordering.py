@@ -109,3 +109,73 @@ def test_renew_keeps_only_our_locks(redis_client: Any) -> None:
     assert renew(keys=[mine, theirs], args=["w1:chunk-1", 120_000]) == 1
     assert int(redis_client.hget(mine, "x")) > soon + 100_000
     assert int(redis_client.hget(theirs, "x")) == soon
+
+
+DAY = 86_400
+
+
+def test_ordering_state_is_one_small_field_that_expires(redis_client: Any) -> None:
+    from worker.coordination import ordering as O
+
+    prefix = f"c{time.time_ns() % 10**6:06d}"  # names of a usual length: c123456-00001
+    accounts = [f"{prefix}-{i:05d}" for i in range(5000)]
+    claim = redis_client.register_script(O.CLAIM_SCRIPT)
+    release = redis_client.register_script(O.RELEASE_SCRIPT)
+    keys_before = redis_client.dbsize()
+    used_before = redis_client.info("memory")["used_memory"]
+    for _round in range(2):  # two updates of every account, each claimed and applied
+        for start in range(0, len(accounts), 500):
+            batch = accounts[start : start + 500]
+            first = O.next_seq(redis_client, len(batch))
+            items = [(a, first + i) for i, a in enumerate(batch)]
+            keys, args = O.claim_call("w1:f1", items, ordering_ttl=7 * DAY)
+            assert claim(keys=keys, args=args) == [O.CLAIMED] * len(batch)
+            settled = [(a, seq, O.Settled.APPLIED) for a, seq in items]
+            keys, args = O.release_call("w1:f1", settled, 7 * DAY)
+            release(keys=keys, args=args)
+    grown = redis_client.info("memory")["used_memory"] - used_before
+    # No key per account: its lock hash is gone, its number is a field of today's hash.
+    assert redis_client.dbsize() - keys_before <= 1
+    assert not redis_client.exists(O.state_key(accounts[0]))
+    today = f"{O.APPLIED_PREFIX}{int(redis_client.time()[0]) // DAY}"
+    assert int(redis_client.hget(today, accounts[-1])) == items[-1][1]
+    assert 8 * DAY - 5 <= redis_client.ttl(today) <= 8 * DAY
+    assert grown / len(accounts) <= 110, f"{grown / len(accounts):.0f} bytes per account"
+    redis_client.hdel(today, *accounts)
+
+
+def test_an_update_older_than_the_ordering_ttl_is_refused(redis_client: Any) -> None:
+    from worker.coordination import ordering as O
+
+    account = f"late-{time.time_ns()}"
+    claim = redis_client.register_script(O.CLAIM_SCRIPT)
+    eight_days_ago = int((time.time() - 8 * DAY) * 1_000_000)
+    keys, args = O.claim_call("w1:f1", [(account, eight_days_ago)], ordering_ttl=7 * DAY)
+    # Its account's record is gone (expired, say): the update still does not apply.
+    assert claim(keys=keys, args=args) == [O.EXPIRED]
+    assert not redis_client.exists(O.state_key(account))
+    keys, args = O.claim_call("w1:f1", [(account, eight_days_ago)], ordering_ttl=9 * DAY)
+    assert claim(keys=keys, args=args) == [O.CLAIMED]
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_late_update_is_dead_lettered_as_expired_and_retried_afresh(
+    make_account: MakeAccount, sim: stack.SimulatorControl, foreign_app: Celery
+) -> None:
+    from tasks.producer import dead_letters, redrive
+
+    account = make_account()
+    eight_days_ago = int((time.time() - 8 * DAY) * 1_000_000)
+    late = foreign_app.send_task(
+        "voicemail.update",
+        args=[account.name, True, "late@acme.ru"],
+        kwargs={"seq": eight_days_ago},
+    )
+    late.get(timeout=20, propagate=False)
+    assert late.state == "FAILURE" and type(late.result).__name__ == "Expired"
+    assert sim.account(account.name)["patches"] == 0
+    (letter,) = [d for d in dead_letters() if d.id == late.id]
+    assert letter.error["reason"].startswith("Expired: ")
+    again = redrive(late.id)
+    assert wait(again, timeout=20).ok
+    assert sim.account(account.name)["email"] == "late@acme.ru"

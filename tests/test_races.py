@@ -31,8 +31,12 @@ from .conftest import TEST_SECRET_KEY, SimAccount, worker_of_its_own
 MakeAccount = Callable[..., SimAccount]
 
 
+# Update numbers come from Redis's clock in microseconds; small test numbers sit on top.
+BASE = int(time.time() * 1_000_000)
+
+
 def _claim(client: redis.Redis, owner: str, account: str, seq: int, ttl_ms: int = 120_000) -> int:
-    keys, args = O.claim_call(owner, [(account, seq)])
+    keys, args = O.claim_call(owner, [(account, BASE + seq)])
     args[1] = ttl_ms
     (verdict,) = client.register_script(O.CLAIM_SCRIPT)(keys=keys, args=args)
     return int(verdict)

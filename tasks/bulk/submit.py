@@ -163,8 +163,7 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
         if dry_run:
             final["would_send"] = would_send
         client.hset(keys.meta, mapping=final)
-        if client.hget(keys.meta, "paused_at") is None:
-            client.expire(keys.seen, ttl)
+        client.delete(keys.seen)  # no row comes any more: the duplicate check is done
         # Stamps finished_at if workers already recorded every row.
         record(keys=keys.record_keys(), args=record_args([], ttl))
         _notify.drain(client, app)
@@ -193,7 +192,9 @@ def _check_batch(
         for row in candidates:
             pipe.hexists(C.ACCOUNTS_KEY, row.account)
             pipe.hsetnx(keys.seen, row.account, row.line)
-        answers = pipe.execute()
+        # A producer that dies mid-stream leaves it behind: let it go with the bulk.
+        pipe.expire(keys.seen, get_settings().result_expires)
+        answers = pipe.execute()[:-1]
     exists, fresh = answers[0::2], answers[1::2]
     repeated = [row.account for row, new in zip(candidates, fresh, strict=True) if not new]
     first_lines = (

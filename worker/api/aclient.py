@@ -1,10 +1,13 @@
-"""The asyncio Plusofon client for bulk chunks: httpx's API over aiohttp's connection pool.
+"""The asyncio Plusofon client for bulk chunks, sending with aiohttp.
 
-The transport was chosen by measurement (benchmarks/bulk_rate.py): against the simulator
-at 20 ms on 2 cores, httpx's own async pool fell far behind at 50-100 concurrent
-connections, while httpx over `httpx-aiohttp` came within reach of aiohttp itself.
-Status and body map to errors through the same `error_from_response` as the
-blocking client, so single jobs and bulk rows fail in exactly the same way.
+The HTTP layer was chosen by measurement (benchmarks/bulk_rate.py, benchmarks/scale.py):
+on 2 cores httpx's own async pool fell far behind at 50-100 connections; httpx over
+`httpx-aiohttp` spent about 2.5 times aiohttp's CPU per request, and CPU per row is
+what bounds a bulk here. So requests go straight to an aiohttp session (`AiohttpSender`);
+an `httpx` transport can still be given (`HttpxSender`: tests use httpx.MockTransport).
+Either way status, headers and body map to errors through the same
+`error_from_response` as the blocking client, so single jobs and bulk rows fail in
+exactly the same way.
 """
 
 from __future__ import annotations
@@ -12,15 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from ..core import constants as C
-from ..core.errors import RateLimited, TransientError
+from ..core.errors import ApiConnectionError, ApiTimeout, RateLimited, TransientError
 from ..core.settings import Settings
 from .hooks import AsyncBreaker, AsyncLimiter, RequestStats
 from .models import Credentials, VoicemailSettings, parse_settings, patch_body
@@ -60,19 +62,79 @@ class AbortingConnector(aiohttp.TCPConnector):
 CAN_ABORT = hasattr(aiohttp.TCPConnector, "_wrap_create_connection")
 
 
-def aiohttp_transport(settings: Settings) -> AiohttpTransport:
-    connector_limit = settings.max_connections
-    connector = AbortingConnector if CAN_ABORT else aiohttp.TCPConnector
-    if not CAN_ABORT:
-        logger.warning("aiohttp %s: connections close gracefully", aiohttp.__version__)
+Answer = tuple[int, Mapping[str, str], bytes]
 
-    def session() -> aiohttp.ClientSession:
-        # Created inside the running loop, on first request.
-        return aiohttp.ClientSession(
-            connector=connector(limit=connector_limit, keepalive_timeout=30),
+
+class Sender(Protocol):
+    async def send(
+        self, method: str, url: str, headers: dict[str, str], content: bytes | None
+    ) -> Answer: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AiohttpSender:
+    """One aiohttp session per event loop, opened on the first request (inside the loop)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._limit = settings.max_connections
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            # `connect` covers the wait for a free pooled connection too.
+            connect=C.DEFAULT_POOL_TIMEOUT + settings.connect_timeout,
+            sock_connect=settings.connect_timeout,
+            sock_read=settings.read_timeout,
         )
+        self._session: aiohttp.ClientSession | None = None
+        if not CAN_ABORT:
+            logger.warning("aiohttp %s: connections close gracefully", aiohttp.__version__)
 
-    return AiohttpTransport(client=session)
+    def _open(self) -> aiohttp.ClientSession:
+        connector = AbortingConnector if CAN_ABORT else aiohttp.TCPConnector
+        self._session = aiohttp.ClientSession(
+            connector=connector(limit=self._limit, keepalive_timeout=30),
+            timeout=self._timeout,
+            skip_auto_headers=("User-Agent",),
+        )
+        return self._session
+
+    async def send(
+        self, method: str, url: str, headers: dict[str, str], content: bytes | None
+    ) -> Answer:
+        session = self._session or self._open()
+        try:
+            async with session.request(method, url, headers=headers, data=content) as response:
+                return response.status, response.headers, await response.read()
+        except TimeoutError as exc:  # aiohttp's ServerTimeoutError and connect timeouts
+            raise ApiTimeout(f"{type(exc).__name__}: timed out talking to Plusofon API") from exc
+        except aiohttp.ClientError as exc:
+            reason = str(exc)[:200] or type(exc).__name__
+            raise ApiConnectionError(f"{type(exc).__name__}: {reason}") from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class HttpxSender:
+    """httpx with a transport of the caller's choosing (httpx.MockTransport in tests)."""
+
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport) -> None:
+        self._http = httpx.AsyncClient(transport=transport)
+        self._timeout = {"timeout": timeout_of(settings).as_dict()}
+
+    async def send(
+        self, method: str, url: str, headers: dict[str, str], content: bytes | None
+    ) -> Answer:
+        request = httpx.Request(
+            method, url, headers=headers, content=content, extensions=self._timeout
+        )
+        with map_transport_errors():
+            response = await self._http.send(request)
+        return response.status_code, response.headers, response.content
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
 
 class AsyncPlusofonClient:
@@ -89,17 +151,14 @@ class AsyncPlusofonClient:
         self._limiter = limiter
         self._breaker = breaker
         self.stats = stats
-        self._http = httpx.AsyncClient(
-            transport=transport if transport is not None else aiohttp_transport(settings),
+        self._sender: Sender = (
+            HttpxSender(settings, transport) if transport is not None else AiohttpSender(settings)
         )
-        # Requests are built here rather than by `AsyncClient.request`: merging a base URL,
-        # default headers and cookies per request cost a quarter of the engine's CPU.
-        self._url = httpx.URL(settings.api_url + C.VOICEMAIL_PATH)
-        self._timeout = {"timeout": timeout_of(settings).as_dict()}
+        self._url = settings.api_url + C.VOICEMAIL_PATH
         self._headers = default_headers()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._sender.aclose()
 
     async def _request(
         self,
@@ -118,25 +177,21 @@ class AsyncPlusofonClient:
                 self.stats.waited(waited)
         if ready is not None:
             await ready()
-        request = httpx.Request(
-            method,
-            self._url,
-            headers={**self._headers, **build_headers(self.settings, creds)},
-            content=json.dumps(payload).encode() if payload is not None else None,
-            extensions=self._timeout,
-        )
+        headers = {**self._headers, **build_headers(self.settings, creds)}
+        content = json.dumps(payload).encode() if payload is not None else None
         started = time.perf_counter()
         try:
-            with map_transport_errors():
-                response = await self._http.send(request)
+            status, answer_headers, body = await self._sender.send(
+                method, self._url, headers, content
+            )
         except TransientError as exc:
             await self._after(creds, time.perf_counter() - started, exc)
             raise
-        error = error_from_response(response.status_code, response.headers, response.content)
+        error = error_from_response(status, answer_headers, body)
         await self._after(creds, time.perf_counter() - started, error)
         if error is not None:
             raise error
-        return json_object(response.content)
+        return json_object(body)
 
     async def _after(self, creds: Credentials, seconds: float, error: BaseException | None) -> None:
         """Bookkeeping once the API answered; its failure (Redis away) never changes the answer."""

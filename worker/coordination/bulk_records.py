@@ -10,20 +10,25 @@ paused: then none expires (`control.lua` and `record_outcomes.lua` see to it):
                                           revertible), reverts, reverted_by, notify,
                                           notify_queue, paused_at, cancelled_at
     voicemail:bulk:{ID}:chunk:N    string JSON rows [[line, account, send, email, seq], ...]
-    voicemail:bulk:{ID}:done       hash   line -> outcome ("s" succeeded, "f" failed,
-                                          "u" unchanged, "c" cancelled)
+    voicemail:bulk:{ID}:done       bitmap one bit per line, set once its outcome is counted
+                                          (the counts are in the meta hash: `recorded`,
+                                          `succeeded`, ...)
     voicemail:bulk:{ID}:failures   list   JSON {line, account, send, email, reason}
     voicemail:bulk:{ID}:cancelled  list   the same, for rows a cancel kept from being sent
     voicemail:bulk:{ID}:rate       hash   epoch second -> outcomes recorded in it
-    voicemail:bulk:{ID}:seen       hash   account -> first line (duplicate check)
+    voicemail:bulk:{ID}:seen       hash   account -> first line (duplicate check, while
+                                          the producer streams)
     voicemail:bulk:{ID}:before     hash   line -> JSON [account, send, email, new send,
                                           new email]: what a revertible bulk found, written
                                           before its PATCH
     voicemail:bulk:{ID}:parked     hash   chunk number -> retries, chunks waiting out a pause
 
-An outcome is recorded once per line (HSETNX on `done`), so a chunk that is
+An outcome is recorded once per line (SETBIT on `done`), so a chunk that is
 retried or redelivered neither double-counts nor re-sends a row already done.
-The bulk is finished when `done` holds `total` lines: no chord needed.
+The bulk is finished when `recorded` reaches `total`: no chord needed. Once done, a
+bulk keeps about one bit per row, plus the detail of its failed and cancelled rows
+(and, for a revertible bulk, what its accounts held before); its chunks and its
+duplicate check (`seen`) are deleted as soon as they have served.
 """
 
 from __future__ import annotations
@@ -92,6 +97,16 @@ class Outcome:
     @classmethod
     def cancelled(cls, line: int, **row: Any) -> Outcome:
         return cls(line, CANCELLED, {"line": line, **row, "reason": "Cancelled"})
+
+
+async def recorded_lines(redis: Any, keys: Keys, lines: Sequence[int]) -> list[bool]:
+    """Which of `lines` already have an outcome, in one round trip (async client)."""
+    if not lines:
+        return []
+    fields = redis.bitfield(keys.done)
+    for line in lines:
+        fields.get("u1", line)
+    return [bool(bit) for bit in await fields.execute()]
 
 
 class Keys:

@@ -1,10 +1,14 @@
 -- Claim accounts for updates, in one call.
--- KEYS: one state hash per account. ARGV: owner, ttl ms, straggler window ms, then one seq
--- per account. Returns one verdict per account (CLAIMED, SUPERSEDED, APPLIED, LOCKED or
--- UNSURE). Numbers stay strings when written: Lua would print a 16-digit number as 1.7e+15.
+-- KEYS: one lock hash per account (`{account}` in its name). ARGV: owner, lock ttl ms, straggler window ms,
+-- ordering ttl s, then one seq per account. Returns one verdict per account (CLAIMED,
+-- SUPERSEDED, APPLIED, LOCKED, UNSURE or EXPIRED). Numbers stay strings when written: Lua
+-- would print a 16-digit number as 1.7e+15.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local owner, ttl, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local ordering_ttl = tonumber(ARGV[4])
+local days = applied_days(tonumber(t[1]), ordering_ttl)
 
 -- When the holder's worker instance was found dead (ms, Redis TIME), or nil.
 local function dead_since(holder)
@@ -22,16 +26,20 @@ if dead_since(owner) then
   return out
 end
 for i = 1, #KEYS do
-  local seq = ARGV[3 + i]
-  local state = redis.call('HMGET', KEYS[i], 'a', 'o', 'x', 'c', 'w')
-  local applied = tonumber(state[1] or '0')
-  if applied > tonumber(seq) then
-    out[i] = SUPERSEDED
-  elseif applied == tonumber(seq) then
+  local seq = ARGV[4 + i]
+  local state = redis.call('HMGET', KEYS[i], 'o', 'x', 'c', 'w')
+  local applied = applied_of(account_of(KEYS[i]), days)
+  if applied == tonumber(seq) then
     out[i] = APPLIED
+  elseif now_us - tonumber(seq) > ordering_ttl * 1000000 then
+    -- Numbers come from Redis's clock in microseconds. One older than the ordering
+    -- state's lifetime may be older than a newer update whose record has expired.
+    out[i] = EXPIRED
+  elseif applied > tonumber(seq) then
+    out[i] = SUPERSEDED
   else
-    local holder, lapses, claimed = state[2], tonumber(state[3] or '0'), state[4]
-    local stragglers_until = tonumber(state[5] or '0')
+    local holder, lapses, claimed = state[1], tonumber(state[2] or '0'), state[3]
+    local stragglers_until = tonumber(state[4] or '0')
     local free = (not holder) or holder == owner or lapses <= now
     if not free then
       local dead_at = dead_since(holder)
@@ -52,6 +60,7 @@ for i = 1, #KEYS do
     else
       out[i] = (claimed == seq) and UNSURE or CLAIMED
       redis.call('HSET', KEYS[i], 'o', owner, 'x', string.format('%d', now + ttl), 'c', seq)
+      redis.call('EXPIRE', KEYS[i], ordering_ttl)
     end
   end
 end

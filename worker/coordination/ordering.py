@@ -5,9 +5,10 @@ counter that starts from Redis's clock in microseconds, so numbers never go back
 even when the counter key is lost. An update sent by name without a number gets one
 when a worker first sees it, pinned to its job id, so a redelivery keeps it.
 
-Each account has one hash, `voicemail:acct:{account}`:
+Each account's highest applied number is a field of a day's hash,
+`voicemail:applied:{day}` (applied.lua), and while an update of it is in flight the
+account has a hash of its own, `voicemail:acct:{account}`:
 
-    a   the highest number applied
     o   the lock's owner: "<worker instance>:<fence>", one fence per delivery
     x   when the lock lapses (ms, Redis TIME) unless its owner renews it
     c   the last number claimed: its PATCH may have reached the API
@@ -24,17 +25,27 @@ for every row of a bulk chunk in one call:
   (`worker.queue.liveness`): a dead worker's locks go with its messages;
 - an update claimed before and never released (its worker died mid-request) is
   `UNSURE`: the worker reads the account first and sends nothing if the change is
-  already there.
+  already there;
+- an update older than `VOICEMAIL_ORDERING_TTL` is `EXPIRED` and not applied: a newer
+  update's record may have expired since, so "newer" can no longer be told.
 
 After the PATCH, `release.lua` raises the applied number (or, when the request surely
 did not apply, forgets the claim) and drops the lock if this delivery still owns it.
 Owners renew their locks while a call runs (`renew.lua`).
+
+Between updates the account's own hash is gone (a hash with no field left is deleted)
+and its applied number costs about 90 bytes in a day's hash, with no key of its own. A
+day's hash expires `VOICEMAIL_ORDERING_TTL` + a day after its last write. That is safe
+because numbers come from Redis's clock: when the record of an update numbered N
+expires, every update numbered below N is older than the TTL, so it is refused as
+`EXPIRED`, never applied.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from enum import IntEnum
@@ -55,21 +66,27 @@ class Verdict(IntEnum):
     APPLIED = 2  # this very update is already applied (a redelivery)
     LOCKED = -1  # another update of the account is running
     UNSURE = 3  # claimed before and never released: check the account before sending
+    EXPIRED = 4  # older than VOICEMAIL_ORDERING_TTL: a newer update's record may be gone
 
 
-CLAIMED, SUPERSEDED, APPLIED, LOCKED, UNSURE = (
+CLAIMED, SUPERSEDED, APPLIED, LOCKED, UNSURE, EXPIRED = (
     Verdict.CLAIMED,
     Verdict.SUPERSEDED,
     Verdict.APPLIED,
     Verdict.LOCKED,
     Verdict.UNSURE,
+    Verdict.EXPIRED,
 )
 LOCK_TTL = 120  # seconds a lock outlives its owner's last renewal
 SEQ_KEY = C.KEY_PREFIX + "seq"
 DEAD_PREFIX = C.KEY_PREFIX + "dead:"  # worker.queue.liveness marks dead instances here
 
-_CONSTANTS: dict[str, object] = {v.name: v.value for v in Verdict} | {"DEAD_PREFIX": DEAD_PREFIX}
-CLAIM_SCRIPT = lua.load(__package__, "claim.lua", _CONSTANTS)
+APPLIED_PREFIX = C.KEY_PREFIX + "applied:"  # + day: account -> highest applied number
+_CONSTANTS: dict[str, object] = {v.name: v.value for v in Verdict} | {
+    "DEAD_PREFIX": DEAD_PREFIX,
+    "APPLIED_PREFIX": APPLIED_PREFIX,
+}
+CLAIM_SCRIPT = lua.load(__package__, "claim.lua", _CONSTANTS, include=["applied.lua"])
 
 
 class Settled:
@@ -83,7 +100,12 @@ class Settled:
 RELEASE_SCRIPT = lua.load(
     __package__,
     "release.lua",
-    {"APPLIED_NOW": Settled.APPLIED, "NOT_APPLIED": Settled.NOT_APPLIED},
+    {
+        "APPLIED_NOW": Settled.APPLIED,
+        "NOT_APPLIED": Settled.NOT_APPLIED,
+        "APPLIED_PREFIX": APPLIED_PREFIX,
+    },
+    include=["applied.lua"],
 )
 RENEW_SCRIPT = lua.load(__package__, "renew.lua")
 NEXT_SEQ_SCRIPT = lua.load(__package__, "next_seq.lua")
@@ -111,13 +133,17 @@ def next_seq(client: Any, count: int = 1, *, pin: str | None = None, ttl: int = 
 
 
 def claim_call(
-    owner: str, items: Sequence[tuple[str, int]], straggler_window: float = 0.0
+    owner: str,
+    items: Sequence[tuple[str, int]],
+    straggler_window: float = 0.0,
+    ordering_ttl: int = C.DEFAULT_ORDERING_TTL,
 ) -> tuple[list[str], list[Any]]:
     """`straggler_window`: seconds a dead owner's last request may still reach the API
-    (its connect and read timeouts); a newer update of its accounts waits that long."""
+    (its connect and read timeouts); a newer update of its accounts waits that long.
+    `ordering_ttl`: VOICEMAIL_ORDERING_TTL; an older update is `EXPIRED`."""
     keys = [state_key(account) for account, _ in items]
     window_ms = round(straggler_window * 1000)
-    return keys, [owner, LOCK_TTL * 1000, window_ms, *(seq for _, seq in items)]
+    return keys, [owner, LOCK_TTL * 1000, window_ms, ordering_ttl, *(seq for _, seq in items)]
 
 
 def straggler_window(settings: Any) -> float:
@@ -125,14 +151,26 @@ def straggler_window(settings: Any) -> float:
     return float(settings.connect_timeout + settings.read_timeout) + 2.0
 
 
-def release_call(owner: str, items: Sequence[tuple[str, int, str]]) -> tuple[list[str], list[Any]]:
+def release_call(
+    owner: str, items: Sequence[tuple[str, int, str]], ordering_ttl: int = C.DEFAULT_ORDERING_TTL
+) -> tuple[list[str], list[Any]]:
     """`items`: (account, seq, a `Settled` value) per claimed update."""
     keys: list[str] = []
-    args: list[Any] = [owner]
+    args: list[Any] = [owner, ordering_ttl]
     for account, seq, settled in items:
         keys.append(state_key(account))
         args += [seq, settled]
     return keys, args
+
+
+def expired_reason(seq: int, ordering_ttl: int) -> str:
+    """Why an `EXPIRED` update is not applied (`seq` is microseconds of Redis's clock)."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seq / 1_000_000))
+    return (
+        f"the update was enqueued at {when}, more than VOICEMAIL_ORDERING_TTL "
+        f"({ordering_ttl} s) ago: not applied, since a newer update may have been "
+        "forgotten by now; send it again to apply it"
+    )
 
 
 def settled_by(exc: BaseException | None) -> str:

@@ -12,7 +12,8 @@ local now, ttl = ARGV[1], tonumber(ARGV[2])
 local counts = {[SUCCEEDED] = 0, [FAILED] = 0, [UNCHANGED] = 0, [CANCELLED] = 0}
 local added = 0
 for i = 3, #ARGV, 3 do
-  if redis.call('HSETNX', done, ARGV[i], ARGV[i + 1]) == 1 then
+  -- One bit per line: a row recorded costs an eighth of a byte, whatever its outcome.
+  if redis.call('SETBIT', done, ARGV[i], 1) == 0 then
     counts[ARGV[i + 1]] = counts[ARGV[i + 1]] + 1
     added = added + 1
     if ARGV[i + 2] ~= '' then
@@ -24,12 +25,14 @@ if counts[SUCCEEDED] > 0 then redis.call('HINCRBY', meta, 'succeeded', counts[SU
 if counts[FAILED] > 0 then redis.call('HINCRBY', meta, 'failed', counts[FAILED]) end
 if counts[UNCHANGED] > 0 then redis.call('HINCRBY', meta, 'unchanged', counts[UNCHANGED]) end
 if counts[CANCELLED] > 0 then redis.call('HINCRBY', meta, 'cancelled', counts[CANCELLED]) end
+local recorded = tonumber(redis.call('HGET', meta, 'recorded') or '0')
 if added > 0 then
   redis.call('HINCRBY', rate, tostring(math.floor(tonumber(now))), added)
+  recorded = redis.call('HINCRBY', meta, 'recorded', added)
 end
 local settled = 0
 local total = redis.call('HGET', meta, 'total')
-if total and redis.call('HLEN', done) >= tonumber(total) then
+if total and recorded >= tonumber(total) then
   settled = redis.call('HSETNX', meta, 'finished_at', now)
   if settled == 1 then
     -- Nothing is left to pause: the keys expire as usual from here.

@@ -2,16 +2,30 @@
 -- when the request surely did not apply (NOT_APPLIED), keep it when nobody knows (a
 -- timeout: a later delivery of the same number then checks before sending). The lock
 -- is dropped if this owner still holds it.
--- KEYS: one state hash per account. ARGV: owner, then per account: seq, outcome.
-local owner = ARGV[1]
+-- Between updates an account's lock hash is gone (a hash with no field left is deleted):
+-- only its applied number stays, in a day's hash (applied.lua).
+-- KEYS: one state hash per account. ARGV: owner, ordering ttl s, then per account: seq,
+-- outcome.
+local owner, ordering_ttl = ARGV[1], tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local days = applied_days(tonumber(t[1]), ordering_ttl)
 for i = 1, #KEYS do
-  local seq, outcome = ARGV[2 * i], ARGV[2 * i + 1]
+  local seq, outcome = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+  local claimed = redis.call('HGET', KEYS[i], 'c')
   if outcome == APPLIED_NOW then
-    local applied = tonumber(redis.call('HGET', KEYS[i], 'a') or '0')
-    if tonumber(seq) > applied then redis.call('HSET', KEYS[i], 'a', seq) end
-  elseif outcome == NOT_APPLIED and redis.call('HGET', KEYS[i], 'c') == seq then
+    local account = account_of(KEYS[i])
+    local applied = applied_of(account, days)
+    if tonumber(seq) > applied then
+      set_applied(account, seq, days, ordering_ttl)
+      applied = tonumber(seq)
+    end
+    if claimed and tonumber(claimed) <= applied then redis.call('HDEL', KEYS[i], 'c') end
+  elseif outcome == NOT_APPLIED and claimed == seq then
     redis.call('HDEL', KEYS[i], 'c')
   end
   if redis.call('HGET', KEYS[i], 'o') == owner then redis.call('HDEL', KEYS[i], 'o', 'x') end
+  local stragglers_until = redis.call('HGET', KEYS[i], 'w')
+  if stragglers_until and tonumber(stragglers_until) <= now then redis.call('HDEL', KEYS[i], 'w') end
 end
 return #KEYS

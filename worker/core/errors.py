@@ -7,6 +7,7 @@
     ├── CredentialError             the store cannot be read with this VOICEMAIL_SECRET_KEY
     ├── EngineUnavailable           a bulk engine process died; its chunk is re-queued
     ├── Conflict                    a revert found the account changed since: left alone
+    ├── Expired                     an update older than VOICEMAIL_ORDERING_TTL: not applied
     └── PlusofonError               anything the Plusofon API answered or failed to answer
         ├── PermanentError          never retried: the same request fails the same way
         │   ├── UserNotFound        {"message": "User not found.", "code": 500}, HTTP 200 or 500
@@ -64,6 +65,10 @@ class CredentialError(VoicemailError):
 
 class EngineUnavailable(VoicemailError):
     """The engine process died (killed, out of memory): the chunk is re-queued."""
+
+
+class Expired(VoicemailError):
+    """An update older than VOICEMAIL_ORDERING_TTL when a worker reached it: not applied."""
 
 
 class Conflict(VoicemailError):

@@ -8,7 +8,7 @@ a `.lua` file names them and never repeats their values.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 
 
@@ -18,8 +18,16 @@ def _literal(value: object) -> str:
     return str(value) if isinstance(value, int) else json.dumps(value)
 
 
-def load(package: str, name: str, constants: Mapping[str, object] | None = None) -> str:
-    """The text of `name` in `package`, after one `local` line per constant."""
-    body = resources.files(package).joinpath(name).read_text(encoding="utf-8")
+def load(
+    package: str,
+    name: str,
+    constants: Mapping[str, object] | None = None,
+    include: Sequence[str] = (),
+) -> str:
+    """The text of `name` in `package`, after one `local` line per constant and the text
+    of each file in `include` (functions shared by several scripts)."""
+    files = resources.files(package)
+    body = files.joinpath(name).read_text(encoding="utf-8")
     prelude = "".join(f"local {key} = {_literal(v)}\n" for key, v in (constants or {}).items())
-    return prelude + body
+    shared = "".join(files.joinpath(f).read_text(encoding="utf-8") for f in include)
+    return prelude + shared + body

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     result_expires: int = Field(
         C.DEFAULT_RESULT_EXPIRES, ge=60, validation_alias="VOICEMAIL_RESULT_EXPIRES"
     )
+    ordering_ttl: int = Field(
+        C.DEFAULT_ORDERING_TTL, ge=60, validation_alias="VOICEMAIL_ORDERING_TTL"
+    )
 
     @field_validator(
         "rate_limit",

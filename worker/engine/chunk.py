@@ -29,16 +29,19 @@ from ..coordination.bulk_records import (
     Outcome,
     failure_reason,
     record_args,
+    recorded_lines,
 )
 from ..coordination.ordering import (
     APPLIED,
     CLAIMED,
+    EXPIRED,
     LOCK_TTL,
     LOCKED,
     SUPERSEDED,
     UNSURE,
     Settled,
     claim_call,
+    expired_reason,
     fence,
     renew_call,
     settled_by,
@@ -109,8 +112,8 @@ async def process_chunk(
     fields = ["cancelled_at", "paused_at", "only_changed", "revertible", "reverts"]
     cancelled_at, paused_at, *flags = await ctx.redis.hmget(keys.meta, fields)
     mode = Mode.from_meta(*flags)
-    recorded = await ctx.redis.hmget(keys.done, [row.line for row in rows])
-    todo = [row for row, seen in zip(rows, recorded, strict=True) if seen is None]
+    recorded = await recorded_lines(ctx.redis, keys, [row.line for row in rows])
+    todo = [row for row, seen in zip(rows, recorded, strict=True) if not seen]
     report.skipped = len(rows) - len(todo)
     if cancelled_at is not None:  # cancelled: nothing of it is sent any more
         ttl = ctx.settings.result_expires
@@ -174,8 +177,8 @@ async def process_chunk(
         if verdict == LOCKED and not final:  # another update of the account is running
             report.transient += 1
             return
-        if verdict in (LOCKED, APPLIED, SUPERSEDED):
-            outcome = _settled_elsewhere(row, verdict)
+        if verdict in (LOCKED, APPLIED, SUPERSEDED, EXPIRED):
+            outcome = _settled_elsewhere(row, verdict, ctx.settings.ordering_ttl)
         else:
             claimed_in = health.epoch
 
@@ -217,7 +220,7 @@ async def process_chunk(
                     if lost.verdict == LOCKED and not final:
                         report.transient += 1
                         return
-                    outcome = _settled_elsewhere(row, lost.verdict)
+                    outcome = _settled_elsewhere(row, lost.verdict, ctx.settings.ordering_ttl)
                 except (TransientError, TimeoutError) as exc:
                     if halt.is_set():  # failed for now, and held back by the cancel or pause
                         await halted(row, (row.account, row.seq, settled_by(exc)))
@@ -301,7 +304,8 @@ async def _claim(ctx: EngineContext, owner: str, rows: list[BulkRow]) -> list[in
     answers: list[Any] = []
     if ordered:
         items = [(row.account, row.seq) for row in ordered]
-        keys, args = claim_call(owner, items, straggler_window(ctx.settings))
+        settings = ctx.settings
+        keys, args = claim_call(owner, items, straggler_window(settings), settings.ordering_ttl)
         answers = await ctx.claim(keys=keys, args=args)
     verdicts = iter(answers)
     return [int(next(verdicts)) if row.seq else CLAIMED for row in rows]
@@ -319,11 +323,14 @@ def _cancelled(row: BulkRow) -> Outcome:
     return Outcome.cancelled(row.line, **_row(row))
 
 
-def _settled_elsewhere(row: BulkRow, verdict: int) -> Outcome:
+def _settled_elsewhere(row: BulkRow, verdict: int, ordering_ttl: int) -> Outcome:
     if verdict == APPLIED:  # applied by an earlier delivery that died before recording
         return Outcome(row.line, SUCCEEDED)
     if verdict == SUPERSEDED:  # a later update of the account is already applied
         return Outcome(row.line, UNCHANGED)
+    if verdict == EXPIRED:
+        reason = f"Expired: {expired_reason(row.seq, ordering_ttl)}"
+        return Outcome.failed(row.line, reason, **_row(row))
     return Outcome.failed(  # LOCKED on the last run: another update kept it
         row.line, "AccountBusy: another update of this account kept it locked", **_row(row)
     )

@@ -88,7 +88,7 @@ class Recorder:
     async def _write(self, batch: list[Outcome], releases: list[tuple[str, int, str]]) -> None:
         if releases:
             # Applied numbers first: once an outcome is recorded, a redelivery must see it.
-            keys, args = release_call(self.owner, releases)
+            keys, args = release_call(self.owner, releases, self.ctx.settings.ordering_ttl)
             await self.ctx.release(keys=keys, args=args)
             releases.clear()
         if batch:

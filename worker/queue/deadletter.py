@@ -77,7 +77,11 @@ def letter_from(
         task=task,
         args=list(args or []),
         kwargs=dict(kwargs or {}),
-        error={"type": type(exc).__name__, "message": str(exc)[:500]},
+        error={
+            "type": type(exc).__name__,
+            "message": str(exc)[:500],
+            "reason": f"{type(exc).__name__}: {str(exc)[:500]}",
+        },
         failed_at=time.time(),
         retries=retries,
     )
