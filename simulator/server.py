@@ -296,11 +296,7 @@ def generated_accounts(count: int, prefix: str = "acct") -> list[dict[str, Any]]
 
 def load_accounts_csv(path: str) -> list[dict[str, Any]]:
     with open(path, newline="", encoding="utf-8") as fh:
-        rows = []
-        for row in csv.DictReader(fh):
-            row["send"] = row.get("send", "false").strip().lower() == "true"
-            rows.append(row)
-        return rows
+        return list(csv.DictReader(fh))  # `seed` reads "send" as true/false
 
 
 def seed(state: State, rows: list[dict[str, Any]]) -> None:
@@ -308,7 +304,7 @@ def seed(state: State, rows: list[dict[str, Any]]) -> None:
         state.accounts[row["token"]] = Account(
             row["account"],
             row.get("email") or "owner@example.com",
-            bool(row.get("send", False)),
+            str(row.get("send", False)).strip().lower() == "true",  # a CSV's text too
             row.get("mode") or "ok",
         )
 

@@ -97,3 +97,27 @@ def test_rotate_key(fake: fakeredis.FakeRedis) -> None:
     after.put("c", "tok-c")  # the store now answers to the new key
     with pytest.raises(CredentialError):
         CredentialStore(fake, KEY).get("a")
+
+
+def test_a_large_import_is_written_in_batches(fake: fakeredis.FakeRedis) -> None:
+    rows = (AccountRow(f"bulk-{i:05d}", f"tok-{i:05d}") for i in range(5000))
+    store = CredentialStore(fake, KEY)
+    assert store.put_many(rows, batch=700) == 5000
+    assert store.get("bulk-04999").token == "tok-04999"
+    assert fake.hlen(C.ACCOUNTS_KEY) == 5000
+
+
+def test_tokens_sealed_with_fernet_before_still_open_and_rotate(
+    fake: fakeredis.FakeRedis,
+) -> None:
+    import json
+
+    from worker.store.credentials import _fernet
+
+    legacy = _fernet(KEY).encrypt(json.dumps({"a": "old", "t": "tok-old", "c": None}).encode())
+    fake.hset(C.ACCOUNTS_KEY, "old", legacy)
+    store = CredentialStore(fake, KEY)
+    assert store.get("old").token == "tok-old"
+    assert store.rotate_key() == 1
+    assert str(fake.hget(C.ACCOUNTS_KEY, "old")).startswith("b'v2.")
+    assert store.get("old").token == "tok-old"

@@ -35,7 +35,11 @@ def test_failed_jobs_are_listed_and_redriven(
     assert wait(outage, timeout=30).state == "FAILURE"
 
     listed = dead_ids()
-    assert listed[lost]["error"] == {"type": "UserNotFound", "message": "User not found."}
+    assert listed[lost]["error"] == {
+        "type": "UserNotFound",
+        "message": "User not found.",
+        "reason": "UserNotFound: User not found.",
+    }
     assert listed[lost]["task"] == "voicemail.get"
     assert listed[outage]["error"]["type"] == "ServerError"  # type: ignore[index]
     assert listed[outage]["retries"] == 2

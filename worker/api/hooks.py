@@ -16,6 +16,8 @@ class Limiter(Protocol):
 
 
 class AsyncLimiter(Protocol):
+    enabled: bool
+
     async def acquire(self, token: str) -> float: ...
 
     async def penalize(self, token: str, seconds: float) -> None: ...
@@ -28,9 +30,22 @@ class Breaker(Protocol):
 
 
 class AsyncBreaker(Protocol):
-    async def pause(self) -> float: ...
+    """Split in a synchronous check and an awaited call only when Redis must be asked:
+    the bulk engine calls it per request."""
 
-    async def record(self, exc: BaseException | None) -> None: ...
+    def must_ask(self) -> bool: ...
+
+    async def ask(self) -> None: ...
+
+    def remaining(self) -> float: ...
+
+    def note(self, exc: BaseException | None) -> bool:
+        """Count one outcome; True when a report to Redis is due (`report`)."""
+        ...
+
+    def due(self) -> bool: ...
+
+    async def report(self) -> None: ...
 
 
 class RequestStats(Protocol):

@@ -134,21 +134,37 @@ class Breaker(_Base):
 class AsyncBreaker(_Base):
     """For the bulk engine's event loop."""
 
-    async def pause(self) -> float:
-        now = time.monotonic()
-        if self.enabled and self._state.must_ask(now):
-            await self._report(now, 0, 0)
+    def must_ask(self) -> bool:
+        return self.enabled and self._state.must_ask(time.monotonic())
+
+    async def ask(self) -> None:
+        await self._report(time.monotonic(), 0, 0)
+
+    def remaining(self) -> float:
         return self._state.remaining(time.monotonic())
 
-    async def record(self, exc: BaseException | None) -> None:
+    def note(self, exc: BaseException | None) -> bool:
         if not self.enabled:
-            return
-        now = time.monotonic()
+            return False
         self._note(exc)
-        if not self._state.due(now, self._batch):
-            return
+        return self.due()
+
+    def due(self) -> bool:
+        return self.enabled and self._state.due(time.monotonic(), self._batch)
+
+    async def report(self) -> None:
+        now = time.monotonic()
         ok, failed = self._state.take(now)
         await self._report(now, ok, failed)
+
+    async def pause(self) -> float:
+        if self.must_ask():
+            await self.ask()
+        return self.remaining()
+
+    async def record(self, exc: BaseException | None) -> None:
+        if self.note(exc):
+            await self.report()
 
     async def _report(self, now: float, ok: int, failed: int) -> None:
         answer = await self._script(keys=self._keys(), args=[ok, failed, *self._args])

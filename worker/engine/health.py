@@ -31,6 +31,10 @@ class RedisHealth:
     def down(self) -> None:
         self._up.clear()
 
+    @property
+    def up(self) -> bool:
+        return self._up.is_set()
+
     def _set_up(self) -> None:
         if not self._up.is_set():
             self.epoch += 1

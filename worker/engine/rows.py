@@ -40,7 +40,7 @@ class Mode:
         return self.only_changed or self.revertible or self.reverts is not None
 
 
-async def _no_guard() -> None:
+def _no_guard() -> None:
     return None
 
 
@@ -48,7 +48,8 @@ async def _nothing_before(row: BulkRow, current: VoicemailSettings) -> bool:
     return False
 
 
-Guard = Callable[[], Awaitable[None]]
+# None: go ahead; an awaitable: wait on it first (it raises to refuse).
+Guard = Callable[[], Awaitable[None] | None]
 # Writes what the account held before the PATCH (or, with `current` None, says whether an
 # earlier delivery already did): True when the record is there.
 Before = Callable[[BulkRow, VoicemailSettings | None], Awaitable[bool]]
@@ -68,11 +69,14 @@ async def apply_row(
     creds = ctx.cipher.open(row.account, blob)
 
     async def get() -> VoicemailSettings:
-        await guard()
+        if (wait := guard()) is not None:
+            await wait
         return await ctx.client.get_voicemail(creds, ready=guard)
 
     async def patch() -> VoicemailSettings:
-        await guard()  # before taking a rate-limit slot, and again right before sending
+        # Before taking a rate-limit slot, and again right before sending.
+        if (wait := guard()) is not None:
+            await wait
         return await ctx.client.set_voicemail(creds, row.send, row.email, ready=guard)
 
     if mode.reads or unsure:
