@@ -8,8 +8,12 @@ circuit breaker. Flower's own `/metrics` covers task events per worker.
 
 from __future__ import annotations
 
+import base64
+import hmac
+import logging
 from collections.abc import Iterator
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -28,6 +32,7 @@ from worker.core.settings import get_settings
 from worker.queue import deadletter, recovery
 
 QUEUES = ("celery", "voicemail.bulk")
+logger = logging.getLogger(__name__)
 ACTIVE_BULKS = 50
 
 
@@ -124,17 +129,56 @@ class VoicemailCollector(Collector):
         )
 
 
+def basic_auth(app: Any, users: list[tuple[str, str]]) -> Any:
+    """A WSGI app that answers 401 unless the request carries one of `users`."""
+    allowed = [f"{user}:{password}".encode() for user, password in users]
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, encoded = header.partition(" ")
+        try:
+            given = base64.b64decode(encoded, validate=True) if scheme.lower() == "basic" else b""
+        except ValueError:
+            given = b""
+        # Every pair compared, in constant time: no early exit tells a guesser anything.
+        if sum(hmac.compare_digest(given, pair) for pair in allowed) == 0:
+            start_response(
+                "401 Unauthorized",
+                [("WWW-Authenticate", 'Basic realm="voicemail metrics"'), ("Content-Length", "0")],
+            )
+            return [b""]
+        return app(environ, start_response)
+
+    return guarded
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # one line per scrape is noise
+
+
 def serve(port: int, host: str = "0.0.0.0") -> None:
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry, make_wsgi_app
+    from prometheus_client.exposition import ThreadingWSGIServer
 
     settings = get_settings()
     registry = CollectorRegistry()
     registry.register(
         VoicemailCollector(redis_client(settings.redis_url), redis_client(settings.broker_url))
     )
-    server, thread = start_http_server(port, addr=host, registry=registry)
+    app = make_wsgi_app(registry)
+    users = settings.metrics_users()
+    if users:
+        app = basic_auth(app, users)
+    else:
+        logger.warning(
+            "VOICEMAIL_METRICS_BASIC_AUTH is not set: /metrics answers anyone who reaches "
+            "port %d (queue depths, bulk ids, error counts; never tokens)",
+            port,
+        )
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
     print(f"metrics on http://{host}:{port}/metrics", flush=True)
     try:
-        thread.join()
+        server.serve_forever()
     finally:
-        server.shutdown()
+        server.server_close()

@@ -2,6 +2,7 @@
 
 - `voicemail.get(account)` -> `{"account", "email", "send"}`
 - `voicemail.update(account, send, email)` -> the same shape, the settings now in force
+- `voicemail.ping()` -> "pong"
 
 `voicemail.update` also takes an optional `seq` (the producer API sets it): the
 per-account order of updates, see worker.coordination.ordering.
@@ -10,6 +11,7 @@ Each job gets what it uses (the API client, the store, Redis) from the worker co
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from worker.coordination.ordering import (
     APPLIED,
     EXPIRED,
     LOCKED,
+    NOT_ISSUED,
     SUPERSEDED,
     UNSURE,
     Settled,
@@ -53,6 +56,7 @@ from worker.queue.context import WorkerContext
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_signatures: dict[str, inspect.Signature] = {}
 
 
 class VoicemailTask(Task):  # type: ignore[type-arg]
@@ -89,6 +93,7 @@ class VoicemailTask(Task):  # type: ignore[type-arg]
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.check_arguments(args, kwargs)
         try:
             return super().__call__(*args, **kwargs)
         except redis.RedisError as exc:
@@ -103,6 +108,21 @@ class VoicemailTask(Task):  # type: ignore[type-arg]
                 countdown,
             )
             raise self.retry(exc=exc, countdown=countdown, max_retries=None) from None
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A by-name sender's missing, extra or unknown arguments are an InputError that
+        names them, never a TypeError (and never retried)."""
+        signature = _signatures.get(self.name)
+        if signature is None:
+            signature = _signatures[self.name] = inspect.signature(self.run)
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            params = ", ".join(
+                p.name if p.kind is not p.KEYWORD_ONLY else f"{p.name}=" + repr(p.default)
+                for p in signature.parameters.values()
+            )
+            raise InputError(f"{self.name}({params}): {exc}") from None
 
     def lock_waits(self) -> int:
         """Re-queues spent waiting for another update of the account (not on API trouble)."""
@@ -139,6 +159,13 @@ class VoicemailTask(Task):  # type: ignore[type-arg]
         return result
 
 
+@app.task(name="voicemail.ping", bind=True, base=VoicemailTask)
+def ping(self: VoicemailTask) -> str:
+    """No arguments, no Redis, no API: "pong". A by-name liveness check for other
+    services, and the queue's own floor in benchmarks/roundtrip.py."""
+    return "pong"
+
+
 @app.task(name="voicemail.get", bind=True, base=VoicemailTask)
 def get(self: VoicemailTask, account: Any) -> dict[str, Any]:
     name = check_account(account)
@@ -157,7 +184,7 @@ def _lock_waits_key(job_id: str) -> str:
 
 @app.task(name="voicemail.update", bind=True, base=VoicemailTask)
 def update(
-    self: VoicemailTask, account: Any, send: Any, email: Any, seq: Any = None
+    self: VoicemailTask, account: Any, send: Any, email: Any, *, seq: Any = None
 ) -> dict[str, Any]:
     name, send_, email_ = check_update(account, send, email)
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 1):
@@ -177,6 +204,8 @@ def update(
     (verdict,) = ctx.claim(keys=keys, args=args)
     if verdict == EXPIRED:
         raise Expired(expired_reason(seq, ctx.settings.ordering_ttl))
+    if verdict == NOT_ISSUED:
+        raise InputError(f"seq {seq} was never issued: leave it out, a worker numbers the update")
     if verdict == LOCKED:
         # Another update of the account runs: look again shortly. The wait is a countdown
         # (no pool thread held) and does not spend the re-queue budget of API trouble.

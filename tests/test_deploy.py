@@ -33,8 +33,13 @@ def test_compose_services() -> None:
     assert "healthcheck" in redis
     assert "voicemail health" in " ".join(services["worker"]["healthcheck"]["test"])
     assert "ports" not in services["worker"]  # so `--scale worker=4` works
-    assert services["flower"]["ports"] == ["5555:5555"]
+    # Flower's /metrics may answer without credentials (Flower issue 1342): loopback only.
+    assert services["flower"]["ports"] == ["127.0.0.1:5555:5555"]
     assert "FLOWER_BASIC_AUTH" in services["flower"]["environment"]
+    assert "VOICEMAIL_METRICS_BASIC_AUTH" in services["metrics"]["environment"]
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    voicemail_job = next(j for j in scrape["scrape_configs"] if j["job_name"] == "voicemail")
+    assert "basic_auth" in voicemail_job
     assert services["simulator"]["profiles"] == ["local"]
     assert {s.get("build") for s in services.values() if s is not redis} == {"."}
 

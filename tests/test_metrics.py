@@ -98,3 +98,65 @@ def test_metrics_count_bulks_by_state(
     stack.wait_until(lambda: bulk_status(bulk_id).done, 20, "the cancelled bulk settling")
     assert bulk_status(bulk_id).cancelled == 1
     assert bulks("CANCELLED") >= 1 and bulks("PAUSED") == 0
+
+
+def test_exporter_asks_for_credentials_when_configured(tmp_path: Path) -> None:
+    port = stack.free_port()
+    env = {**os.environ, "VOICEMAIL_METRICS_BASIC_AUTH": "prom:s3cret, ops:other-pass"}
+    proc = subprocess.Popen(
+        [VOICEMAIL, "metrics", "--port", str(port), "--host", "127.0.0.1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        stack.wait_until(lambda: _answers(url), 30, "the exporter")
+        assert httpx.get(url).status_code == 401
+        assert httpx.get(url).headers["WWW-Authenticate"].startswith("Basic")
+        assert httpx.get(url, auth=("prom", "wrong")).status_code == 401
+        assert httpx.get(url, headers={"Authorization": "Basic !!"}).status_code == 401
+        ok = httpx.get(url, auth=("prom", "s3cret"))
+        assert ok.status_code == 200 and "voicemail_queue_depth" in ok.text
+        assert httpx.get(url, auth=("ops", "other-pass")).status_code == 200
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "VOICEMAIL_METRICS_BASIC_AUTH is not set" not in err
+
+
+def test_exporter_without_credentials_is_open_and_says_so() -> None:
+    port = stack.free_port()
+    env = {k: v for k, v in os.environ.items() if k != "VOICEMAIL_METRICS_BASIC_AUTH"}
+    proc = subprocess.Popen(
+        [VOICEMAIL, "metrics", "--port", str(port), "--host", "127.0.0.1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        stack.wait_until(lambda: _answers(url), 30, "the exporter")
+        assert httpx.get(url).status_code == 200
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert err.count("VOICEMAIL_METRICS_BASIC_AUTH is not set") == 1
+
+
+def test_a_bad_metrics_auth_setting_is_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "VOICEMAIL_METRICS_BASIC_AUTH": "just-a-user"}
+    done = subprocess.run(
+        [VOICEMAIL, "metrics", "--port", "1"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "VOICEMAIL_METRICS_BASIC_AUTH" in done.stderr
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code in (200, 401)
+    except httpx.HTTPError:
+        return False

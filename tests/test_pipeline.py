@@ -121,10 +121,40 @@ def test_worker_checks_input_sent_by_name(foreign_app: Celery, make_account: Mak
     results = [foreign_app.send_task("voicemail.update", args=args) for args in bad]
     got = [wait(r.id, timeout=20) for r in results]
     assert [s.error.type if s.error else s.state for s in got] == expected
-    missing = foreign_app.send_task("voicemail.update", args=[account.name])
-    status = wait(missing.id, timeout=20)
-    assert status.state == "FAILURE" and status.error is not None
-    assert status.error.type == "TypeError"
+
+
+def test_ping_by_name(foreign_app: Celery) -> None:
+    assert foreign_app.send_task("voicemail.ping").get(timeout=20) == "pong"
+
+
+def test_wrong_arguments_sent_by_name_are_input_errors_naming_them(
+    foreign_app: Celery, make_account: MakeAccount, sim: stack.SimulatorControl
+) -> None:
+    account = make_account()
+    cases: list[tuple[str, list[Any], dict[str, Any], str]] = [
+        ("voicemail.update", [account.name], {}, "missing a required argument: 'send'"),
+        ("voicemail.update", [account.name, True, "x@acme.ru", 99], {}, "too many positional"),
+        ("voicemail.update", [account.name, True, "x@acme.ru", 99, 1], {}, "too many positional"),
+        ("voicemail.update", [account.name, True, "x@acme.ru"], {"colour": 1}, "'colour'"),
+        ("voicemail.get", [], {}, "missing a required argument: 'account'"),
+        ("voicemail.get", [account.name, True], {}, "too many positional"),
+        ("voicemail.ping", ["hello"], {}, "too many positional"),
+    ]
+    results = [foreign_app.send_task(name, args=a, kwargs=k) for name, a, k, _ in cases]
+    for result, (name, _, _, says) in zip(results, cases, strict=True):
+        status = wait(result.id, timeout=20)
+        assert status.state == "FAILURE" and status.error is not None, (name, status)
+        assert status.error.type == "InputError", (name, status.error)
+        assert says in status.error.message and name in status.error.message
+        assert poll(result.id).state == "FAILURE"  # at once, never retried
+    # A number never handed out is refused too: it would make later updates look old.
+    made_up = foreign_app.send_task(
+        "voicemail.update", args=[account.name, True, "x@acme.ru"], kwargs={"seq": 9 * 10**15}
+    )
+    status = wait(made_up.id, timeout=20)
+    assert status.error is not None and status.error.type == "InputError"
+    assert "never issued" in status.error.message
+    assert sim.account(account.name)["requests"] == 0
 
 
 def test_outage_is_requeued_then_succeeds(

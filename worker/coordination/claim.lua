@@ -1,7 +1,7 @@
 -- Claim accounts for updates, in one call.
 -- KEYS: one lock hash per account (`{account}` in its name). ARGV: owner, lock ttl ms, straggler window ms,
 -- ordering ttl s, then one seq per account. Returns one verdict per account (CLAIMED,
--- SUPERSEDED, APPLIED, LOCKED, UNSURE or EXPIRED). Numbers stay strings when written: Lua
+-- SUPERSEDED, APPLIED, LOCKED, UNSURE, EXPIRED or NOT_ISSUED). Numbers stay strings when written: Lua
 -- would print a 16-digit number as 1.7e+15.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -9,6 +9,10 @@ local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local owner, ttl, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local ordering_ttl = tonumber(ARGV[4])
 local days = applied_days(tonumber(t[1]), ordering_ttl)
+-- No number above the last one handed out was ever issued (next_seq.lua). Should the
+-- counter be lost, numbers restart from the clock: allow an hour ahead of it then.
+local last_issued = tonumber(redis.call('GET', SEQ_KEY) or '0')
+if last_issued == 0 then last_issued = now_us + 3600 * 1000000 end
 
 -- When the holder's worker instance was found dead (ms, Redis TIME), or nil.
 local function dead_since(holder)
@@ -29,7 +33,9 @@ for i = 1, #KEYS do
   local seq = ARGV[4 + i]
   local state = redis.call('HMGET', KEYS[i], 'o', 'x', 'c', 'w')
   local applied = applied_of(account_of(KEYS[i]), days)
-  if applied == tonumber(seq) then
+  if tonumber(seq) > last_issued then
+    out[i] = NOT_ISSUED
+  elseif applied == tonumber(seq) then
     out[i] = APPLIED
   elseif now_us - tonumber(seq) > ordering_ttl * 1000000 then
     -- Numbers come from Redis's clock in microseconds. One older than the ordering

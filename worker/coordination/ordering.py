@@ -67,15 +67,17 @@ class Verdict(IntEnum):
     LOCKED = -1  # another update of the account is running
     UNSURE = 3  # claimed before and never released: check the account before sending
     EXPIRED = 4  # older than VOICEMAIL_ORDERING_TTL: a newer update's record may be gone
+    NOT_ISSUED = 5  # higher than any number handed out: a sender made it up
 
 
-CLAIMED, SUPERSEDED, APPLIED, LOCKED, UNSURE, EXPIRED = (
+CLAIMED, SUPERSEDED, APPLIED, LOCKED, UNSURE, EXPIRED, NOT_ISSUED = (
     Verdict.CLAIMED,
     Verdict.SUPERSEDED,
     Verdict.APPLIED,
     Verdict.LOCKED,
     Verdict.UNSURE,
     Verdict.EXPIRED,
+    Verdict.NOT_ISSUED,
 )
 LOCK_TTL = 120  # seconds a lock outlives its owner's last renewal
 SEQ_KEY = C.KEY_PREFIX + "seq"
@@ -85,6 +87,7 @@ APPLIED_PREFIX = C.KEY_PREFIX + "applied:"  # + day: account -> highest applied 
 _CONSTANTS: dict[str, object] = {v.name: v.value for v in Verdict} | {
     "DEAD_PREFIX": DEAD_PREFIX,
     "APPLIED_PREFIX": APPLIED_PREFIX,
+    "SEQ_KEY": SEQ_KEY,
 }
 CLAIM_SCRIPT = lua.load(__package__, "claim.lua", _CONSTANTS, include=["applied.lua"])
 

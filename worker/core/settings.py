@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     old_secret_keys_raw: SecretStr | None = Field(
         None, validation_alias="VOICEMAIL_OLD_SECRET_KEYS"
     )
+    # user:password[,user:password...] that `voicemail metrics` asks for (unset: open).
+    metrics_basic_auth: SecretStr | None = Field(
+        None, validation_alias="VOICEMAIL_METRICS_BASIC_AUTH"
+    )
 
     connect_timeout: PositiveFloat = Field(
         C.DEFAULT_CONNECT_TIMEOUT, validation_alias="VOICEMAIL_CONNECT_TIMEOUT"
@@ -167,6 +171,23 @@ class Settings(BaseSettings):
         if any(len(k) < C.SECRET_KEY_MIN_LENGTH for k in keys):
             raise ValueError(f"every key must be at least {C.SECRET_KEY_MIN_LENGTH} characters")
         return value
+
+    @field_validator("metrics_basic_auth")
+    @classmethod
+    def _user_password_pairs(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        for pair in value.get_secret_value().split(","):
+            user, colon, password = pair.strip().partition(":")
+            if not (user and colon and password):
+                raise ValueError("must be user:password, comma-separated for several")
+        return value
+
+    def metrics_users(self) -> list[tuple[str, str]]:
+        if self.metrics_basic_auth is None:
+            return []
+        pairs = self.metrics_basic_auth.get_secret_value().split(",")
+        return [(u, p) for u, _, p in (pair.strip().partition(":") for pair in pairs)]
 
     def old_secret_keys(self) -> list[str]:
         if self.old_secret_keys_raw is None:

@@ -38,6 +38,7 @@ from ..coordination.ordering import (
     EXPIRED,
     LOCK_TTL,
     LOCKED,
+    NOT_ISSUED,
     SUPERSEDED,
     UNSURE,
     Settled,
@@ -161,7 +162,7 @@ async def process_chunk(
         if verdict == LOCKED and not final:  # another update of the account is running
             report.transient += 1
             return
-        if verdict in (LOCKED, APPLIED, SUPERSEDED, EXPIRED):
+        if verdict in (LOCKED, APPLIED, SUPERSEDED, EXPIRED, NOT_ISSUED):
             outcome = _settled_elsewhere(row, verdict, ctx.settings.ordering_ttl)
         else:
             claimed_in = health.epoch
@@ -315,6 +316,9 @@ def _settled_elsewhere(row: BulkRow, verdict: int, ordering_ttl: int) -> Outcome
         return Outcome(row.line, UNCHANGED)
     if verdict == EXPIRED:
         reason = f"Expired: {expired_reason(row.seq, ordering_ttl)}"
+        return Outcome.failed(row.line, reason, **_row(row))
+    if verdict == NOT_ISSUED:
+        reason = f"InputError: seq {row.seq} was never issued"
         return Outcome.failed(row.line, reason, **_row(row))
     return Outcome.failed(  # LOCKED on the last run: another update kept it
         row.line, "AccountBusy: another update of this account kept it locked", **_row(row)
