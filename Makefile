@@ -35,7 +35,7 @@ test: lint typecheck
 unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m "not integration"
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/roundtrip.py
 
 # The Docker image's pinned dependencies.

@@ -5,6 +5,7 @@ Runs in the worker only: it hands the chunk to the worker context's bulk engine.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -47,7 +48,10 @@ def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
     except Exception:  # kept in the outbox: the worker's next tick sends it
         logger.warning("bulk %s: could not send its notification yet", bulk_id)
     if report.paused:
-        return _pause(self, ctx, str(bulk_id), int(number), report.as_dict())
+        try:
+            return _pause(self, ctx, str(bulk_id), int(number), report.as_dict())
+        except RedisError as exc:  # neither parked nor re-sent: run again once Redis is back
+            raise self.retry(exc=exc, countdown=1, max_retries=None) from None
     logger.info(
         "bulk %s chunk %d: %d ok, %d unchanged, %d failed, %d cancelled, %d to retry, in %.0fms",
         bulk_id,
@@ -76,9 +80,11 @@ def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
             else requeue_delay(settings, self.request.retries, None)
         )
         # The chunk's rows must outlive the wait, however long the bulk's records live.
-        ctx.redis.expire(
-            Keys(str(bulk_id)).chunk(int(number)), int(countdown) + settings.result_expires
-        )
+        # (Redis away: they keep the TTL they were stored with, VOICEMAIL_RESULT_EXPIRES.)
+        with contextlib.suppress(RedisError):
+            ctx.redis.expire(
+                Keys(str(bulk_id)).chunk(int(number)), int(countdown) + settings.result_expires
+            )
         logger.info(
             "bulk %s chunk %d: %d rows still failing, re-queued in %.1fs",
             bulk_id,

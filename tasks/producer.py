@@ -25,7 +25,7 @@ import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-from worker.coordination.ordering import next_seq
+from worker.coordination.ordering import NEXT_SEQ_SCRIPT, SEQ_KEY, next_seq
 from worker.core import constants as C
 from worker.core.connections import text
 from worker.core.errors import AccountNotFound, InputError, VoicemailError, describe
@@ -147,6 +147,21 @@ def once(key: str | None, new_id: str) -> Iterator[str | None]:
         raise
 
 
+def _numbered_if_known(account: str) -> int:
+    """The store check and the update's number in one round trip (it is on every update's
+    path); raises AccountNotFound. A number spent on a missing account is a harmless gap."""
+    client = _client()
+    if credential_store().exists_env(account):
+        return next_seq(client)
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hexists(C.ACCOUNTS_KEY, account)
+        client.register_script(NEXT_SEQ_SCRIPT)(keys=[SEQ_KEY], args=[1, 0], client=pipe)
+        known, seq = pipe.execute()
+    if not known:
+        _require_account(account)  # says it, the same way as everywhere
+    return int(seq)
+
+
 def enqueue_get(account: str) -> str:
     name = check_account(account)
     _require_account(name)
@@ -159,22 +174,21 @@ def enqueue_update(
 ) -> str:
     """Queue an update; with `idempotency_key`, a repeated call returns the first job's id."""
     name, send_, email_ = check_update(account, send, email)
-    _require_account(name)
     job_id = str(uuid.uuid4())
     with _redis_errors(), once(idempotency_key, job_id) as existing:
         if existing is not None:
             return existing
-        seq = next_seq(_client())
+        seq = _numbered_if_known(name)
         app.send_task(
             "voicemail.update", args=[name, send_, email_], kwargs={"seq": seq}, task_id=job_id
         )
         return job_id
 
 
-def _status(result: AsyncResult) -> JobStatus:  # type: ignore[type-arg]
+def _status(result: AsyncResult, check_known: bool = True) -> JobStatus:  # type: ignore[type-arg]
     job_id = str(result.id)
     state = str(result.state)
-    if state == PENDING and not _client().exists(job_key(job_id)):
+    if state == PENDING and check_known and not _client().exists(job_key(job_id)):
         return JobStatus(
             job_id,
             UNKNOWN,
@@ -206,8 +220,13 @@ def wait(job_id: str, timeout: float = 30.0) -> JobStatus:
     deadline = started + timeout
     with _redis_errors():
         result: AsyncResult = AsyncResult(job_id, app=app)  # type: ignore[type-arg]
+        first = True
         while True:
-            status = _status(result)
+            # Whether the id was ever issued matters only once the job is slow to show:
+            # not on the first look, which is on every job's path (an unknown id is
+            # given `_UNKNOWN_GRACE` anyway).
+            status = _status(result, check_known=not first)
+            first = False
             remaining = deadline - time.monotonic()
             # A job another service sent by name is unknown here until a worker starts
             # it; give it a moment before calling the id unknown.

@@ -1,4 +1,4 @@
-"""The asyncio client: against httpx.MockTransport, and over a real socket via httpx-aiohttp."""
+"""The asyncio client: against httpx.MockTransport, and over a real socket with aiohttp."""
 
 from __future__ import annotations
 

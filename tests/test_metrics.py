@@ -153,6 +153,7 @@ def test_a_bad_metrics_auth_setting_is_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "VOICEMAIL_METRICS_BASIC_AUTH" in done.stderr
+    assert "just-a-user" not in done.stderr  # a credential is never echoed
 
 
 def _answers(url: str) -> bool:

@@ -34,6 +34,9 @@ def test_celery_urls_override_redis_url(monkeypatch: pytest.MonkeyPatch) -> None
         ("VOICEMAIL_READ_TIMEOUT", "-1", "VOICEMAIL_READ_TIMEOUT"),
         ("VOICEMAIL_RETRY_ATTEMPTS", "0", "VOICEMAIL_RETRY_ATTEMPTS"),
         ("VOICEMAIL_RESULT_EXPIRES", "soon", "VOICEMAIL_RESULT_EXPIRES"),
+        ("VOICEMAIL_ORDERING_TTL", "10", "VOICEMAIL_ORDERING_TTL"),
+        ("VOICEMAIL_METRICS_BASIC_AUTH", "prom", "VOICEMAIL_METRICS_BASIC_AUTH"),
+        ("VOICEMAIL_METRICS_BASIC_AUTH", "prom:pw,:pw2", "VOICEMAIL_METRICS_BASIC_AUTH"),
     ],
 )
 def test_bad_variable_is_named(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from worker.coordination import bulk_control
 from worker.coordination.bulk_records import RECORD_SCRIPT, Keys, record_args
@@ -24,8 +25,7 @@ def _apply(bulk_id: str, op: bulk_control.Op) -> tuple[bool, BulkStatus]:
     with _redis_errors():
         client = _client()
         change = bulk_control.control(client, bulk_id, op, ttl)
-        if change.changed:
-            _wake(client, bulk_id, change.parked)
+        _wake(client, bulk_id, change.parked)
         if change.changed and op == "cancel":
             # Every row may have been recorded by now: stamp finished_at in that case.
             keys = Keys(bulk_id)
@@ -36,7 +36,7 @@ def _apply(bulk_id: str, op: bulk_control.Op) -> tuple[bool, BulkStatus]:
         return change.changed, read_status(client, bulk_id)
 
 
-def _wake(client: object, bulk_id: str, parked: dict[int, int]) -> None:
+def _wake(client: Any, bulk_id: str, parked: dict[int, int]) -> None:
     """Queue the chunks a pause parked, with the retries they had spent."""
     for number, retries in sorted(parked.items()):
         try:
@@ -45,7 +45,7 @@ def _wake(client: object, bulk_id: str, parked: dict[int, int]) -> None:
             # Not lost: parked again, for the next resume (or cancel) to queue.
             keys = Keys(bulk_id)
             rest = {n: r for n, r in parked.items() if n >= number}
-            client.hset(keys.parked, mapping=rest)  # type: ignore[attr-defined]
+            client.hset(keys.parked, mapping=rest)
             raise
     if parked:
         logger.info("bulk %s: %d parked chunks queued again", bulk_id, len(parked))

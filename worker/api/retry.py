@@ -178,8 +178,19 @@ class _Policy:
 
 
 def call_with_retries(settings: Settings, fn: Callable[[], T]) -> T:
-    """Short in-process retries for a blocking call (single jobs)."""
-    return tenacity.Retrying(**_Policy(settings).kwargs())(fn)
+    """Short in-process retries for a blocking call (single jobs).
+
+    As for bulk rows, the first attempt runs outside tenacity: it is on every job's path,
+    and nearly always the only one."""
+    try:
+        return fn()
+    except Exception as exc:
+        policy = _Policy(settings)
+        if not policy.count(exc) or policy.spent():
+            raise
+        first = exc
+    time.sleep(policy.delay(first))
+    return tenacity.Retrying(**policy.kwargs())(fn)
 
 
 async def acall_with_retries(settings: Settings, fn: Callable[[], Awaitable[T]]) -> T:

@@ -204,7 +204,12 @@ class Settings(BaseSettings):
         return self.result_backend_override or self.redis_url
 
 
-_SECRET_VARIABLES = {"VOICEMAIL_SECRET_KEY", "PLUSOFON_TOKEN", "VOICEMAIL_OLD_SECRET_KEYS"}
+_SECRET_VARIABLES = {
+    "VOICEMAIL_SECRET_KEY",
+    "PLUSOFON_TOKEN",
+    "VOICEMAIL_OLD_SECRET_KEYS",
+    "VOICEMAIL_METRICS_BASIC_AUTH",
+}
 
 
 def _explain(error: pydantic.ValidationError) -> str:

@@ -162,10 +162,11 @@ def _remember_job(
         return
     if headers.get("voicemail_untracked"):  # a notification (notify.py): not ours to run
         return
-    client = connections().redis
     job_id = str(headers["id"])
-    recovery.on_publish(client, job_id, sender, body, routing_key or "celery", headers)
-    if headers.get("retries"):
-        return
-    record = {"task": sender, "argsrepr": headers.get("argsrepr"), "at": time.time()}
-    client.set(job_key(job_id), json.dumps(record), ex=get_settings().result_expires)
+    # One round trip per publish: it is on every job's path.
+    with connections().redis.pipeline(transaction=False) as pipe:
+        recovery.on_publish(pipe, job_id, sender, body, routing_key or "celery", headers)
+        if not headers.get("retries"):
+            record = {"task": sender, "argsrepr": headers.get("argsrepr"), "at": time.time()}
+            pipe.set(job_key(job_id), json.dumps(record), ex=get_settings().result_expires)
+        pipe.execute()

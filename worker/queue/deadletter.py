@@ -45,10 +45,15 @@ def record(client: Any, letter: DeadLetter) -> None:
 
 def forget(client: Any, job_id: str) -> bool:
     with client.pipeline(transaction=True) as pipe:
-        pipe.hdel(DEAD_KEY, job_id)
-        pipe.zrem(DEAD_INDEX, job_id)
+        forget_in(pipe, job_id)
         removed, _ = pipe.execute()
     return bool(removed)
+
+
+def forget_in(pipe: Any, job_id: str) -> None:
+    """Queue the commands that drop `job_id` from the list, on the caller's pipeline."""
+    pipe.hdel(DEAD_KEY, job_id)
+    pipe.zrem(DEAD_INDEX, job_id)
 
 
 def get(client: Any, job_id: str) -> DeadLetter | None:

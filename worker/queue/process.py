@@ -41,7 +41,6 @@ def install() -> None:
         (signals.task_received, _received),
         (signals.task_postrun, _finished),
         (signals.task_failure, _dead_letter),
-        (signals.task_success, _revived),
         (signals.after_setup_logger, _redact_logs),
         (signals.after_setup_task_logger, _redact_logs),
     ):
@@ -126,11 +125,13 @@ def _received(request: Any = None, **_: Any) -> None:
     published_at = (getattr(request, "_request_dict", None) or {}).get(recovery.HEADER)
     tag = getattr(getattr(request, "message", None), "delivery_tag", None)
     try:
-        if tag:
-            liveness.record_received(client, context.instance(), str(tag))
-        if published_at is not None:
-            queue = (request.delivery_info or {}).get("routing_key") or "celery"
-            recovery.on_received(client, queue, float(published_at))
+        with client.pipeline(transaction=False) as pipe:  # one round trip per job
+            if tag:
+                liveness.record_received(pipe, context.instance(), str(tag))
+            if published_at is not None:
+                queue = (request.delivery_info or {}).get("routing_key") or "celery"
+                recovery.on_received(pipe, queue, float(published_at))
+            pipe.execute()
     except Exception:  # bookkeeping must never cost a job
         logger.warning("could not record receipt of job %s", request.id, exc_info=True)
 
@@ -142,7 +143,12 @@ def _finished(task_id: str | None = None, state: str | None = None, **_: Any) ->
     ctx.flush_stats()
     if task_id and state in ("SUCCESS", "FAILURE"):
         try:
-            recovery.on_finished(ctx.redis, task_id)
+            # One round trip per finished job: it is on every job's path.
+            with ctx.redis.pipeline(transaction=False) as pipe:
+                recovery.on_finished(pipe, task_id)
+                if state == "SUCCESS":  # a dead letter's id that succeeds after all
+                    deadletter.forget_in(pipe, task_id)
+                pipe.execute()
         except Exception:
             logger.warning("could not clear job %s from the pending list", task_id, exc_info=True)
 
@@ -165,13 +171,6 @@ def _dead_letter(
         deadletter.record(context.current().redis, letter)
     except Exception:  # the failure itself is stored by Celery; log that the list missed it
         logger.exception("could not record dead letter for job %s", task_id)
-
-
-def _revived(sender: Any = None, **_: Any) -> None:
-    name = getattr(sender, "name", "") or ""
-    request = getattr(sender, "request", None)
-    if name.startswith("voicemail.") and request is not None and request.id:
-        deadletter.forget(context.current().redis, str(request.id))
 
 
 def _redact_logs(logger: logging.Logger | None = None, **_: Any) -> None:

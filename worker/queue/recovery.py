@@ -44,27 +44,26 @@ MARGIN = 1.0  # seconds of publish-order slack between producers
 def on_publish(
     client: Any, job_id: str, task: str, body: Any, queue: str, headers: dict[str, Any]
 ) -> None:
+    """Track the job; `client` may be a pipeline, for the caller to execute with its own."""
     now = time.time()
     headers[HEADER] = now
     args, kwargs = (
         (body[0], body[1]) if isinstance(body, list | tuple) and len(body) >= 2 else ([], {})
     )
     record = {"task": task, "args": args, "kwargs": kwargs, "queue": queue, "at": now}
-    with client.pipeline(transaction=False) as pipe:
-        pipe.zadd(PENDING_KEY, {job_id: now})
-        pipe.hset(PENDING_MSG, job_id, json.dumps(record, default=repr))
-        pipe.execute()
+    client.zadd(PENDING_KEY, {job_id: now})
+    client.hset(PENDING_MSG, job_id, json.dumps(record, default=repr))
 
 
 def on_received(client: Any, queue: str, published_at: float) -> None:
+    """`client` may be a pipeline."""
     client.zadd(THROUGH_KEY, {queue: published_at}, gt=True)  # only ever moves forward
 
 
 def on_finished(client: Any, job_id: str) -> None:
-    with client.pipeline(transaction=False) as pipe:
-        pipe.zrem(PENDING_KEY, job_id)
-        pipe.hdel(PENDING_MSG, job_id)
-        pipe.execute()
+    """`client` may be a pipeline."""
+    client.zrem(PENDING_KEY, job_id)
+    client.hdel(PENDING_MSG, job_id)
 
 
 def _unacked_ids(client: Any) -> set[str]:
