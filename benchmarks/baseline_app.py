@@ -47,3 +47,9 @@ def update(token: str, send: bool, email: str) -> bool:
     )
     response.raise_for_status()
     return True
+
+
+@app.task(name="baseline.noop")
+def noop() -> str:
+    """A bare Celery no-op, for benchmarks/roundtrip.py: the queue with nothing of ours."""
+    return "pong"

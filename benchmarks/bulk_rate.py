@@ -9,8 +9,8 @@ line, then measures:
   (b) the hand-written baseline: one Celery task per account, blocking httpx and
       tenacity on a prefork pool of 2 (benchmarks/baseline_app.py), on 500 accounts;
   (c) ceilings: one asyncio loop PATCHing N accounts straight at the simulator, no
-      queue, with httpx over the transport the engine uses (httpx-aiohttp), with
-      httpx's own async pool, and with aiohttp itself.
+      queue, with httpx over httpx-aiohttp, with httpx's own async pool, and with
+      aiohttp itself (what the engine sends with).
 Prints accounts/s, the ratios, and the peak RSS of the worker (main process, pool
 and engine processes) and of the producer.
 """
@@ -308,14 +308,14 @@ def main() -> int:
             print(f"(b) baseline, {base_n} tasks, prefork 2:    {base_rate:8.0f} accounts/s")
             ceilings = {}
             for label, coro in (
-                ("httpx + httpx-aiohttp (engine's)", ceiling_httpx(sim.url, names, "aiohttp")),
+                ("httpx + httpx-aiohttp", ceiling_httpx(sim.url, names, "aiohttp")),
                 ("httpx, own async pool", ceiling_httpx(sim.url, names, "httpx")),
-                ("aiohttp alone", ceiling_aiohttp(sim.url, names)),
+                ("aiohttp alone (the engine's client)", ceiling_aiohttp(sim.url, names)),
             ):
                 ceilings[label] = n / run_loop(coro)
-                print(f"(c) ceiling, {label:32s} {ceilings[label]:8.0f} accounts/s")
-            httpx_ceiling = ceilings["httpx + httpx-aiohttp (engine's)"]
-            aiohttp_ceiling = ceilings["aiohttp alone"]
+                print(f"(c) ceiling, {label:36s} {ceilings[label]:8.0f} accounts/s")
+            httpx_ceiling = ceilings["httpx + httpx-aiohttp"]
+            aiohttp_ceiling = ceilings["aiohttp alone (the engine's client)"]
             print()
             print(f"bulk / baseline:          {bulk_rate / base_rate:6.1f}x   (target >= 30x)")
             print(f"bulk / httpx ceiling:     {bulk_rate / httpx_ceiling:6.2f}    (target >= 0.8)")

@@ -8,7 +8,9 @@ Procfile's `worker:` line (defaults), then, alternating so that noise hits all a
   - a `voicemail.get` job sent by name by a plain Celery client (`send_task`, `.get()`);
   - a `voicemail.ping` (a task that does nothing) sent and awaited the same plain way;
   - a direct GET at the simulator.
-The floor is the ping's p50 plus the direct GET's p50: what any job must cost. Then
+The floor is the ping's p50 plus the direct GET's p50: what any job must cost. For
+context, a bare Celery worker (benchmarks/baseline_app.py, threads 32, none of this
+project's code) answers a no-op on the same Redis, alternating with the rest. Then
 throughput: `--burst` `voicemail.get` jobs enqueued at once, and as many pings, each
 timed from the first enqueue to the last result stored.
 """
@@ -20,6 +22,7 @@ import datetime
 import os
 import secrets
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -81,6 +84,29 @@ def main() -> int:
         }
         os.environ.update(env)
         worker = start_procfile_worker(dict(os.environ), log_dir, "worker")
+        bare = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "celery"),
+                "-A",
+                "benchmarks.baseline_app",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "32",
+                "-Q",
+                "baseline",
+                "--loglevel",
+                "WARNING",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            env={**os.environ, "BASELINE_REDIS_URL": redis_service.url, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open(log_dir / "bare.log", "w"),  # noqa: SIM115
+            start_new_session=True,
+        )
         plain = Celery("other-service", broker=redis_service.url, backend=redis_service.url)
         plain.conf.update(task_serializer="json", accept_content=["json"], result_extended=True)
         try:
@@ -105,8 +131,12 @@ def main() -> int:
             def direct() -> None:
                 http.get("/api/v1/voicemail").raise_for_status()
 
-            samples: dict[str, list[float]] = {"job": [], "by_name": [], "ping": [], "direct": []}
+            def bare_noop() -> None:
+                plain.send_task("baseline.noop", queue="baseline").get(timeout=30)
+
             steps = {"job": job, "by_name": by_name, "ping": ping, "direct": direct}
+            steps["bare"] = bare_noop
+            samples: dict[str, list[float]] = {label: [] for label in steps}
             for _ in range(20):  # warm up connections and imports on every side
                 for step in steps.values():
                     step()
@@ -119,6 +149,8 @@ def main() -> int:
             sim.close()
         finally:
             plain.close()
+            bare.terminate()
+            bare.wait(30)
             worker.stop()
             sim_service.stop()
             redis_service.stop()
@@ -136,6 +168,7 @@ def main() -> int:
     )
     print(f"voicemail.ping (no-op), sent by name:    p50 {p50(samples['ping']):6.2f} ms")
     print(f"direct GET at the simulator:             p50 {p50(samples['direct']):6.2f} ms")
+    print(f"bare Celery no-op (none of our code):    p50 {p50(samples['bare']):6.2f} ms")
     print(f"floor (ping p50 + direct GET p50):           {floor:6.2f} ms")
     print()
     print(f"job / floor, producer API: {p50(samples['job']) / floor:5.2f}   (target <= 1.3)")
