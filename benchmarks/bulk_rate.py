@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
@@ -103,6 +104,45 @@ def start_procfile_worker(env: dict[str, str], log_dir: Path, label: str) -> sta
     return stack.Service(label, proc)
 
 
+def start_stack(
+    log_dir: Path, generate: int, latency_ms: float = 0.0, *, lean: bool = False
+) -> tuple[dict[str, str], stack.Service, stack.Service]:
+    """A Redis and a simulator of the benchmark's own, and the environment that points the
+    project at them (with a fresh secret key): (env, redis, simulator)."""
+    redis_service = stack.start_redis(log_dir)
+    sim = stack.start_simulator(log_dir, latency_ms=latency_ms, generate=generate, lean=lean)
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_service.url,
+        "PLUSOFON_API_URL": sim.url,
+        "VOICEMAIL_SECRET_KEY": secrets.token_urlsafe(32),
+    }
+    return env, redis_service, sim
+
+
+def submit_and_wait(env: dict[str, str], path: Path) -> tuple[dict[str, Any], float, float]:
+    """`voicemail bulk submit FILE --wait`, as a user runs it: its summary, the seconds
+    from the command's start to its exit, and the producer's peak RSS (MB). Raises
+    SystemExit unless every row succeeded."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(BIN / "voicemail"), "bulk", "submit", str(path), "--wait"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    rss = PeakRss(proc.pid)
+    out, _ = proc.communicate(timeout=6 * 3600)
+    elapsed = time.perf_counter() - started
+    peak = rss.stop()
+    lines = out.strip().splitlines()
+    summary: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    if summary.get("state") != "DONE" or summary.get("failed"):
+        raise SystemExit(f"bulk did not finish cleanly: {out}")
+    return summary, elapsed, peak
+
+
 def run_bulk(env: dict[str, str], names: list[str], tmp: Path) -> tuple[float, float, float]:
     """Submit with the CLI, as a user would.
 
@@ -114,22 +154,9 @@ def run_bulk(env: dict[str, str], names: list[str], tmp: Path) -> tuple[float, f
         fh.write("account,send,email\n")
         for name in names:
             fh.write(f"{name},true,{name}@new.example.com\n")
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [str(BIN / "voicemail"), "bulk", "submit", str(path), "--wait"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    rss = PeakRss(proc.pid)
-    out, _ = proc.communicate(timeout=3600)
-    elapsed = time.perf_counter() - started
-    peak = rss.stop()
-    if '"failed": 0' not in out or '"state": "DONE"' not in out:
-        raise SystemExit(f"bulk did not finish cleanly: {out}")
+    summary, elapsed, peak = submit_and_wait(env, path)
     status = subprocess.run(
-        [str(BIN / "voicemail"), "bulk", "status", json.loads(out)["bulk_id"]],
+        [str(BIN / "voicemail"), "bulk", "status", summary["bulk_id"]],
         env=env,
         capture_output=True,
         text=True,
@@ -265,14 +292,7 @@ def main() -> int:
     base_n = 0 if args.memory else args.baseline_accounts
 
     with stack.temp_dir("voicemail-bench-") as log_dir:
-        redis_service = stack.start_redis(log_dir)
-        sim = stack.start_simulator(log_dir, latency_ms=args.latency_ms, generate=n + base_n)
-        env = {
-            **os.environ,
-            "REDIS_URL": redis_service.url,
-            "PLUSOFON_API_URL": sim.url,
-            "VOICEMAIL_SECRET_KEY": secrets.token_urlsafe(32),
-        }
+        env, redis_service, sim = start_stack(log_dir, n + base_n, args.latency_ms)
         services = [sim, redis_service]
         try:
             names = accounts(n)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import secrets
 import shlex
 import subprocess
 import sys
@@ -39,6 +37,7 @@ from benchmarks.bulk_rate import (  # noqa: E402
     import_accounts,
     procfile_worker,
     start_procfile_worker,
+    start_stack,
 )
 from simulator import stack  # noqa: E402
 
@@ -96,14 +95,7 @@ def main() -> int:
     n = args.accounts
 
     with stack.temp_dir("voicemail-safety-") as log_dir:
-        redis_service = stack.start_redis(log_dir)
-        sim = stack.start_simulator(log_dir, latency_ms=args.latency_ms, generate=n)
-        env = {
-            **os.environ,
-            "REDIS_URL": redis_service.url,
-            "PLUSOFON_API_URL": sim.url,
-            "VOICEMAIL_SECRET_KEY": secrets.token_urlsafe(32),
-        }
+        env, redis_service, sim = start_stack(log_dir, n, args.latency_ms)
         services = [sim, redis_service]
         try:
             names = accounts(n)

@@ -21,16 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import secrets
 import shlex
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import redis
@@ -47,6 +43,8 @@ from benchmarks.bulk_rate import (  # noqa: E402
     procfile_worker,
     run_loop,
     start_procfile_worker,
+    start_stack,
+    submit_and_wait,
 )
 from simulator import stack  # noqa: E402
 
@@ -101,23 +99,9 @@ class Bulk:
     def __init__(self, env: dict[str, str], path: Path, worker_pid: int, redis_pid: int) -> None:
         worker_before = stack.tree_cpu_seconds(worker_pid)
         redis_before = stack.tree_cpu_seconds(redis_pid)
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            [str(BIN / "voicemail"), "bulk", "submit", str(path), "--wait"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        rss = PeakRss(proc.pid)
-        out, _ = proc.communicate(timeout=6 * 3600)
-        self.seconds = time.perf_counter() - started
-        self.producer_rss = rss.stop()
+        self.summary, self.seconds, self.producer_rss = submit_and_wait(env, path)
         worker_cpu = stack.tree_cpu_seconds(worker_pid) - worker_before
         redis_cpu = stack.tree_cpu_seconds(redis_pid) - redis_before
-        self.summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-        if self.summary.get("state") != "DONE" or self.summary.get("failed"):
-            raise SystemExit(f"the bulk did not finish cleanly: {self.summary}")
         self.rows = int(self.summary["total"])
         self.rate = self.rows / self.seconds
         self.cpu_per_1000 = (worker_cpu + redis_cpu) / self.rows * 1000
@@ -154,14 +138,7 @@ def main() -> int:
     n = args.accounts
 
     with stack.temp_dir("voicemail-scale-") as log_dir:
-        redis_service = stack.start_redis(log_dir)
-        sim = stack.start_simulator(log_dir, latency_ms=args.latency_ms, generate=n, lean=True)
-        env = {
-            **os.environ,
-            "REDIS_URL": redis_service.url,
-            "PLUSOFON_API_URL": sim.url,
-            "VOICEMAIL_SECRET_KEY": secrets.token_urlsafe(32),
-        }
+        env, redis_service, sim = start_stack(log_dir, n, args.latency_ms, lean=True)
         client = redis.Redis.from_url(redis_service.url)
         services = [sim, redis_service]
         redis_pid = redis_service.process.pid

@@ -100,19 +100,35 @@ def test_metrics_count_bulks_by_state(
     assert bulks("CANCELLED") >= 1 and bulks("PAUSED") == 0
 
 
+class Exporter:
+    """`voicemail metrics` under `env`, on a free port; `stderr` is read when it stops."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        port = stack.free_port()
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.stderr = ""
+        self._proc = subprocess.Popen(
+            [VOICEMAIL, "metrics", "--port", str(port), "--host", "127.0.0.1"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def __enter__(self) -> Exporter:
+        stack.wait_until(lambda: _answers(self.url), 30, "the exporter")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._proc.terminate()
+        _, self.stderr = self._proc.communicate(timeout=10)
+
+
 def test_exporter_asks_for_credentials_when_configured(tmp_path: Path) -> None:
-    port = stack.free_port()
     env = {**os.environ, "VOICEMAIL_METRICS_BASIC_AUTH": "prom:s3cret, ops:other-pass"}
-    proc = subprocess.Popen(
-        [VOICEMAIL, "metrics", "--port", str(port), "--host", "127.0.0.1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}/metrics"
-    try:
-        stack.wait_until(lambda: _answers(url), 30, "the exporter")
+    exporter = Exporter(env)
+    with exporter:
+        url = exporter.url
         assert httpx.get(url).status_code == 401
         assert httpx.get(url).headers["WWW-Authenticate"].startswith("Basic")
         assert httpx.get(url, auth=("prom", "wrong")).status_code == 401
@@ -120,30 +136,15 @@ def test_exporter_asks_for_credentials_when_configured(tmp_path: Path) -> None:
         ok = httpx.get(url, auth=("prom", "s3cret"))
         assert ok.status_code == 200 and "voicemail_queue_depth" in ok.text
         assert httpx.get(url, auth=("ops", "other-pass")).status_code == 200
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=10)
-    assert "VOICEMAIL_METRICS_BASIC_AUTH is not set" not in err
+    assert "VOICEMAIL_METRICS_BASIC_AUTH is not set" not in exporter.stderr
 
 
 def test_exporter_without_credentials_is_open_and_says_so() -> None:
-    port = stack.free_port()
     env = {k: v for k, v in os.environ.items() if k != "VOICEMAIL_METRICS_BASIC_AUTH"}
-    proc = subprocess.Popen(
-        [VOICEMAIL, "metrics", "--port", str(port), "--host", "127.0.0.1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}/metrics"
-    try:
-        stack.wait_until(lambda: _answers(url), 30, "the exporter")
-        assert httpx.get(url).status_code == 200
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=10)
-    assert err.count("VOICEMAIL_METRICS_BASIC_AUTH is not set") == 1
+    exporter = Exporter(env)
+    with exporter:
+        assert httpx.get(exporter.url).status_code == 200
+    assert exporter.stderr.count("VOICEMAIL_METRICS_BASIC_AUTH is not set") == 1
 
 
 def test_a_bad_metrics_auth_setting_is_one_line(tmp_path: Path) -> None:

@@ -126,7 +126,7 @@ class Keys:
         return f"{self.chunk_prefix}{number}"
 
     def record_keys(self) -> list[str]:
-        """For `record_outcomes.lua`: the bulk's own keys, then the notification outbox."""
+        """For `record_outcomes.lua`, meta first (the outbox is a constant of the script)."""
         return [self.meta, self.done, self.failures, self.rate, self.cancelled, self.before]
 
     def all(self) -> list[str]:

@@ -44,7 +44,7 @@ def _no_guard() -> None:
     return None
 
 
-async def _nothing_before(row: BulkRow, current: VoicemailSettings) -> bool:
+async def _nothing_before(row: BulkRow, current: VoicemailSettings | None) -> bool:
     return False
 
 
@@ -62,7 +62,7 @@ async def apply_row(
     mode: Mode,
     unsure: bool,
     guard: Guard = _no_guard,
-    before: Before = _nothing_before,  # type: ignore[assignment]
+    before: Before = _nothing_before,
 ) -> str:
     """GET (when the mode or an unsure claim asks) and PATCH one row; `guard` runs before
     every attempt. Returns the outcome code."""
