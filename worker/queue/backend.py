@@ -1,16 +1,38 @@
-"""The result backend: Celery's Redis backend, minus stored tracebacks.
+"""The result backend: Celery's Redis backend, minus stored tracebacks, plus dead letters.
 
 A poller reads a failure as its type and message (`UserNotFound: User not
 found.`); the traceback, with file paths and code, stays in the worker's log.
+A job's dead letter is written before its FAILURE is stored, so whoever saw the
+failure through `wait` finds it in `voicemail dead list` (Celery's `task_failure`
+signal fires only after the result is stored, celery/app/trace.py handle_failure).
 Configured as `worker.backend:RedisBackend+redis://...` (Celery's `class+URL`).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from celery import states
 from celery.backends.redis import RedisBackend as _CeleryRedisBackend
 from celery.backends.redis import SentinelBackend as _CelerySentinelBackend
+
+from . import deadletter
+
+logger = logging.getLogger(__name__)
+
+
+def _dead_letter(client: Any, task_id: str, request: Any, exc: Any) -> None:
+    name = getattr(request, "task", None) or ""
+    if not name.startswith("voicemail.") or not isinstance(exc, BaseException):
+        return
+    args, kwargs = getattr(request, "args", None), getattr(request, "kwargs", None)
+    retries = getattr(request, "retries", 0) or 0
+    letter = deadletter.letter_from(task_id, name, args, kwargs, exc, retries)
+    try:
+        deadletter.record(client, letter)
+    except Exception:  # the failure itself is still stored; log that the list missed it
+        logger.exception("could not record dead letter for job %s", task_id)
 
 
 class _NoTraceback:
@@ -23,6 +45,8 @@ class _NoTraceback:
         request: Any = None,
         **kwargs: Any,
     ) -> Any:
+        if state == states.FAILURE and request is not None:
+            _dead_letter(self.client, task_id, request, result)  # type: ignore[attr-defined]
         return super().store_result(task_id, result, state, None, request, **kwargs)  # type: ignore[misc]
 
 

@@ -1,7 +1,8 @@
 """Dead letters: every job that failed for good, kept with its reason until re-driven.
 
-A job lands here when it fails permanently or runs out of retries (Celery's
-`task_failure`, which a retry does not send). `voicemail dead list` shows them,
+A job lands here when it fails permanently or runs out of retries: the result backend
+writes it just before it stores the FAILURE (`worker.queue.backend`; a retry stores
+none). `voicemail dead list` shows them,
 `voicemail dead retry` sends each again under a new id with the same arguments
 (an update keeps its sequence number, so a re-drive never overwrites a newer
 update of the account). A job id that later succeeds leaves the list by itself.

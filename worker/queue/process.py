@@ -40,7 +40,6 @@ def install() -> None:
         (signals.worker_shutdown, _on_shutdown),
         (signals.task_received, _received),
         (signals.task_postrun, _finished),
-        (signals.task_failure, _dead_letter),
         (signals.after_setup_logger, _redact_logs),
         (signals.after_setup_task_logger, _redact_logs),
     ):
@@ -151,26 +150,6 @@ def _finished(task_id: str | None = None, state: str | None = None, **_: Any) ->
                 pipe.execute()
         except Exception:
             logger.warning("could not clear job %s from the pending list", task_id, exc_info=True)
-
-
-def _dead_letter(
-    sender: Any = None,
-    task_id: str | None = None,
-    exception: BaseException | None = None,
-    args: Any = None,
-    kwargs: Any = None,
-    **_: Any,
-) -> None:
-    """A job that failed for good is listed, never dropped silently."""
-    name = getattr(sender, "name", "") or ""
-    if not name.startswith("voicemail.") or task_id is None or exception is None:
-        return
-    retries = getattr(getattr(sender, "request", None), "retries", 0) or 0
-    letter = deadletter.letter_from(task_id, name, args, kwargs, exception, retries)
-    try:
-        deadletter.record(context.current().redis, letter)
-    except Exception:  # the failure itself is stored by Celery; log that the list missed it
-        logger.exception("could not record dead letter for job %s", task_id)
 
 
 def _redact_logs(logger: logging.Logger | None = None, **_: Any) -> None:
