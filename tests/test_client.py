@@ -45,6 +45,23 @@ def test_get_sends_the_documented_headers() -> None:
     assert request.headers["Authorization"] == "Bearer secret-token-123"
 
 
+def test_a_base_path_is_kept_and_no_cookie_crosses_accounts() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        headers = {"Set-Cookie": "session=of-acme; Path=/"}
+        return httpx.Response(200, json={"email": "vm@acme.ru", "send": True}, headers=headers)
+
+    settings = settings_for("http://api.test/proxy/")
+    with PlusofonClient(settings, transport=httpx.MockTransport(handler)) as client:
+        client.get_voicemail(CREDS)
+        client.get_voicemail(Credentials("other", "token-of-other"))
+    assert [str(r.url) for r in seen] == ["http://api.test/proxy/api/v1/voicemail"] * 2
+    assert "Cookie" not in seen[1].headers
+    assert seen[1].headers["Authorization"] == "Bearer token-of-other"
+
+
 def test_patch_sends_both_fields_and_per_account_client() -> None:
     seen: list[httpx.Request] = []
 

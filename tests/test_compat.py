@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kombu.transport import redis as kombu_redis
 
-from worker.queue import compat
+from worker.queue import compat, reuse
 
 
 class _Channel:
@@ -117,3 +117,33 @@ def test_blocking_client_sockets_reset_on_close() -> None:
     pool = client._http._transport._pool  # type: ignore[attr-defined]
     assert ABORT_ON_CLOSE in pool._socket_options
     client.close()
+
+
+def test_a_kombu_channel_reuses_one_redis_client_per_pool(redis_url: str) -> None:
+    """kombu 5.7 built a `redis.Redis` per command (about as costly as the round trip on
+    redis-py 8); with `reuse_clients` a channel keeps one, and a new one with a new pool."""
+    from kombu import Connection
+
+    reuse.reuse_clients()
+    with Connection(redis_url) as conn:
+        channel: Any = conn.default_channel
+        first = channel._create_client()
+        assert channel._create_client() is first
+        # The BRPOP client (kombu's own cached `client`) stays apart.
+        assert channel._create_client(asynchronous=True) is not first
+        with channel.conn_or_acquire() as client:
+            assert client is first
+            client.set("voicemail:test:compat", "1", ex=5)
+        channel._disconnect_pools()  # what kombu does on a lost connection
+        second = channel._create_client()
+        assert second is not first
+        assert second.get("voicemail:test:compat") == b"1"
+
+
+def test_reusing_clients_is_installed_once() -> None:
+    channel: Any = kombu_redis.Channel
+    reuse.reuse_clients()
+    create = channel._create_client
+    reuse.reuse_clients()
+    assert channel._create_client is create
+    assert reuse._creates_plain_clients()

@@ -245,3 +245,10 @@ def test_the_kombu_work_around_matches_the_installed_kombu() -> None:
     from worker.queue import compat
 
     assert compat._has_expected_shape()
+
+
+def test_the_kombu_client_reuse_matches_the_installed_kombu() -> None:
+    """reuse.py wraps a kombu method: the shape it was written for must still be there."""
+    from worker.queue import reuse
+
+    assert reuse._creates_plain_clients()

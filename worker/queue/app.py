@@ -24,7 +24,7 @@ from ..core import constants as C
 from ..core.connections import is_sentinel, redis_client
 from ..core.settings import Settings, get_settings
 from ..store.credentials import CredentialStore
-from . import recovery
+from . import recovery, reuse
 from .backend import backend_url
 
 # Where the task definitions live; a worker imports them, a producer sends by name.
@@ -88,6 +88,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
+    reuse.reuse_clients()  # kombu's per-command redis.Redis costs as much as the round trip
     celery = Celery("voicemail", include=TASK_MODULES)
     config = celery_config(settings)
     # Redis Sentinel: kombu and Celery find the master by name through transport options.

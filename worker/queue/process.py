@@ -153,6 +153,8 @@ def _finished(task_id: str | None = None, state: str | None = None, **_: Any) ->
 
 
 def _redact_logs(logger: logging.Logger | None = None, **_: Any) -> None:
+    # httpx logs every request at INFO; each job already logs one line with its outcome.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     install_redaction(logger)
     install_redaction()
     if get_settings().log_json:
