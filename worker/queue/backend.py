@@ -11,6 +11,7 @@ Configured as `worker.backend:RedisBackend+redis://...` (Celery's `class+URL`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import states
@@ -20,6 +21,10 @@ from celery.backends.redis import SentinelBackend as _CelerySentinelBackend
 from . import deadletter
 
 logger = logging.getLogger(__name__)
+
+# The Redis that holds dead letters (REDIS_URL, which may not be the result backend's),
+# set by `worker.queue.process.install()`: only a worker stores failures.
+dead_letter_store: Callable[[], Any] | None = None
 
 
 def _dead_letter(client: Any, task_id: str, request: Any, exc: Any) -> None:
@@ -45,8 +50,8 @@ class _NoTraceback:
         request: Any = None,
         **kwargs: Any,
     ) -> Any:
-        if state == states.FAILURE and request is not None:
-            _dead_letter(self.client, task_id, request, result)  # type: ignore[attr-defined]
+        if state == states.FAILURE and request is not None and dead_letter_store is not None:
+            _dead_letter(dead_letter_store(), task_id, request, result)
         return super().store_result(task_id, result, state, None, request, **kwargs)  # type: ignore[misc]
 
 

@@ -16,7 +16,7 @@ from celery.concurrency import get_implementation
 
 from ..core.logs import install_redaction, use_json
 from ..core.settings import get_settings
-from . import compat, context, deadletter, liveness, notify, recovery
+from . import backend, compat, context, deadletter, liveness, notify, recovery
 from .app import app, connections
 from .lease import LeaseKeeper
 
@@ -32,6 +32,7 @@ def install() -> None:
     if _installed:
         return
     compat.install()
+    backend.dead_letter_store = lambda: context.current().redis
     for signal, handler in (
         (signals.worker_init, _on_init),
         (signals.worker_process_init, _on_process_init),
