@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable
 
@@ -100,9 +101,14 @@ def test_every_account_reaches_its_target_through_api_faults(
     assert (status.succeeded, status.failed) == (400, 0)
     assert all(sim.account(a.name)["email"] == "faults@acme.ru" for a in accounts)
     after = sim.stats()
-    injected = sum(after["faults_injected"].values()) - sum(before["faults_injected"].values())
+    faults = collections.Counter(after["faults_injected"])
+    faults.subtract(before["faults_injected"])
+    injected = sum(faults.values())
     sent = after["total"] - before["total"]
     assert injected > 0
-    # Bounded: one request per row plus, at most, one per injected fault.
-    assert sent <= 400 + injected
+    # Bounded: one request per row plus, at most, one per injected fault, and one read per
+    # ambiguous one (a reset, or a slow answer past the read timeout): that PATCH may have
+    # been applied, so a row that comes back with its claim unsettled reads the account
+    # before it sends again, rather than send twice.
+    assert sent <= 400 + injected + faults["reset"] + faults["slow"]
     assert max(sim.account(a.name)["requests"] for a in accounts) <= 6
