@@ -91,3 +91,26 @@ def test_pause_keeps_records_parks_chunks_and_resume_hands_them_back(
     assert not bulk_control.park(redis_client, bulk_id, 1, retries=2)  # not paused: run it
     assert not bulk_control.control(redis_client, bulk_id, "resume", 60).changed
     assert not bulk_control.control(redis_client, "no-such-bulk", "pause", 60).known
+
+
+def test_a_revert_reads_the_recorded_accounts_by_line_a_page_at_a_time(
+    redis_client: redis.Redis,
+) -> None:
+    import json
+
+    from tasks.bulk.revert import _rows
+
+    keys = Keys(uuid.uuid4().hex)
+    held = {7: ["c", True, "c@old.ru", False, "c@new.ru"], 2: ["a", False, "", True, "a@new.ru"]}
+    held |= {line: [f"x{line}", True, "x@old.ru", True, "x@new.ru"] for line in (40, 3, 11)}
+    redis_client.hset(keys.before, mapping={k: json.dumps(v) for k, v in held.items()})
+    rows = list(_rows(redis_client, keys, page=2))
+    assert [r.line for r in rows] == [2, 3, 7, 11, 40]
+    first = rows[0]
+    assert (first.account, first.send, first.email, first.expect) == (
+        "a",
+        False,
+        "",
+        (True, "a@new.ru"),
+    )
+    redis_client.delete(keys.before)

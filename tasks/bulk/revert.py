@@ -9,8 +9,10 @@ alone and recorded as failed, with a reason starting `Conflict:`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
+from array import array
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,12 +61,19 @@ def revert_bulk(bulk_id: str) -> str:
             raise
 
 
-def _rows(client: Any, keys: Keys) -> Iterator[BulkRow]:
+def _rows(client: Any, keys: Keys, page: int = 1000) -> Iterator[BulkRow]:
     """Every account the bulk may have changed, by line: back to what it held, if it still
-    holds what the bulk set."""
-    found: list[tuple[int, list[Any]]] = [
-        (int(line), json.loads(raw)) for line, raw in client.hscan_iter(keys.before, count=1000)
-    ]
-    found.sort(key=lambda item: item[0])
-    for line, (account, send, email, new_send, new_email) in found:
-        yield BulkRow(line, account, bool(send), email, expect=(bool(new_send), new_email))
+    holds what the bulk set. Only the line numbers are held (8 bytes each, sorted, and
+    once each: HSCAN may return a field twice); the rows are read a page at a time."""
+    lines = array("q")
+    for line, _ in client.hscan_iter(keys.before, count=page):
+        lines.append(int(line))
+    ordered = array("q", (line for line, _ in itertools.groupby(sorted(lines))))
+    del lines
+    for start in range(0, len(ordered), page):
+        batch = ordered[start : start + page].tolist()
+        for line, raw in zip(batch, client.hmget(keys.before, batch), strict=True):
+            if raw is None:
+                continue
+            account, send, email, new_send, new_email = json.loads(raw)
+            yield BulkRow(line, account, bool(send), email, expect=(bool(new_send), new_email))
