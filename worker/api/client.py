@@ -44,9 +44,9 @@ class PlusofonClient:
         self._limiter = limiter
         self._breaker = breaker
         self.stats = stats
-        # Each request is built here, whole, and handed to `send`: the client's own
-        # merging of base URL, headers and cookies cost a third of a request's CPU
-        # (benchmarks/roundtrip.py). No cookie of one account is ever sent with another's.
+        # Each request is built here, whole, and handed to `send`: the client's own merging
+        # of base URL, headers and cookies cost about a quarter of a request's CPU (see
+        # benchmarks/job_cost.py). And no cookie of one account is sent with another's.
         self._url = httpx.URL(settings.api_url.rstrip("/") + C.VOICEMAIL_PATH)
         self._headers = default_headers()
         self._http = httpx.Client(

@@ -16,7 +16,6 @@ AttributeError, with the channel's connection gone, is forgiven.
 Written for kombu 5.7, whose `QoS.restore_unacked(self, client=None)` walks
 `self._delivered`; `install()` checks that shape and refuses to patch anything else.
 Installed only in worker processes (`worker.queue.process`), never by a producer.
-
 """
 
 from __future__ import annotations
