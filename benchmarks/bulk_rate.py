@@ -89,11 +89,14 @@ def import_accounts(env: dict[str, str], names: list[str], log_dir: Path) -> Non
     )
 
 
-def start_procfile_worker(env: dict[str, str], log_dir: Path, label: str) -> stack.Service:
-    """The worker exactly as the Procfile's `worker:` line starts it, once it is ready."""
+def start_procfile_worker(
+    env: dict[str, str], log_dir: Path, label: str, argv: list[str] | None = None
+) -> stack.Service:
+    """The worker exactly as the Procfile's `worker:` line starts it (or as `argv`, which
+    wraps that line), once it is ready."""
     log = log_dir / f"{label}.log"
     proc = subprocess.Popen(
-        procfile_worker(),
+        argv or procfile_worker(),
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

@@ -19,9 +19,7 @@ import collections
 import functools
 import json
 import os
-import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -96,6 +94,7 @@ def _instrument(out: str) -> None:
         if marks[0] == 1:
             with lock:
                 sums.clear()
+            Path(out + ".zeroed").touch()
         else:
             with lock:
                 Path(out).write_text(json.dumps(dict(sums)))
@@ -121,29 +120,22 @@ def _measure(
     import psutil
     from celery import Celery
 
-    from benchmarks.bulk_rate import procfile_worker
+    from benchmarks.bulk_rate import procfile_worker, start_procfile_worker
     from simulator import stack
 
     out = log_dir / f"{name}.json"
-    log = log_dir / f"{name}.log"
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker", *procfile_worker()[1:]],
-        env={**env, "JOB_COST_OUT": str(out)},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "w"),  # noqa: SIM115
-        start_new_session=True,
-    )
-    worker = stack.Service(name, proc)
+    argv = [sys.executable, __file__, "--worker", *procfile_worker()[1:]]
+    worker = start_procfile_worker({**env, "JOB_COST_OUT": str(out)}, log_dir, name, argv)
+    proc = worker.process
     plain = Celery("other-service", broker=env["REDIS_URL"], backend=env["REDIS_URL"])
     plain.conf.update(task_serializer="json", accept_content=["json"], result_extended=True)
     try:
-        stack.wait_until(lambda: " ready." in log.read_text(), 60, "the worker")
         for _ in range(50):  # warm up
             plain.send_task(name, args=args).get(timeout=30)
         process = psutil.Process(proc.pid)
         proc.send_signal(signal.SIGUSR2)
-        time.sleep(0.5)  # the handler runs between bytecodes of the main thread
+        zeroed = Path(f"{out}.zeroed")
+        stack.wait_until(zeroed.exists, 30, "the worker's sums zeroed")
         before = {t.id: t.user_time + t.system_time for t in process.threads()}
         started = time.perf_counter()
         results = [plain.send_task(name, args=args) for _ in range(n)]
@@ -173,19 +165,12 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2000)
     args = parser.parse_args()
 
-    from benchmarks.bulk_rate import procfile_worker
+    from benchmarks.bulk_rate import procfile_worker, start_stack
     from simulator import stack
 
     with stack.temp_dir("voicemail-job-cost-") as log_dir:
-        redis_service = stack.start_redis(log_dir)
-        sim_service = stack.start_simulator(log_dir)
-        env = {
-            **os.environ,
-            "REDIS_URL": redis_service.url,
-            "PLUSOFON_API_URL": sim_service.url,
-            "VOICEMAIL_SECRET_KEY": secrets.token_urlsafe(32),
-            "PYTHONPATH": str(ROOT),
-        }
+        env, redis_service, sim_service = start_stack(log_dir, generate=0)
+        env["PYTHONPATH"] = str(ROOT)
         os.environ.update(env)
         try:
             from tasks.producer import credential_store

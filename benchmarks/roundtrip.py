@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from celery import Celery
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bulk_rate import procfile_worker, start_procfile_worker  # noqa: E402
+from benchmarks.bulk_rate import procfile_worker, start_procfile_worker, start_stack  # noqa: E402
 from simulator import stack  # noqa: E402
 
 
@@ -75,13 +74,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with stack.temp_dir("voicemail-roundtrip-") as log_dir:
-        redis_service = stack.start_redis(log_dir)
-        sim_service = stack.start_simulator(log_dir)
-        env = {
-            "REDIS_URL": redis_service.url,
-            "PLUSOFON_API_URL": sim_service.url,
-            "VOICEMAIL_SECRET_KEY": secrets.token_urlsafe(32),
-        }
+        env, redis_service, sim_service = start_stack(log_dir, generate=0)
         os.environ.update(env)
         worker = start_procfile_worker(dict(os.environ), log_dir, "worker")
         bare = subprocess.Popen(
