@@ -174,25 +174,16 @@ def _seconds(iso: str) -> float:
     return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
+BASELINE_WORKER = (
+    "-A benchmarks.baseline_app worker --pool prefork --concurrency 2 --loglevel WARNING"
+    " -Q baseline --without-mingle --without-gossip"
+)
+
+
 def run_baseline(env: dict[str, str], sim_url: str, names: list[str], log_dir: Path) -> float:
     env = {**env, "BASELINE_REDIS_URL": env["REDIS_URL"], "PYTHONPATH": str(ROOT)}
     worker = subprocess.Popen(
-        [
-            str(BIN / "celery"),
-            "-A",
-            "benchmarks.baseline_app",
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            "2",
-            "--loglevel",
-            "WARNING",
-            "-Q",
-            "baseline",
-            "--without-mingle",
-            "--without-gossip",
-        ],
+        [str(BIN / "celery"), *shlex.split(BASELINE_WORKER)],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
