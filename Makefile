@@ -50,7 +50,7 @@ floors: $(VENV)/.installed-test
 	VIRTUAL_ENV=$(FLOORS) $(BIN)/uv pip install -q --resolution lowest-direct -e '.[test]'
 	$(FLOORS)/bin/python -m pytest -q tests/test_faults.py tests/test_races.py \
 		tests/test_liveness.py tests/test_structure.py tests/test_pipeline.py \
-		tests/test_compat.py tests/test_partition.py
+		tests/test_kombu_patches.py tests/test_partition.py
 
 clean:
 	rm -rf $(VENV) .venv-floors .pytest_cache .mypy_cache .ruff_cache

@@ -141,7 +141,7 @@ def bulk_submit(
     """Queue the rows of FILE (header account,send,email; .jsonl for JSON Lines; - for stdin)."""
     from tasks.bulk import bulk_status, submit_bulk
 
-    from .rows import open_input, read_rows
+    from .row_files import open_input, read_rows
 
     with open_input(file) as fh:
         bulk_id = submit_bulk(

@@ -18,7 +18,7 @@ def health(node: str | None, with_api: bool) -> None:
     """Check Redis, a live worker, the credential store's key and, with --api, the API."""
     from worker.core.settings import get_settings
 
-    from .health import run_checks
+    from .checks import run_checks
 
     checks = run_checks(get_settings(), node=node, api=with_api)
     for check in checks:

@@ -24,7 +24,7 @@ from typing import IO, Any
 import httpx
 import redis
 
-from .control import SimulatorControl as SimulatorControl  # where callers look for it
+from .admin import SimulatorControl as SimulatorControl  # where callers look for it
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ Other services import `enqueue_get`, `enqueue_update`, `poll` and `wait` from he
 
 The names load on first use (PEP 562), so the `voicemail` CLI can start, and report
 a bad environment variable in one line, before the Celery app is built.
-May import: `worker` (its subpackages; never `worker.queue.process`).
+May import: `worker` (its subpackages; never `worker.queue.worker_signals`).
 """
 
 from __future__ import annotations

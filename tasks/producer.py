@@ -26,7 +26,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from worker.coordination.ordering import NEXT_SEQ_SCRIPT, SEQ_KEY, next_seq
-from worker.core import constants as C
+from worker.core import keys
 from worker.core.connections import text
 from worker.core.errors import AccountNotFound, InputError, VoicemailError, describe
 from worker.core.settings import get_settings
@@ -121,7 +121,7 @@ def _require_account(account: str) -> None:
 def _idem_key(key: str) -> str:
     if not isinstance(key, str) or not key or len(key) > 200:
         raise InputError("idempotency_key must be a non-empty string of at most 200 characters")
-    return f"{C.KEY_PREFIX}idem:{key}"
+    return keys.idempotency(key)
 
 
 @contextmanager
@@ -154,7 +154,7 @@ def _numbered_if_known(account: str) -> int:
     if credential_store().exists_env(account):
         return next_seq(client)
     with client.pipeline(transaction=False) as pipe:
-        pipe.hexists(C.ACCOUNTS_KEY, account)
+        pipe.hexists(keys.ACCOUNTS, account)
         client.register_script(NEXT_SEQ_SCRIPT)(keys=[SEQ_KEY], args=[1, 0], client=pipe)
         known, seq = pipe.execute()
     if not known:

@@ -39,6 +39,7 @@ from worker.coordination.ordering import (
     settled_by,
     straggler_window,
 )
+from worker.core import keys
 from worker.core.errors import (
     AccountNotFound,
     CredentialError,
@@ -179,7 +180,7 @@ LOCK_RETRY_DELAY = 0.5  # seconds between looks at a locked account (no thread h
 
 
 def _lock_waits_key(job_id: str) -> str:
-    return f"voicemail:lockwaits:{job_id}"
+    return keys.lock_waits(job_id)
 
 
 @app.task(name="voicemail.update", bind=True, base=VoicemailTask)

@@ -4,7 +4,7 @@ import fakeredis
 import pytest
 import redis
 
-from worker.core import constants as C
+from worker.core import keys
 from worker.core.errors import AccountNotFound, CredentialError
 from worker.store.credentials import ENV_MARKER, AccountRow, CredentialStore
 
@@ -22,7 +22,7 @@ def test_roundtrip_and_encrypted_at_rest(fake: fakeredis.FakeRedis) -> None:
     store.put("acme", "very-secret-token", client_id=42)
     creds = store.get("acme")
     assert (creds.account, creds.token, creds.client_id) == ("acme", "very-secret-token", 42)
-    raw = fake.hget(C.ACCOUNTS_KEY, "acme")
+    raw = fake.hget(keys.ACCOUNTS, "acme")
     assert raw is not None and b"very-secret-token" not in raw
     assert "very-secret-token" not in repr(creds)
 
@@ -50,7 +50,7 @@ def test_wrong_key_is_refused(fake: fakeredis.FakeRedis) -> None:
 def test_swapped_ciphertext_is_refused(fake: fakeredis.FakeRedis) -> None:
     store = CredentialStore(fake, KEY)
     store.put("a", "tok-a")
-    fake.hset(C.ACCOUNTS_KEY, "b", fake.hget(C.ACCOUNTS_KEY, "a") or b"")
+    fake.hset(keys.ACCOUNTS, "b", fake.hget(keys.ACCOUNTS, "a") or b"")
     with pytest.raises(CredentialError, match="belongs elsewhere"):
         store.get("b")
 
@@ -67,7 +67,7 @@ def test_env_token_serves_default(fake: fakeredis.FakeRedis) -> None:
     worker_side = CredentialStore(fake, None, env_token="env-tok")
     assert worker_side.get("default").token == "env-tok"
     worker_side.mark_env_account()
-    assert fake.hget(C.ACCOUNTS_KEY, "default") == ENV_MARKER.encode()
+    assert fake.hget(keys.ACCOUNTS, "default") == ENV_MARKER.encode()
     producer_side = CredentialStore(fake, None)
     assert producer_side.exists("default")
     with pytest.raises(CredentialError, match="PLUSOFON_TOKEN"):
@@ -85,12 +85,12 @@ def test_on_real_redis(redis_url: str) -> None:
 
 def test_rotate_key(fake: fakeredis.FakeRedis) -> None:
     CredentialStore(fake, KEY).put_many([AccountRow("a", "tok-a"), AccountRow("b", "tok-b", 7)])
-    before = fake.hget(C.ACCOUNTS_KEY, "a")
+    before = fake.hget(keys.ACCOUNTS, "a")
     # During the rotation: the new key, with the old one still able to open tokens.
     rotating = CredentialStore(fake, OTHER_KEY, old_keys=[KEY])
     assert rotating.get("a").token == "tok-a"
     assert rotating.rotate_key() == 2
-    assert fake.hget(C.ACCOUNTS_KEY, "a") != before
+    assert fake.hget(keys.ACCOUNTS, "a") != before
     after = CredentialStore(fake, OTHER_KEY)  # old key gone
     assert after.get("b").token == "tok-b"
     assert after.get("b").client_id == 7
@@ -104,7 +104,7 @@ def test_a_large_import_is_written_in_batches(fake: fakeredis.FakeRedis) -> None
     store = CredentialStore(fake, KEY)
     assert store.put_many(rows, batch=700) == 5000
     assert store.get("bulk-04999").token == "tok-04999"
-    assert fake.hlen(C.ACCOUNTS_KEY) == 5000
+    assert fake.hlen(keys.ACCOUNTS) == 5000
 
 
 def test_tokens_sealed_with_fernet_before_still_open_and_rotate(
@@ -115,9 +115,9 @@ def test_tokens_sealed_with_fernet_before_still_open_and_rotate(
     from worker.store.credentials import _fernet
 
     legacy = _fernet(KEY).encrypt(json.dumps({"a": "old", "t": "tok-old", "c": None}).encode())
-    fake.hset(C.ACCOUNTS_KEY, "old", legacy)
+    fake.hset(keys.ACCOUNTS, "old", legacy)
     store = CredentialStore(fake, KEY)
     assert store.get("old").token == "tok-old"
     assert store.rotate_key() == 1
-    assert str(fake.hget(C.ACCOUNTS_KEY, "old")).startswith("b'v2.")
+    assert str(fake.hget(keys.ACCOUNTS, "old")).startswith("b'v2.")
     assert store.get("old").token == "tok-old"

@@ -13,8 +13,8 @@ from simulator import stack
 from tasks.producer import credential_store
 from worker.coordination.bulk_records import BulkRow, Keys
 from worker.core.settings import load_settings
-from worker.engine.chunk import process_chunk
-from worker.engine.context import EngineContext
+from worker.engine.chunk_run import process_chunk
+from worker.engine.engine_context import EngineContext
 from worker.engine.pool import Engine
 
 from .conftest import ISSUED_TOKENS

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kombu import Connection, Exchange, Producer
 
-from cli.rows import read_rows
+from cli.row_files import read_rows
 from tasks import poll, wait
 from worker.coordination.bulk_records import BulkRow, RowError
 from worker.core.errors import InputError
@@ -81,7 +81,7 @@ def test_arbitrary_bytes_never_crash(data: bytes) -> None:
     from pathlib import Path
     from tempfile import TemporaryDirectory
 
-    from cli.rows import open_input
+    from cli.row_files import open_input
 
     with TemporaryDirectory() as tmp:
         path = Path(tmp) / "junk.csv"

@@ -12,6 +12,7 @@ from celery import Celery
 from simulator import stack
 from tasks import enqueue_get, enqueue_update, poll, wait
 from worker.core import constants as C
+from worker.core import keys
 from worker.core.errors import AccountNotFound, InputError
 
 from .conftest import SimAccount
@@ -22,7 +23,7 @@ MakeAccount = Callable[..., SimAccount]
 
 
 def job_markers(client: redis.Redis) -> int:
-    return sum(1 for _ in client.scan_iter(C.JOB_KEY_PREFIX + "*"))
+    return sum(1 for _ in client.scan_iter(keys.JOB_PREFIX + "*"))
 
 
 def test_update_then_get(make_account: MakeAccount, sim: stack.SimulatorControl) -> None:

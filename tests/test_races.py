@@ -215,8 +215,8 @@ def test_an_unexpected_row_error_cancels_its_siblings(
     monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis, simulator: stack.Service
 ) -> None:
     from worker.coordination.bulk_records import BulkRow, Keys
-    from worker.engine import chunk as engine_chunk
-    from worker.engine.context import EngineContext
+    from worker.engine import chunk_run as engine_chunk
+    from worker.engine.engine_context import EngineContext
 
     rows = [BulkRow(i + 2, f"tg-{uuid.uuid4().hex[:6]}", True, "x@e.ru", 0) for i in range(5)]
     keys = Keys(uuid.uuid4().hex)

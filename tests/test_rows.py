@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from cli.rows import read_rows
+from cli.row_files import read_rows
 from worker.coordination.bulk_records import BulkRow, RowError
 from worker.core.errors import InputError
 
@@ -69,7 +69,7 @@ def test_format_is_sniffed_from_the_first_line() -> None:
 def test_bytes_that_are_not_utf8_make_a_bad_row(tmp_path: object) -> None:
     from pathlib import Path
 
-    from cli.rows import open_input
+    from cli.row_files import open_input
 
     path = Path(str(tmp_path)) / "bad.csv"
     path.write_bytes(b"account,send,email\nac\xffme,true,a@b.ru\nok,true,a@b.ru\n")

@@ -105,9 +105,9 @@ def test_every_import_points_down_the_layers() -> None:
 
 
 def test_only_the_worker_command_installs_the_worker_side() -> None:
-    """`worker` (its `app` attribute) and `worker.queue.process` wire a worker process:
+    """`worker` (its `app` attribute) and `worker.queue.worker_signals` wire a worker process:
     `celery -A worker worker` loads them, no module of ours does."""
-    wiring = {"worker", "worker.queue.process"}
+    wiring = {"worker", "worker.queue.worker_signals"}
     users = sorted(m for m, targets in GRAPH.items() if wiring & targets and m not in wiring)
     assert users == []
 
@@ -188,8 +188,8 @@ job = enqueue_update(sys.argv[1], True, "structure@example.com")
 status = wait(job, timeout=30)
 from kombu.transport import redis as kombu_redis
 from celery import signals
-heavy = ("aiohttp", "httpx_aiohttp", "uvloop", "worker.engine", "worker.queue.process",
-         "worker.queue.lease", "worker.queue.context", "worker.queue.compat", "tasks.voicemail",
+heavy = ("aiohttp", "httpx_aiohttp", "uvloop", "worker.engine", "worker.queue.worker_signals",
+         "worker.queue.lease", "worker.queue.context", "tasks.voicemail",
          "tasks.chunk")
 print(json.dumps({
     "state": status.state,
@@ -230,7 +230,7 @@ def test_the_worker_app_installs_the_worker_side() -> None:
             "import sys, worker; from celery import Celery; from kombu.transport import redis;"
             "assert isinstance(worker.app, Celery);"
             "assert redis.QoS.restore_unacked.__voicemail_patched__;"
-            "assert 'worker.queue.process' in sys.modules",
+            "assert 'worker.queue.worker_signals' in sys.modules",
         ],
         capture_output=True,
         text=True,
@@ -240,15 +240,10 @@ def test_the_worker_app_installs_the_worker_side() -> None:
     assert probe.returncode == 0, probe.stderr
 
 
-def test_the_kombu_work_around_matches_the_installed_kombu() -> None:
-    """compat.py patches a kombu method: the shape it was written for must still be there."""
-    from worker.queue import compat
+def test_the_kombu_patches_match_the_installed_kombu() -> None:
+    """kombu_patches.py patches two kombu methods: the shapes it was written for must
+    still be there."""
+    from worker.queue import kombu_patches
 
-    assert compat._has_expected_shape()
-
-
-def test_the_kombu_client_reuse_matches_the_installed_kombu() -> None:
-    """reuse.py wraps a kombu method: the shape it was written for must still be there."""
-    from worker.queue import reuse
-
-    assert reuse._creates_plain_clients()
+    assert kombu_patches.settle_patch_fits()
+    assert kombu_patches.client_reuse_fits()

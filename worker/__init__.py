@@ -10,7 +10,7 @@ package imports only from the ones before it (tests/test_structure.py checks):
                   the worker context
 
 `celery -A worker worker` finds the app as `worker.app`: that attribute (PEP 562, on
-first use) installs the worker-side handlers (`worker.queue.process`) and returns the
+first use) installs the worker-side handlers (`worker.queue.worker_signals`) and returns the
 Celery app. Importing a submodule never builds or installs anything more than it needs.
 """
 
@@ -28,10 +28,10 @@ __all__ = ["app"]
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from .queue import process
+        from .queue import worker_signals
         from .queue.app import app as celery_app
 
-        process.install()
+        worker_signals.install()
         globals()["app"] = celery_app
         return celery_app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

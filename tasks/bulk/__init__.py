@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from worker.coordination.bulk_status import BulkStatus
 
-from .control import cancel_bulk, change_bulk, list_bulks, pause_bulk, resume_bulk
+from .lifecycle import cancel_bulk, change_bulk, list_bulks, pause_bulk, resume_bulk
 from .revert import RevertRefused, revert_bulk
 from .submit import bulk_cancelled, bulk_failures, bulk_status, retry_bulk, submit_bulk
 

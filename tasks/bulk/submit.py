@@ -30,9 +30,9 @@ from worker.coordination.bulk_records import (
 )
 from worker.coordination.bulk_status import BulkStatus, read_status
 from worker.coordination.ordering import next_seq
-from worker.core import constants as C
 from worker.core.connections import text as _text
 from worker.core.errors import InputError
+from worker.core.keys import ACCOUNTS, BULKS
 from worker.core.settings import get_settings
 from worker.core.validation import check_update, parse_send
 from worker.queue import notify as _notify
@@ -132,8 +132,8 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
         client.hset(keys.meta, mapping=meta)
         # An index of recent bulks, for `voicemail metrics`; old entries pruned as we go.
         now = time.time()
-        client.zadd(C.BULKS_KEY, {bulk_id: now})
-        client.zremrangebyscore(C.BULKS_KEY, 0, now - ttl)
+        client.zadd(BULKS, {bulk_id: now})
+        client.zremrangebyscore(BULKS, 0, now - ttl)
         client.expire(keys.meta, ttl)
         chunks = total = would_send = 0
         pending: list[BulkRow] = []
@@ -190,7 +190,7 @@ def _check_batch(
         return [], bad
     with client.pipeline(transaction=False) as pipe:
         for row in candidates:
-            pipe.hexists(C.ACCOUNTS_KEY, row.account)
+            pipe.hexists(ACCOUNTS, row.account)
             pipe.hsetnx(keys.seen, row.account, row.line)
         # A producer that dies mid-stream leaves it behind: let it go with the bulk.
         pipe.expire(keys.seen, get_settings().result_expires)

@@ -20,14 +20,13 @@ import time
 import uuid
 from typing import Any
 
-from ..core import constants as C
-from ..core import lua
+from ..core import keys, lua
 from ..core.errors import ApiConnectionError, ApiTimeout, ServerError
 
-OPEN_KEY = C.KEY_PREFIX + "breaker:open_until"
-WINDOW_KEY = C.KEY_PREFIX + "breaker:window"
-HALF_OPEN_KEY = C.KEY_PREFIX + "breaker:half_open"
-PROBE_KEY = C.KEY_PREFIX + "breaker:probe"
+OPEN_KEY = keys.BREAKER_OPEN
+WINDOW_KEY = keys.BREAKER_WINDOW
+HALF_OPEN_KEY = keys.BREAKER_HALF_OPEN
+PROBE_KEY = keys.BREAKER_PROBE
 REPORT_EVERY = 0.5
 REPORT_BATCH = 50
 BREAKING = (ServerError, ApiTimeout, ApiConnectionError)

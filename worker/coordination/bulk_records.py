@@ -39,8 +39,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core import constants as C
-from ..core import lua
+from ..core import keys, lua
 
 SUCCEEDED, FAILED, UNCHANGED, CANCELLED = "s", "f", "u", "c"
 COUNTERS = {
@@ -109,33 +108,11 @@ async def recorded_lines(redis: Any, keys: Keys, lines: Sequence[int]) -> list[b
     return [bool(bit) for bit in await fields.execute()]
 
 
-class Keys:
-    def __init__(self, bulk_id: str) -> None:
-        base = f"{C.BULK_KEY_PREFIX}{{{bulk_id}}}"
-        self.meta = base
-        self.done = base + ":done"
-        self.failures = base + ":failures"
-        self.cancelled = base + ":cancelled"  # rows never sent: kept for `bulk retry`
-        self.rate = base + ":rate"
-        self.seen = base + ":seen"
-        self.before = base + ":before"  # a revertible bulk's accounts as they were
-        self.parked = base + ":parked"
-        self.chunk_prefix = base + ":chunk:"
-
-    def chunk(self, number: int) -> str:
-        return f"{self.chunk_prefix}{number}"
-
-    def record_keys(self) -> list[str]:
-        """For `record_outcomes.lua`, meta first (the outbox is a constant of the script)."""
-        return [self.meta, self.done, self.failures, self.rate, self.cancelled, self.before]
-
-    def all(self) -> list[str]:
-        """Every key of the bulk but its chunks, meta first, `parked` last (`control.lua`)."""
-        return [*self.record_keys(), self.seen, self.parked]
+Keys = keys.BulkKeys  # the layout above
 
 
 # Bulks that settled with a notification still to send (worker.queue.notify).
-NOTIFY_OUTBOX = C.KEY_PREFIX + "notify:outbox"
+NOTIFY_OUTBOX = keys.NOTIFY_OUTBOX
 
 RECORD_SCRIPT = lua.load(
     __package__,

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..core import constants as C
+from ..core import keys
 from ..core.connections import text
 from .bulk_records import COUNTERS, RATE_WINDOW, Keys
 
@@ -164,7 +164,7 @@ def recent_bulks(client: Any, limit: int) -> list[BulkStatus]:
     start = 0
     while len(out) < limit:
         # Read a few more than asked: some ids in the index may have expired already.
-        ids = [text(i) for i in client.zrevrange(C.BULKS_KEY, start, start + limit * 2 - 1)]
+        ids = [text(i) for i in client.zrevrange(keys.BULKS, start, start + limit * 2 - 1)]
         if not ids:
             break
         start += len(ids)

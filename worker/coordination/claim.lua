@@ -18,7 +18,7 @@ if last_issued == 0 then last_issued = now_us + 3600 * 1000000 end
 local function dead_since(holder)
   local instance = string.match(holder, '^([^:]+):')
   if not instance then return nil end
-  local at = redis.call('GET', DEAD_PREFIX .. instance)
+  local at = redis.call('GET', REAPED_PREFIX .. instance)
   return at and tonumber(at) or nil
 end
 

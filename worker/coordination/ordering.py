@@ -52,7 +52,7 @@ from enum import IntEnum
 from typing import Any
 
 from ..core import constants as C
-from ..core import lua
+from ..core import keys, lua
 from ..core.errors import ApiConnectionError, ApiTimeout
 
 logger = logging.getLogger(__name__)
@@ -80,12 +80,11 @@ CLAIMED, SUPERSEDED, APPLIED, LOCKED, UNSURE, EXPIRED, NOT_ISSUED = (
     Verdict.NOT_ISSUED,
 )
 LOCK_TTL = 120  # seconds a lock outlives its owner's last renewal
-SEQ_KEY = C.KEY_PREFIX + "seq"
-DEAD_PREFIX = C.KEY_PREFIX + "dead:"  # worker.queue.liveness marks dead instances here
+SEQ_KEY = keys.SEQ
 
-APPLIED_PREFIX = C.KEY_PREFIX + "applied:"  # + day: account -> highest applied number
+APPLIED_PREFIX = keys.APPLIED_PREFIX
 _CONSTANTS: dict[str, object] = {v.name: v.value for v in Verdict} | {
-    "DEAD_PREFIX": DEAD_PREFIX,
+    "REAPED_PREFIX": keys.REAPED_PREFIX,
     "APPLIED_PREFIX": APPLIED_PREFIX,
     "SEQ_KEY": SEQ_KEY,
 }
@@ -115,12 +114,12 @@ NEXT_SEQ_SCRIPT = lua.load(__package__, "next_seq.lua")
 
 
 def state_key(account: str) -> str:
-    return f"{C.KEY_PREFIX}acct:{{{account}}}"
+    return keys.account_state(account)
 
 
 def pin_key(job_id: str) -> str:
     """Where a by-name update's number is pinned to its job id."""
-    return f"{C.KEY_PREFIX}seqpin:{job_id}"
+    return keys.seq_pin(job_id)
 
 
 def fence(instance: str) -> str:

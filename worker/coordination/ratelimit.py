@@ -21,18 +21,17 @@ import hashlib
 import time
 from typing import Any
 
-from ..core import constants as C
-from ..core import lua
+from ..core import keys, lua
 
 RESERVE_SCRIPT = lua.load(__package__, "reserve.lua")
 PENALIZE_SCRIPT = lua.load(__package__, "penalize.lua")
 
-GLOBAL_KEY = C.KEY_PREFIX + "rate:global"
+GLOBAL_KEY = keys.RATE_GLOBAL
 
 
 def token_key(token: str) -> str:
     digest = hashlib.sha256(token.encode()).hexdigest()[:24]
-    return f"{C.KEY_PREFIX}rate:token:{digest}"
+    return keys.token_rate(digest)
 
 
 def _interval_us(rate: float | None) -> int:

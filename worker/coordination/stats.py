@@ -13,9 +13,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from ..core import constants as C
+from ..core import keys
 
-STATS_KEY = C.KEY_PREFIX + "stats"
+STATS_KEY = keys.STATS
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 FLUSH_EVERY = 1.0
 

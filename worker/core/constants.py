@@ -1,5 +1,5 @@
-"""Defaults and Redis key names in one place; `worker.core.settings` reads the environment
-on top of the defaults."""
+"""Defaults in one place; `worker.core.settings` reads the environment on top of them.
+Redis key names live in `worker.core.keys`."""
 
 from __future__ import annotations
 
@@ -51,11 +51,3 @@ DEFAULT_ORDERING_TTL = 7 * 86_400
 
 DEFAULT_ACCOUNT = "default"
 SECRET_KEY_MIN_LENGTH = 32
-
-# Redis keys owned by this project (Celery's own keys are celery-task-meta-*, _kombu.*, ...).
-KEY_PREFIX = "voicemail:"
-ACCOUNTS_KEY = KEY_PREFIX + "accounts"
-ACCOUNTS_CHECK_KEY = KEY_PREFIX + "accounts:keycheck"
-JOB_KEY_PREFIX = KEY_PREFIX + "job:"
-BULK_KEY_PREFIX = KEY_PREFIX + "bulk:"
-BULKS_KEY = KEY_PREFIX + "bulks"  # bulk id -> created_at, recent bulks for the metrics

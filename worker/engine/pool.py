@@ -28,9 +28,10 @@ from ..coordination.ordering import fence
 from ..core.errors import EngineUnavailable
 from ..core.logs import install_redaction
 from ..core.settings import Settings, get_settings
-from .chunk import process_chunk
-from .context import ChunkReport, EngineContext
-from .rows import row_deadline
+from .chunk_run import process_chunk
+from .engine_context import EngineContext
+from .recorder import ChunkReport
+from .row_send import row_deadline
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 job (here or from a worker's retry) runs `_remember_job`, which records the id so
 `poll` can tell a queued job from one never heard of, and tracks the job until it
 finishes (`recovery`). What only a worker process needs (signal handlers, leases, the
-kombu work-around, the worker context) is in `worker.queue.process`, installed by
+kombu work-around, the worker context) is in `worker.queue.worker_signals`, installed by
 `celery -A worker worker`, never by an import of this module.
 """
 
@@ -20,11 +20,11 @@ import redis
 from celery import Celery, signals
 from kombu import Queue
 
-from ..core import constants as C
+from ..core import keys
 from ..core.connections import is_sentinel, redis_client
 from ..core.settings import Settings, get_settings
 from ..store.credentials import CredentialStore
-from . import recovery, reuse
+from . import kombu_patches, recovery
 from .backend import backend_url
 
 # Where the task definitions live; a worker imports them, a producer sends by name.
@@ -88,7 +88,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    reuse.reuse_clients()  # kombu's per-command redis.Redis costs as much as the round trip
+    kombu_patches.reuse_clients()  # kombu's per-command redis.Redis costs as much as the round trip
     celery = Celery("voicemail", include=TASK_MODULES)
     config = celery_config(settings)
     # Redis Sentinel: kombu and Celery find the master by name through transport options.
@@ -146,7 +146,7 @@ def send_chunk(bulk_id: str, number: int, retries: int = 0, what: str = "") -> N
 
 
 def job_key(job_id: str) -> str:
-    return C.JOB_KEY_PREFIX + job_id
+    return keys.job(job_id)
 
 
 @signals.before_task_publish.connect

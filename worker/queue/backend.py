@@ -23,7 +23,7 @@ from . import deadletter
 logger = logging.getLogger(__name__)
 
 # The Redis that holds dead letters (REDIS_URL, which may not be the result backend's),
-# set by `worker.queue.process.install()`: only a worker stores failures.
+# set by `worker.queue.worker_signals.install()`: only a worker stores failures.
 dead_letter_store: Callable[[], Any] | None = None
 
 

@@ -1,6 +1,6 @@
 """One `WorkerContext` per worker process: everything a job uses, built once, closed once.
 
-Built at worker start by `worker.queue.process` (`worker_init` for the thread and solo
+Built at worker start by `worker.queue.worker_signals` (`worker_init` for the thread and solo
 pools, `worker_process_init` in each prefork child) and handed to jobs through
 `current()`, as arq hands its `ctx` to every job. Holds the settings, the Redis client,
 the credential store, the blocking API client with its limiter, breaker and statistics,

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..core import constants as C
+from ..core import keys
 
-DEAD_KEY = C.KEY_PREFIX + "dead"
-DEAD_INDEX = C.KEY_PREFIX + "dead:index"
+DEAD_KEY = keys.DEAD_LETTERS
+DEAD_INDEX = keys.DEAD_LETTER_INDEX
 
 
 @dataclass(frozen=True)

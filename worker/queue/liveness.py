@@ -6,7 +6,7 @@ node name, so the name alone would not do) keeps, in Redis:
     voicemail:instances         hash    instance -> node name, pid
     voicemail:hb:{instance}     string  heartbeat, renewed every second, TTL `HEARTBEAT_TTL`
     voicemail:held:{instance}   set     delivery tags it received and has not acknowledged
-    voicemail:dead:{instance}   string  set once a reaper gave its messages back (a day)
+    voicemail:reaped:{instance} string  set once a reaper gave its messages back (a day)
 
 Each second, in the lease thread (`worker.queue.lease`), a worker:
 - renews its heartbeat and records the deliveries it holds;
@@ -30,28 +30,28 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..core import constants as C
+from ..core import keys
 from ..core.connections import text
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_TTL = 4.0  # seconds without a beat before an instance counts as dead
 GRACE = 10.0  # seconds after Redis (or the reaper's link to it) came back before reaping
-INSTANCES_KEY = C.KEY_PREFIX + "instances"
+INSTANCES_KEY = keys.INSTANCES
 UNACKED = "unacked"  # kombu's default `unacked_key`
 UNACKED_INDEX = "unacked_index"  # kombu's default `unacked_index_key`
 
 
 def heartbeat_key(instance: str) -> str:
-    return f"{C.KEY_PREFIX}hb:{instance}"
+    return keys.heartbeat(instance)
 
 
 def held_key(instance: str) -> str:
-    return f"{C.KEY_PREFIX}held:{instance}"
+    return keys.held(instance)
 
 
 def dead_key(instance: str) -> str:
-    return f"{C.KEY_PREFIX}dead:{instance}"
+    return keys.reaped(instance)
 
 
 def new_instance_id() -> str:
@@ -176,7 +176,7 @@ class Liveness:
             return 0  # Redis just came back: give every worker time to beat again
         reaped = 0
         for other in lapsed:
-            if not self.store.set(f"{C.KEY_PREFIX}reap:{other}", self.instance, nx=True, ex=30):
+            if not self.store.set(keys.reap_lock(other), self.instance, nx=True, ex=30):
                 continue  # another worker is on it
             tags = [text(t) for t in self.store.smembers(held_key(other))]
             if tags:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..coordination.bulk_records import NOTIFY_OUTBOX, Keys
 from ..coordination.bulk_status import read_status
-from ..core import constants as C
+from ..core import keys
 from ..core.connections import text
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def drain(client: Any, app: Any) -> int:
     sent = 0
     for raw in client.smembers(NOTIFY_OUTBOX):
         bulk_id = text(raw)
-        lock = f"{C.KEY_PREFIX}notify:lock:{bulk_id}"
+        lock = keys.notify_lock(bulk_id)
         if not client.set(lock, "1", nx=True, ex=LOCK_SECONDS):
             continue  # another process is sending it
         try:

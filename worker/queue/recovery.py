@@ -27,15 +27,15 @@ import logging
 import time
 from typing import Any
 
-from ..core import constants as C
+from ..core import keys
 from ..core.connections import text
 
 logger = logging.getLogger(__name__)
 
-PENDING_KEY = C.KEY_PREFIX + "pending"
-PENDING_MSG = C.KEY_PREFIX + "pending:msg"
-THROUGH_KEY = C.KEY_PREFIX + "received_through"
-SWEEP_LOCK = C.KEY_PREFIX + "recovery:lock"
+PENDING_KEY = keys.PENDING
+PENDING_MSG = keys.PENDING_MSG
+THROUGH_KEY = keys.RECEIVED_THROUGH
+SWEEP_LOCK = keys.SWEEP_LOCK
 HEADER = "voicemail_published_at"
 GRACE = 10.0  # seconds a job may sit before a sweep looks at it
 MARGIN = 1.0  # seconds of publish-order slack between producers

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..api.models import Credentials
 from ..core import constants as C
+from ..core import keys
 from ..core.connections import text as _text
 from ..core.errors import AccountNotFound, CredentialError
 from ..core.settings import Settings
@@ -182,10 +183,10 @@ class CredentialStore:
         self.cipher.require_key()
         assert self.cipher.secret is not None
         mine = key_fingerprint(self.cipher.secret)
-        theirs = self._redis.get(C.ACCOUNTS_CHECK_KEY)
+        theirs = self._redis.get(keys.ACCOUNTS_CHECK)
         if theirs is None:
-            self._redis.set(C.ACCOUNTS_CHECK_KEY, mine, nx=True)
-            theirs = self._redis.get(C.ACCOUNTS_CHECK_KEY)
+            self._redis.set(keys.ACCOUNTS_CHECK, mine, nx=True)
+            theirs = self._redis.get(keys.ACCOUNTS_CHECK)
         if theirs is not None and _text(theirs) not in self.cipher.fingerprints():
             raise CredentialError(
                 "VOICEMAIL_SECRET_KEY differs from the key this credential store was written with"
@@ -198,7 +199,7 @@ class CredentialStore:
         rotated = 0
         cursor = 0
         while True:
-            answer: Any = self._redis.hscan(C.ACCOUNTS_KEY, cursor, count=1000)
+            answer: Any = self._redis.hscan(keys.ACCOUNTS, cursor, count=1000)
             cursor, page = answer
             with self._redis.pipeline(transaction=False) as pipe:
                 for account, blob in page.items():
@@ -208,13 +209,13 @@ class CredentialStore:
                     name = _text(account)
                     creds = self.cipher.open(name, text)  # refuses a blob no key opens
                     row = AccountRow(name, creds.token, creds.client_id)
-                    pipe.hset(C.ACCOUNTS_KEY, name, self.cipher.seal(row))
+                    pipe.hset(keys.ACCOUNTS, name, self.cipher.seal(row))
                     rotated += 1
                 pipe.execute()
             if cursor == 0:
                 break
         assert self.cipher.secret is not None
-        self._redis.set(C.ACCOUNTS_CHECK_KEY, key_fingerprint(self.cipher.secret))
+        self._redis.set(keys.ACCOUNTS_CHECK, key_fingerprint(self.cipher.secret))
         return rotated
 
     def put_many(self, rows: Iterable[AccountRow], batch: int = 2000) -> int:
@@ -231,7 +232,7 @@ class CredentialStore:
     def _write(self, pending: dict[str, str]) -> int:
         written = len(pending)
         if pending:
-            self._redis.hset(C.ACCOUNTS_KEY, mapping=pending)  # type: ignore[arg-type]
+            self._redis.hset(keys.ACCOUNTS, mapping=pending)  # type: ignore[arg-type]
             pending.clear()
         return written
 
@@ -239,15 +240,15 @@ class CredentialStore:
         self.put_many([AccountRow(check_account(account), token, client_id)])
 
     def remove(self, account: str) -> bool:
-        return bool(self._redis.hdel(C.ACCOUNTS_KEY, account))
+        return bool(self._redis.hdel(keys.ACCOUNTS, account))
 
     def names(self) -> list[str]:
-        return sorted(_text(k) for k in self._redis.hkeys(C.ACCOUNTS_KEY))
+        return sorted(_text(k) for k in self._redis.hkeys(keys.ACCOUNTS))
 
     def exists(self, account: str) -> bool:
         if self.exists_env(account):
             return True
-        return bool(self._redis.hexists(C.ACCOUNTS_KEY, account))
+        return bool(self._redis.hexists(keys.ACCOUNTS, account))
 
     def missing(self, accounts: Iterable[str]) -> set[str]:
         """Which of `accounts` are not in the store (one round trip)."""
@@ -256,7 +257,7 @@ class CredentialStore:
             return set()
         with self._redis.pipeline(transaction=False) as pipe:
             for account in wanted:
-                pipe.hexists(C.ACCOUNTS_KEY, account)
+                pipe.hexists(keys.ACCOUNTS, account)
             found = pipe.execute()
         return {a for a, ok in zip(wanted, found, strict=True) if not ok and not self.exists_env(a)}
 
@@ -266,8 +267,8 @@ class CredentialStore:
     def mark_env_account(self) -> None:
         """Advertise `default` to producers when this worker serves it from PLUSOFON_TOKEN."""
         if self.cipher.env_token:
-            self._redis.hsetnx(C.ACCOUNTS_KEY, C.DEFAULT_ACCOUNT, ENV_MARKER)
+            self._redis.hsetnx(keys.ACCOUNTS, C.DEFAULT_ACCOUNT, ENV_MARKER)
 
     def get(self, account: str) -> Credentials:
-        blob = None if self.exists_env(account) else self._redis.hget(C.ACCOUNTS_KEY, account)
+        blob = None if self.exists_env(account) else self._redis.hget(keys.ACCOUNTS, account)
         return self.cipher.open(account, blob)

@@ -1,4 +1,4 @@
-"""The kombu work-around (worker/queue/compat.py), exercised on kombu's own QoS class."""
+"""The kombu work-around (worker/queue/kombu_patches.py), exercised on kombu's own QoS class."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kombu.transport import redis as kombu_redis
 
-from worker.queue import compat, reuse
+from worker.queue import kombu_patches
 
 
 class _Channel:
@@ -29,7 +29,7 @@ def _qos(connection: Any) -> Any:
 
 @pytest.fixture(autouse=True)
 def patched() -> None:
-    compat.install()
+    kombu_patches.install_settle_patch()
 
 
 def test_settling_on_a_closed_channel_leaves_the_worker_alive() -> None:
@@ -61,7 +61,7 @@ def test_other_attribute_errors_still_raise() -> None:
 
 def test_installing_twice_patches_once() -> None:
     ack = kombu_redis.QoS.ack
-    compat.install()
+    kombu_patches.install_settle_patch()
     assert kombu_redis.QoS.ack is ack
 
 
@@ -124,7 +124,7 @@ def test_a_kombu_channel_reuses_one_redis_client_per_pool(redis_url: str) -> Non
     redis-py 8); with `reuse_clients` a channel keeps one, and a new one with a new pool."""
     from kombu import Connection
 
-    reuse.reuse_clients()
+    kombu_patches.reuse_clients()
     with Connection(redis_url) as conn:
         channel: Any = conn.default_channel
         first = channel._create_client()
@@ -142,8 +142,8 @@ def test_a_kombu_channel_reuses_one_redis_client_per_pool(redis_url: str) -> Non
 
 def test_reusing_clients_is_installed_once() -> None:
     channel: Any = kombu_redis.Channel
-    reuse.reuse_clients()
+    kombu_patches.reuse_clients()
     create = channel._create_client
-    reuse.reuse_clients()
+    kombu_patches.reuse_clients()
     assert channel._create_client is create
-    assert reuse._creates_plain_clients()
+    assert kombu_patches.client_reuse_fits()

@@ -49,7 +49,6 @@ from ..coordination.ordering import (
     settled_by,
     straggler_window,
 )
-from ..core import constants as C
 from ..core.errors import (
     AccountNotFound,
     Conflict,
@@ -59,10 +58,12 @@ from ..core.errors import (
     RateLimited,
     TransientError,
 )
-from .context import ChunkReport, EngineContext, Recorder
-from .control import Halt, watch_control
-from .health import RedisHealth
-from .rows import Mode, apply_row, row_deadline
+from ..core.keys import ACCOUNTS
+from .engine_context import EngineContext
+from .halt import Halt, watch_control
+from .recorder import ChunkReport, Recorder
+from .redis_health import RedisHealth
+from .row_send import Mode, apply_row, row_deadline
 
 __all__ = ["process_chunk", "row_deadline"]
 
@@ -113,7 +114,7 @@ async def process_chunk(
         return report
     await ctx.redis.hsetnx(keys.meta, "started_at", repr(time.time()))
     halt = Halt()
-    blobs = await ctx.redis.hmget(C.ACCOUNTS_KEY, [row.account for row in todo]) if todo else []
+    blobs = await ctx.redis.hmget(ACCOUNTS, [row.account for row in todo]) if todo else []
     verdicts = await _claim(ctx, owner, todo)
     health = RedisHealth(ctx.redis)
     recorder = Recorder(ctx, keys, owner, health)

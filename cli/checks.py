@@ -10,6 +10,7 @@ import httpx
 
 from worker.core import constants as C
 from worker.core.connections import redis_client, text
+from worker.core.keys import ACCOUNTS, ACCOUNTS_CHECK
 from worker.core.settings import Settings
 from worker.store.credentials import key_fingerprint
 
@@ -64,8 +65,8 @@ def check_store(settings: Settings) -> Check:
     def probe() -> str:
         client = redis_client(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
         try:
-            stored = client.get(C.ACCOUNTS_CHECK_KEY)
-            accounts = client.hlen(C.ACCOUNTS_KEY)
+            stored = client.get(ACCOUNTS_CHECK)
+            accounts = client.hlen(ACCOUNTS)
         finally:
             client.close()
         if settings.secret_key is None:

@@ -16,7 +16,7 @@ from celery.concurrency import get_implementation
 
 from ..core.logs import install_redaction, use_json
 from ..core.settings import get_settings
-from . import backend, compat, context, deadletter, liveness, notify, recovery
+from . import backend, context, deadletter, kombu_patches, liveness, notify, recovery
 from .app import app, connections
 from .lease import LeaseKeeper
 
@@ -31,7 +31,7 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    compat.install()
+    kombu_patches.install_settle_patch()
     backend.dead_letter_store = lambda: context.current().redis
     for signal, handler in (
         (signals.worker_init, _on_init),

@@ -1,25 +1,22 @@
-"""What one engine process keeps open (`EngineContext`), what a chunk run reports
-(`ChunkReport`), and the buffered writer of outcomes (`Recorder`)."""
+"""What a chunk run reports (`ChunkReport`) and the buffered writer of its outcomes
+(`Recorder`)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from ..api.aclient import AsyncPlusofonClient
-from ..coordination.breaker import AsyncBreaker
-from ..coordination.bulk_records import COUNTERS, RECORD_SCRIPT, Keys, Outcome, record_args
-from ..coordination.ordering import CLAIM_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT, release_call
-from ..coordination.ratelimit import AsyncRateLimiter
-from ..coordination.stats import Stats, aflush
-from ..core.connections import async_redis_client
-from ..core.settings import Settings
-from ..store.credentials import Cipher
-from .health import RedisHealth
+from ..coordination.bulk_records import COUNTERS, Keys, Outcome, record_args
+from ..coordination.ordering import release_call
+from ..coordination.stats import aflush
+from .redis_health import RedisHealth
+
+if TYPE_CHECKING:
+    from .engine_context import EngineContext
 
 logger = logging.getLogger(__name__)
 
@@ -99,30 +96,3 @@ class Recorder:
             await aflush(self.ctx.redis, self.ctx.stats)
         except RedisError:  # counters only: never worth holding outcomes back
             logger.debug("could not flush request statistics", exc_info=True)
-
-
-class EngineContext:
-    """What one engine process (or one inline run) keeps open."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        # Every row in flight may wait on Redis at once (the rate limit), plus the watchers.
-        self.redis = async_redis_client(
-            settings.redis_url, max_connections=settings.bulk_in_flight + 16
-        )
-        self.record = self.redis.register_script(RECORD_SCRIPT)
-        self.claim = self.redis.register_script(CLAIM_SCRIPT)
-        self.renew = self.redis.register_script(RENEW_SCRIPT)
-        self.release = self.redis.register_script(RELEASE_SCRIPT)
-        self.cipher = Cipher.from_settings(settings)
-        self.stats = Stats()
-        self.client = AsyncPlusofonClient(
-            settings,
-            limiter=AsyncRateLimiter(self.redis, settings.rate_limit, settings.token_rate_limit),
-            breaker=AsyncBreaker(self.redis, settings),
-            stats=self.stats,
-        )
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-        await self.redis.aclose()

@@ -8,7 +8,7 @@ import asyncio
 from redis.exceptions import RedisError
 
 from ..coordination.bulk_records import Keys
-from .context import EngineContext
+from .engine_context import EngineContext
 
 CONTROL_POLL = 0.5  # seconds between looks at the bulk's cancel and pause flags
 

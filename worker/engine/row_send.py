@@ -21,7 +21,7 @@ from ..api.retry import acall_with_retries
 from ..coordination.bulk_records import SUCCEEDED, UNCHANGED, BulkRow
 from ..core.errors import Conflict
 from ..core.settings import Settings
-from .context import EngineContext
+from .engine_context import EngineContext
 
 
 @dataclass(frozen=True, slots=True)

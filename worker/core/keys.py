@@ -1,0 +1,123 @@
+"""Every Redis key this project writes, named in one place; other modules call these.
+
+Celery's and kombu's own keys (`celery-task-meta-*`, `_kombu.*`, `unacked`) are theirs.
+A `{...}` in a name is a Redis Cluster hash tag: the keys of one bulk, or of one account,
+hash to the same slot, so one Lua call may touch them all.
+"""
+
+from __future__ import annotations
+
+PREFIX = "voicemail:"
+
+# Credential store (worker.store.credentials).
+ACCOUNTS = PREFIX + "accounts"  # hash: account -> sealed token
+ACCOUNTS_CHECK = PREFIX + "accounts:keycheck"  # the fingerprint of the key that sealed them
+
+# Producer side (tasks.producer, worker.queue.app).
+JOB_PREFIX = PREFIX + "job:"  # + job id: "this id was queued by us"
+BULKS = PREFIX + "bulks"  # zset: bulk id -> created_at, recent bulks for the metrics
+
+# Ordering (worker.coordination.ordering and its Lua scripts).
+SEQ = PREFIX + "seq"  # the global update counter
+APPLIED_PREFIX = PREFIX + "applied:"  # + day: hash account -> highest applied number
+
+# Liveness (worker.queue.liveness); claim.lua reads REAPED_PREFIX.
+INSTANCES = PREFIX + "instances"  # hash: instance -> node name, pid
+REAPED_PREFIX = PREFIX + "reaped:"  # + instance: set once a reaper gave its messages back
+
+# Lost-job recovery (worker.queue.recovery).
+PENDING = PREFIX + "pending"  # zset: job id -> when it was (last) published
+PENDING_MSG = PREFIX + "pending:msg"  # hash: job id -> {task, args, kwargs, queue, at}
+RECEIVED_THROUGH = PREFIX + "received_through"  # zset: queue -> latest publish received
+SWEEP_LOCK = PREFIX + "recovery:lock"
+
+# Dead letters (worker.queue.deadletter).
+DEAD_LETTERS = PREFIX + "dead"  # hash: job id -> JSON letter
+DEAD_LETTER_INDEX = PREFIX + "dead:index"  # zset: job id -> failed at
+
+# Shared request state (worker.coordination).
+STATS = PREFIX + "stats"
+RATE_GLOBAL = PREFIX + "rate:global"
+BREAKER_OPEN = PREFIX + "breaker:open_until"
+BREAKER_WINDOW = PREFIX + "breaker:window"
+BREAKER_HALF_OPEN = PREFIX + "breaker:half_open"
+BREAKER_PROBE = PREFIX + "breaker:probe"
+
+# Bulks that settled with a notification still to send (worker.queue.notify).
+NOTIFY_OUTBOX = PREFIX + "notify:outbox"
+
+
+def job(job_id: str) -> str:
+    return JOB_PREFIX + job_id
+
+
+def idempotency(key: str) -> str:
+    return f"{PREFIX}idem:{key}"
+
+
+def account_state(account: str) -> str:
+    """An account's ordering hash while an update of it is in flight."""
+    return f"{PREFIX}acct:{{{account}}}"
+
+
+def seq_pin(job_id: str) -> str:
+    """Where a by-name update's number is pinned to its job id."""
+    return f"{PREFIX}seqpin:{job_id}"
+
+
+def lock_waits(job_id: str) -> str:
+    """How many times a single update re-queued itself waiting for a locked account."""
+    return f"{PREFIX}lockwaits:{job_id}"
+
+
+def heartbeat(instance: str) -> str:
+    return f"{PREFIX}hb:{instance}"
+
+
+def held(instance: str) -> str:
+    """The delivery tags a worker instance received and has not acknowledged."""
+    return f"{PREFIX}held:{instance}"
+
+
+def reaped(instance: str) -> str:
+    return REAPED_PREFIX + instance
+
+
+def reap_lock(instance: str) -> str:
+    return f"{PREFIX}reap:{instance}"
+
+
+def notify_lock(bulk_id: str) -> str:
+    return f"{PREFIX}notify:lock:{bulk_id}"
+
+
+def token_rate(digest: str) -> str:
+    """One token's rate-limit bucket, named by a digest (never the token)."""
+    return f"{PREFIX}rate:token:{digest}"
+
+
+class BulkKeys:
+    """The keys of one bulk (their layout: worker.coordination.bulk_records)."""
+
+    def __init__(self, bulk_id: str) -> None:
+        base = f"{PREFIX}bulk:{{{bulk_id}}}"
+        self.meta = base
+        self.done = base + ":done"
+        self.failures = base + ":failures"
+        self.cancelled = base + ":cancelled"  # rows never sent: kept for `bulk retry`
+        self.rate = base + ":rate"
+        self.seen = base + ":seen"
+        self.before = base + ":before"  # a revertible bulk's accounts as they were
+        self.parked = base + ":parked"
+        self.chunk_prefix = base + ":chunk:"
+
+    def chunk(self, number: int) -> str:
+        return f"{self.chunk_prefix}{number}"
+
+    def record_keys(self) -> list[str]:
+        """For `record_outcomes.lua`, meta first (the outbox is a constant of the script)."""
+        return [self.meta, self.done, self.failures, self.rate, self.cancelled, self.before]
+
+    def all(self) -> list[str]:
+        """Every key of the bulk but its chunks, meta first, `parked` last (`control.lua`)."""
+        return [*self.record_keys(), self.seen, self.parked]
