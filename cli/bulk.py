@@ -242,8 +242,13 @@ def bulk_list(limit: int) -> None:
 @bulk.command("failures")
 @click.argument("bulk_id")
 def bulk_failures_cmd(bulk_id: str) -> None:
-    """The failed rows as CSV (account,send,email,line,reason), ready to fix and resubmit."""
+    """The failed rows as CSV (account,send,email,line,reason), ready to fix and resubmit.
+
+    A cell starting with =, +, - or @ is written with a leading ' so that a spreadsheet
+    shows it instead of running it; `bulk submit` removes that quote again."""
     from tasks.bulk import bulk_failures, bulk_status
+
+    from .row_files import spreadsheet_safe
 
     if bulk_status(bulk_id).state == "UNKNOWN":
         _unknown(bulk_id)
@@ -251,15 +256,14 @@ def bulk_failures_cmd(bulk_id: str) -> None:
     writer.writerow(["account", "send", "email", "line", "reason"])
     for failure in bulk_failures(bulk_id):
         send = failure.get("send")
-        writer.writerow(
-            [
-                failure.get("account") or "",
-                str(send).lower() if isinstance(send, bool) else (send or ""),
-                failure.get("email") or "",
-                failure.get("line"),
-                failure.get("reason"),
-            ]
-        )
+        cells = [
+            failure.get("account") or "",
+            str(send).lower() if isinstance(send, bool) else (send or ""),
+            failure.get("email") or "",
+            failure.get("line"),
+            failure.get("reason"),
+        ]
+        writer.writerow([spreadsheet_safe(c) if isinstance(c, str) else c for c in cells])
 
 
 @bulk.command("retry")

@@ -18,6 +18,18 @@ from worker.core.validation import parse_send
 
 COLUMNS = ("account", "send", "email")
 csv.field_size_limit(1 << 20)
+# A cell a spreadsheet would run as a formula (OWASP's "CSV injection"): what we write
+# gets a leading quote (`spreadsheet_safe`), and what we read loses it again
+# (`unquote_formula`), so a failures file stays ready to resubmit.
+FORMULA_STARTS = ("=", "+", "-", "@")
+
+
+def spreadsheet_safe(value: str) -> str:
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def unquote_formula(value: str) -> str:
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_STARTS) else value
 
 
 def _bad_text(value: str) -> bool:
@@ -38,7 +50,8 @@ def _row(line: int, record: dict[str, Any]) -> BulkRow | RowError:
         send = parse_send(record["send"])
     except InputError as exc:
         return RowError(line, str(exc), raw)
-    return BulkRow(line, record["account"].strip(), send, record["email"].strip())
+    account, email = (unquote_formula(record[k].strip()) for k in ("account", "email"))
+    return BulkRow(line, account, send, email)
 
 
 def _printable(raw: dict[str, Any]) -> dict[str, Any]:

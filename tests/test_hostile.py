@@ -143,3 +143,35 @@ def test_body_that_is_not_utf8_does_not_kill_the_worker(
     probe = foreign_app.send_task("voicemail.get", args=[123])
     assert wait(probe.id, timeout=30).state == "FAILURE"
     assert worker.process.poll() is None
+
+
+@pytest.mark.parametrize("cell", ["=1+1", "+33", "-2", "@SUM(A1)", '=HYPERLINK("x")'])
+def test_a_formula_cell_is_quoted_and_read_back_unquoted(cell: str) -> None:
+    from cli.row_files import spreadsheet_safe, unquote_formula
+
+    assert spreadsheet_safe(cell) == "'" + cell
+    assert unquote_formula(spreadsheet_safe(cell)) == cell
+    assert spreadsheet_safe("plain") == "plain"
+    assert unquote_formula("'plain") == "'plain"  # only a quote before a formula start goes
+
+
+@pytest.mark.integration
+def test_bulk_failures_never_hand_a_spreadsheet_a_formula(redis_client: redis.Redis) -> None:
+    """Accounts and emails are the submitter's text: `bulk failures` quotes a cell that
+    a spreadsheet would run, and the file it writes submits the same rows again."""
+    from click.testing import CliRunner
+
+    from cli import cli
+    from tasks.bulk import submit_bulk
+
+    hostile = ["=cmd|' /C calc'!A0", "+1-2", "-3", "@SUM(1)"]
+    bulk_id = submit_bulk(
+        [{"account": name, "send": True, "email": "x@example.com"} for name in hostile]
+    )
+    result = CliRunner().invoke(cli, ["bulk", "failures", bulk_id])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()[1:]
+    assert len(lines) == len(hostile)
+    assert all(line.startswith(("'", "\"'")) for line in lines), lines
+    again = [r for r in read_rows(io.StringIO(result.stdout), "csv") if isinstance(r, BulkRow)]
+    assert sorted(r.account for r in again) == sorted(hostile)
