@@ -13,7 +13,7 @@ from typing import IO
 import click
 
 from worker.core.errors import VoicemailError
-from worker.core.validation import check_account
+from worker.core.validation import check_account, check_token
 from worker.store.credentials import AccountRow
 
 from .common import EXIT_JOB_NOT_OK, emit, fail
@@ -67,12 +67,11 @@ def read_account_rows(fh: IO[str], errors: list[str]) -> Iterator[AccountRow]:
     reader.fieldnames = header
     with contextlib.closing(_Seen()) as seen:
         for row in reader:
-            line = reader.line_num
+            # A quoted field may span lines: name the line where the record starts.
+            line = reader.line_num - sum(str(v).count("\n") for v in row.values() if v)
             try:
                 name = check_account((row.get("account") or "").strip())
-                token = (row.get("token") or "").strip()
-                if not token:
-                    raise VoicemailError("token is empty")
+                token = check_token(row.get("token") or "")
                 client_text = (row.get("client") or "").strip()
                 if client_text and not client_text.isdigit():
                     raise VoicemailError(f"client must be a number, got {client_text[:20]!r}")

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import io
+from typing import Any
+
 import fakeredis
 import pytest
 import redis
 
 from worker.core import keys
-from worker.core.errors import AccountNotFound, CredentialError
+from worker.core.errors import AccountNotFound, CredentialError, InputError
 from worker.store.credentials import ENV_MARKER, AccountRow, CredentialStore
 
 KEY = "a" * 40
@@ -121,3 +124,70 @@ def test_tokens_sealed_with_fernet_before_still_open_and_rotate(
     assert store.rotate_key() == 1
     assert str(fake.hget(keys.ACCOUNTS, "old")).startswith("b'v2.")
     assert store.get("old").token == "tok-old"
+
+
+def test_rotation_never_overwrites_a_token_imported_meanwhile(fake: fakeredis.FakeRedis) -> None:
+    """rotate-key reads, seals again and writes back: a token imported between the read
+    and the write (sealed with the new key already) must survive it."""
+    CredentialStore(fake, KEY).put_many(
+        [AccountRow("rot-a", "old-a"), AccountRow("rot-b", "old-b")]
+    )
+    rotating = CredentialStore(fake, OTHER_KEY, old_keys=[KEY])
+    importer = CredentialStore(fake, OTHER_KEY, old_keys=[KEY])
+    opened = rotating.cipher.open
+
+    def open_then_import(account: str, blob: bytes | str | None) -> Any:
+        creds = opened(account, blob)
+        if account == "rot-a":  # an import lands after rotate-key read this account
+            importer.put("rot-a", "new-a")
+        return creds
+
+    rotating.cipher.open = open_then_import  # type: ignore[method-assign]
+    assert rotating.rotate_key() >= 1
+    after = CredentialStore(fake, OTHER_KEY)
+    assert after.get("rot-a").token == "new-a"
+    assert after.get("rot-b").token == "old-b"
+
+
+def test_tokens_are_stripped_and_control_characters_refused(fake: fakeredis.FakeRedis) -> None:
+    store = CredentialStore(fake, KEY)
+    store.put("strip", "tok-1\n")
+    assert store.get("strip").token == "tok-1"
+    with pytest.raises(InputError) as refused:
+        store.put("bad", "Bearer\r\nX-Evil: secret-tok")
+    assert "secret-tok" not in str(refused.value)
+    assert "U+000D" in str(refused.value)
+
+
+def test_a_stored_token_a_header_cannot_carry_never_reaches_a_transport(
+    fake: fakeredis.FakeRedis,
+) -> None:
+    """Sealed before tokens were checked: opening it is a CredentialError without it."""
+    store = CredentialStore(fake, KEY)
+    fake.hset(keys.ACCOUNTS, "legacy", store.cipher.seal(AccountRow("legacy", "tok\nleak")))
+    with pytest.raises(CredentialError) as refused:
+        store.get("legacy")
+    assert "leak" not in str(refused.value)
+
+
+def test_an_import_names_the_line_where_a_bad_token_record_starts() -> None:
+    from cli.accounts import read_account_rows
+
+    text = 'account,token\nok,tok-1\nbad,"tok\nsplit"\nalso-ok,tok-2\n'
+    errors: list[str] = []
+    rows = list(read_account_rows(io.StringIO(text), errors))
+    assert [r.account for r in rows] == ["ok", "also-ok"]
+    assert len(errors) == 1
+    assert errors[0].startswith("line 3: ")
+    assert "split" not in errors[0]
+
+
+def test_plusofon_token_is_stripped_and_checked() -> None:
+    from worker.core.errors import ConfigError
+    from worker.core.settings import load_settings
+
+    assert load_settings(PLUSOFON_TOKEN="tok-9\n").token.get_secret_value() == "tok-9"  # type: ignore[union-attr]
+    with pytest.raises(ConfigError) as refused:
+        load_settings(PLUSOFON_TOKEN="tok\x07secret")
+    assert "PLUSOFON_TOKEN" in str(refused.value)
+    assert "secret" not in str(refused.value)

@@ -13,7 +13,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import constants as C
-from .errors import ConfigError
+from .errors import ConfigError, InputError
+from .validation import check_token
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -158,9 +159,12 @@ class Settings(BaseSettings):
     @field_validator("token")
     @classmethod
     def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
+        if value is None or not value.get_secret_value().strip():
             return None
-        return value
+        try:  # stripped: a trailing newline would reach the Authorization header
+            return SecretStr(check_token(value.get_secret_value()))
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("old_secret_keys_raw")
     @classmethod

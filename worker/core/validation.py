@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
@@ -12,6 +13,10 @@ from .errors import InputError
 
 MAX_ACCOUNT_LENGTH = 200
 MAX_EMAIL_LENGTH = 254
+MAX_TOKEN_LENGTH = 4096
+# An API token goes into an HTTP header: printable ASCII, no spaces. Anything else would
+# be refused by the transport, whose error quotes the whole header, token included.
+_TOKEN = re.compile(r"[!-~]+")
 
 
 def check_account(account: Any) -> str:
@@ -56,3 +61,22 @@ def check_email(email: Any) -> str:
 
 def check_update(account: Any, send: Any, email: Any) -> tuple[str, bool, str]:
     return check_account(account), check_send(send), check_email(email)
+
+
+def check_token(token: Any) -> str:
+    """The token, stripped of surrounding white space (a trailing newline from a file or
+    an environment variable); the error never quotes it."""
+    if not isinstance(token, str):
+        raise InputError(f"token must be a string, got {type(token).__name__}")
+    text: str = token.strip()
+    if not text:
+        raise InputError("token is empty")
+    if len(text) > MAX_TOKEN_LENGTH:
+        raise InputError(f"token is longer than {MAX_TOKEN_LENGTH} characters")
+    if not _TOKEN.fullmatch(text):
+        bad = next(ch for ch in text if not _TOKEN.fullmatch(ch))
+        raise InputError(
+            f"token holds a character an HTTP header cannot carry (U+{ord(bad):04X}): "
+            "only printable ASCII without spaces"
+        )
+    return text

@@ -33,14 +33,17 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..api.models import Credentials
 from ..core import constants as C
-from ..core import keys
+from ..core import keys, lua
 from ..core.connections import text as _text
-from ..core.errors import AccountNotFound, CredentialError
+from ..core.errors import AccountNotFound, CredentialError, InputError
 from ..core.settings import Settings
-from ..core.validation import check_account
+from ..core.validation import check_account, check_token
 
 # Stored for `default` when its token lives in the worker's PLUSOFON_TOKEN, not in Redis.
 ENV_MARKER = "env:PLUSOFON_TOKEN"
+
+# HSET field new, for each (field, old, new), only where the field still holds old.
+REPLACE_SCRIPT = lua.load(__package__, "replace_if_same.lua")
 
 
 def derive_key(secret: str, purpose: bytes = b"fernet") -> bytes:
@@ -154,7 +157,14 @@ class Cipher:
         if data.get("a") != account:
             raise CredentialError(f"the stored token of account {account!r} belongs elsewhere")
         client = data.get("c")
-        return Credentials(account, str(data["t"]), int(client) if client is not None else None)
+        try:
+            token = check_token(data["t"])
+        except InputError:  # sealed before tokens were checked: never hand it to a transport
+            raise CredentialError(
+                f"the stored token of account {account!r} is not a valid header value: "
+                "import it again"
+            ) from None
+        return Credentials(account, token, int(client) if client is not None else None)
 
 
 class CredentialStore:
@@ -168,6 +178,7 @@ class CredentialStore:
     ) -> None:
         self._redis = client
         self.cipher = Cipher(secret_key, env_token, old_keys)
+        self._replace = client.register_script(REPLACE_SCRIPT)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis) -> CredentialStore:
@@ -201,17 +212,22 @@ class CredentialStore:
         while True:
             answer: Any = self._redis.hscan(keys.ACCOUNTS, cursor, count=1000)
             cursor, page = answer
-            with self._redis.pipeline(transaction=False) as pipe:
-                for account, blob in page.items():
-                    text = _text(blob)
-                    if text == ENV_MARKER:
-                        continue
-                    name = _text(account)
-                    creds = self.cipher.open(name, text)  # refuses a blob no key opens
-                    row = AccountRow(name, creds.token, creds.client_id)
-                    pipe.hset(keys.ACCOUNTS, name, self.cipher.seal(row))
-                    rotated += 1
-                pipe.execute()
+            triples: list[str] = []
+            for account, blob in page.items():
+                text = _text(blob)
+                if text == ENV_MARKER:
+                    continue
+                name = _text(account)
+                creds = self.cipher.open(name, text)  # refuses a blob no key opens
+                triples += [
+                    name,
+                    text,
+                    self.cipher.seal(AccountRow(name, creds.token, creds.client_id)),
+                ]
+            # Each token is replaced only if it is still the one read: a token imported
+            # meanwhile (sealed with the new key already) is never overwritten.
+            if triples:
+                rotated += int(self._replace(keys=[keys.ACCOUNTS], args=triples))
             if cursor == 0:
                 break
         assert self.cipher.secret is not None
@@ -237,7 +253,7 @@ class CredentialStore:
         return written
 
     def put(self, account: str, token: str, client_id: int | None = None) -> None:
-        self.put_many([AccountRow(check_account(account), token, client_id)])
+        self.put_many([AccountRow(check_account(account), check_token(token), client_id)])
 
     def remove(self, account: str) -> bool:
         return bool(self._redis.hdel(keys.ACCOUNTS, account))
