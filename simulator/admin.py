@@ -42,3 +42,7 @@ class SimulatorControl:
 
     def reset(self) -> None:
         self._http.post("/_sim/reset").raise_for_status()
+
+    def late_landings(self) -> list[dict[str, Any]]:
+        """PATCHes the simulator applied after answering them ambiguously, oldest first."""
+        return list(self._http.get("/_sim/late").json())

@@ -6,6 +6,13 @@ picks the account, `{"message": "User not found.", "code": 500}` with HTTP 200 o
 latency, random 5xx, HTML 502 pages, 429 with Retry-After, slow responses and
 connection resets, either at a rate or scripted per account ("the next two
 answers for account a are 502 pages"). Control endpoints live under `/_sim/`.
+
+A slow vendor that applies late: a PATCH answered `late-504:D`, `late-502:D` or
+`late-timeout:D` has its body read and checked, is answered at once with a gateway's
+504 or 502 (no JSON body), or held open past the client's read timeout, and is applied
+D seconds later; `apply-slow:S` applies at once and answers S seconds later. Scripted
+per account, or for a share of PATCHes (`late_rate`, `late_kind`, `late_delay`). Every
+late landing is listed at `/_sim/late`, with its time.
 """
 
 from __future__ import annotations
@@ -13,121 +20,25 @@ from __future__ import annotations
 import asyncio
 import collections
 import csv
-import json
-import random
-import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
 
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-HTML_502 = (
-    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    "</body>\r\n</html>\r\n"
+from .faults import answer_late, play_fault, random_fault, random_late
+from .state import (
+    EMAIL_RE,
+    LATE_KINDS,
+    MODES,
+    STATE_KEY,
+    Account,
+    Faults,
+    State,
+    apply_patch,
+    json_response,
+    not_found,
 )
-MODES = ("ok", "missing-200", "missing-500")
-
-
-@dataclass(slots=True)
-class Account:
-    name: str
-    email: str = "owner@example.com"
-    send: bool = False
-    mode: str = "ok"
-
-
-@dataclass
-class Faults:
-    latency_ms: float = 0.0
-    error_rate: float = 0.0  # JSON-less 503s
-    html_502_rate: float = 0.0
-    rate_limit_rate: float = 0.0
-    retry_after: str = "1"
-    slow_rate: float = 0.0
-    slow_seconds: float = 5.0
-    reset_rate: float = 0.0
-    # Server-side limit in requests per second over all accounts; 0 means none.
-    max_rps: int = 0
-
-
-@dataclass
-class State:
-    accounts: dict[str, Account] = field(default_factory=dict)  # by token
-    faults: Faults = field(default_factory=Faults)
-    scripts: dict[str, collections.deque[str]] = field(default_factory=dict)
-    requests: collections.Counter[str] = field(default_factory=collections.Counter)
-    patches: collections.Counter[str] = field(default_factory=collections.Counter)
-    # Every (send, email) a PATCH applied, per account: a repeat is a duplicate PATCH.
-    applied: dict[str, list[list[Any]]] = field(default_factory=dict)
-    per_second: collections.Counter[int] = field(default_factory=collections.Counter)
-    faults_injected: collections.Counter[str] = field(default_factory=collections.Counter)
-    headers_seen: dict[str, dict[str, str]] = field(default_factory=dict)
-    # Arrival times of the last requests per account, to check back-off from outside.
-    times: dict[str, collections.deque[float]] = field(default_factory=dict)
-    total: int = 0
-    patch_total: int = 0
-    # Lean (for a million accounts): current settings and totals only, no per-account
-    # history (requests, patches, applied, times and headers stay empty).
-    lean: bool = False
-
-
-STATE_KEY: web.AppKey[State] = web.AppKey("state", State)
-
-
-def _json(status: int, body: Any, **headers: str) -> web.Response:
-    return web.Response(
-        status=status, text=json.dumps(body), content_type="application/json", headers=headers
-    )
-
-
-def _not_found(mode: str) -> web.Response:
-    return _json(200 if mode == "missing-200" else 500, {"message": "User not found.", "code": 500})
-
-
-async def _fault(kind: str, request: web.Request, state: State) -> web.StreamResponse | None:
-    """Play one fault; None means "no fault, answer normally"."""
-    state.faults_injected[kind.split(":")[0]] += 1
-    name, _, arg = kind.partition(":")
-    if name == "502":
-        return web.Response(status=502, text=HTML_502, content_type="text/html")
-    if name in ("500", "503", "504"):
-        return web.Response(status=int(name), text="")
-    if name == "500-json":
-        return _json(500, {"message": "Server Error"})
-    if name == "429":
-        return _json(429, {"message": "Too Many Attempts."}, **{"Retry-After": arg or "1"})
-    if name == "slow":
-        await asyncio.sleep(float(arg or state.faults.slow_seconds))
-        return None
-    if name == "reset":
-        transport = request.transport
-        if transport is not None:
-            transport.abort()
-        raise asyncio.CancelledError
-    if name == "missing-200" or name == "missing-500":
-        return _not_found(name)
-    if name in ("401", "422"):
-        return _json(int(name), {"message": "scripted", "errors": {"email": ["scripted"]}})
-    raise web.HTTPBadRequest(text=f"unknown scripted fault {kind!r}")
-
-
-def _random_fault(state: State) -> str | None:
-    f = state.faults
-    roll = random.random()
-    for kind, rate in (
-        ("503", f.error_rate),
-        ("502", f.html_502_rate),
-        (f"429:{f.retry_after}", f.rate_limit_rate),
-        ("reset", f.reset_rate),
-        (f"slow:{f.slow_seconds}", f.slow_rate),
-    ):
-        if roll < rate:
-            return kind
-        roll -= rate
-    return None
 
 
 async def voicemail(request: web.Request) -> web.StreamResponse:
@@ -143,7 +54,7 @@ async def voicemail(request: web.Request) -> web.StreamResponse:
     account = state.accounts.get(token)
     if account is None:
         state.requests["<unauthenticated>"] += 1
-        return _json(401, {"message": "Unauthenticated."})
+        return json_response(401, {"message": "Unauthenticated."})
     if not state.lean:
         state.requests[account.name] += 1
         state.times.setdefault(account.name, collections.deque(maxlen=50)).append(now)
@@ -151,30 +62,38 @@ async def voicemail(request: web.Request) -> web.StreamResponse:
             k: v for k, v in request.headers.items() if k.lower() != "authorization"
         }
     if "Client" not in request.headers:
-        return _json(400, {"message": "The Client header is required."})
+        return json_response(400, {"message": "The Client header is required."})
 
     if state.faults.max_rps and state.per_second[int(now)] > state.faults.max_rps:
         state.faults_injected["429"] += 1
-        return _json(429, {"message": "Too Many Attempts."}, **{"Retry-After": "1"})
+        return json_response(429, {"message": "Too Many Attempts."}, **{"Retry-After": "1"})
     script = state.scripts.get(account.name)
-    kind = script.popleft() if script else _random_fault(state)
-    if kind is not None:
-        response = await _fault(kind, request, state)
+    kind = script.popleft() if script else random_fault(state)
+    late: str | None = None
+    if kind is not None and kind.startswith(LATE_KINDS):
+        if request.method == "PATCH":
+            late = kind
+        elif script is not None:  # a late answer is for a PATCH: keep it for the next one
+            script.appendleft(kind)
+    elif kind is not None:
+        response = await play_fault(kind, request, state)
         if response is not None:
             return response
+    if late is None and request.method == "PATCH":
+        late = random_late(state)
 
     if account.mode != "ok":
-        return _not_found(account.mode)
+        return not_found(account.mode)
     if request.method == "GET":
-        return _json(200, {"email": account.email, "send": account.send})
+        return json_response(200, {"email": account.email, "send": account.send})
 
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError):
-        return _json(400, {"message": "The body must be JSON."})
+        return json_response(400, {"message": "The body must be JSON."})
     errors: dict[str, list[str]] = {}
     if not isinstance(body, dict):
-        return _json(422, {"message": "The given data was invalid.", "errors": {}})
+        return json_response(422, {"message": "The given data was invalid.", "errors": {}})
     if "send" not in body:
         errors["send"] = ["The send field is required."]
     elif not isinstance(body["send"], bool):
@@ -185,13 +104,15 @@ async def voicemail(request: web.Request) -> web.StreamResponse:
     elif not isinstance(email, str) or not EMAIL_RE.match(email):
         errors["email"] = ["The email must be a valid email address."]
     if errors:
-        return _json(422, {"message": "The given data was invalid.", "errors": errors})
-    account.send, account.email = body["send"], str(email)
-    state.patch_total += 1
-    if not state.lean:
-        state.patches[account.name] += 1
-        state.applied.setdefault(account.name, []).append([body["send"], account.email])
-    return _json(200, {"success": True})
+        return json_response(422, {"message": "The given data was invalid.", "errors": errors})
+    if late is not None:
+        return await answer_late(late, state, account, body["send"], str(email))
+    apply_patch(state, account, body["send"], str(email))
+    return json_response(200, {"success": True})
+
+
+async def late_landings(request: web.Request) -> web.Response:
+    return json_response(200, request.app[STATE_KEY].late)
 
 
 async def add_accounts(request: web.Request) -> web.Response:
@@ -204,7 +125,7 @@ async def add_accounts(request: web.Request) -> web.Response:
         state.accounts[row["token"]] = Account(
             row["account"], row.get("email", "owner@example.com"), row.get("send", False), mode
         )
-    return _json(200, {"accounts": len(state.accounts)})
+    return json_response(200, {"accounts": len(state.accounts)})
 
 
 async def show_account(request: web.Request) -> web.Response:
@@ -212,7 +133,7 @@ async def show_account(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     for account in state.accounts.values():
         if account.name == name:
-            return _json(
+            return json_response(
                 200,
                 {
                     **asdict(account),
@@ -233,19 +154,19 @@ async def set_faults(request: web.Request) -> web.Response:
         state.faults = Faults(**{**asdict(state.faults), **body})
     except TypeError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
-    return _json(200, asdict(state.faults))
+    return json_response(200, asdict(state.faults))
 
 
 async def set_script(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     body = await request.json()
     state.scripts.setdefault(body["account"], collections.deque()).extend(body["responses"])
-    return _json(200, {"queued": len(state.scripts[body["account"]])})
+    return json_response(200, {"queued": len(state.scripts[body["account"]])})
 
 
 async def stats(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    return _json(
+    return json_response(
         200,
         {
             "total": state.total,
@@ -254,6 +175,7 @@ async def stats(request: web.Request) -> web.Response:
             "patches": dict(state.patches),
             "faults_injected": dict(state.faults_injected),
             "max_per_second": max(state.per_second.values(), default=0),
+            "late_landings": len(state.late),
             "per_second": {str(k): v for k, v in sorted(state.per_second.items())},
         },
     )
@@ -264,11 +186,11 @@ async def reset(request: web.Request) -> web.Response:
     keep_accounts = request.query.get("accounts") != "1"
     fresh = State(accounts=state.accounts if keep_accounts else {}, lean=state.lean)
     request.app[STATE_KEY].__dict__.update(fresh.__dict__)
-    return _json(200, {"reset": True})
+    return json_response(200, {"reset": True})
 
 
 async def ping(request: web.Request) -> web.Response:
-    return _json(200, {"ok": True})
+    return json_response(200, {"ok": True})
 
 
 def make_app(state: State | None = None) -> web.Application:
@@ -283,6 +205,7 @@ def make_app(state: State | None = None) -> web.Application:
     app.router.add_get("/_sim/stats", stats)
     app.router.add_post("/_sim/reset", reset)
     app.router.add_get("/_sim/ping", ping)
+    app.router.add_get("/_sim/late", late_landings)
     return app
 
 
