@@ -43,14 +43,17 @@ lock: $(VENV)/.installed-test
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 -q -o requirements.lock
 
-# The fault and race tests at the lowest versions pyproject allows (.ci/run runs it too).
+# The fault and race tests (with those filed by area: sentinel, breaker, client, engine,
+# logs, the shared bulk) at the lowest versions pyproject allows (.ci/run runs it too).
 FLOORS ?= .venv-floors
 floors: $(VENV)/.installed-test
 	$(BIN)/uv venv -q --allow-existing --python $(BIN)/python $(FLOORS)
 	VIRTUAL_ENV=$(FLOORS) $(BIN)/uv pip install -q --resolution lowest-direct -e '.[test]'
 	$(FLOORS)/bin/python -m pytest -q tests/test_faults.py tests/test_races.py \
 		tests/test_liveness.py tests/test_structure.py tests/test_pipeline.py \
-		tests/test_kombu_patches.py tests/test_partition.py
+		tests/test_kombu_patches.py tests/test_partition.py tests/test_sentinel.py \
+		tests/test_breaker.py tests/test_client.py tests/test_engine.py tests/test_logs.py \
+		tests/test_bulk.py::test_two_workers_share_one_bulk
 
 clean:
 	rm -rf $(VENV) .venv-floors .pytest_cache .mypy_cache .ruff_cache

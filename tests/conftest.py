@@ -18,7 +18,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +144,74 @@ def worker_of_its_own(
         app.close()
         service.stop()
         own_redis.stop()
+
+
+# The lease the `isolated` stack's workers run with, short so a killed worker's jobs come
+# back within a test's time.
+VISIBILITY = 4
+
+
+@dataclass
+class Isolated:
+    log_dir: Path
+    redis: stack.Service
+    simulator: stack.Service
+    sim: stack.SimulatorControl
+    env: dict[str, str]
+    workers: list[stack.Service] = field(default_factory=list)
+
+    def worker(self, name: str, **extra: str) -> stack.Service:
+        service = stack.start_worker(self.log_dir, {**self.env, **extra}, name=name, concurrency=8)
+        self.workers.append(service)
+        return service
+
+    def cli(self, *args: str, input: str | None = None, timeout: float = 120) -> Any:
+        return subprocess.run(
+            [VOICEMAIL, *args],
+            input=input,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def cli_json(self, *args: str, input: str | None = None) -> dict[str, Any]:
+        _, out, err = voicemail(self.env, *args, stdin=input or "")
+        assert out, err
+        return out
+
+    def import_accounts(self, count: int) -> list[str]:
+        names = [f"acct-{i:06d}" for i in range(1, count + 1)]
+        csv = "account,token\n" + "".join(f"{n},tok-{n}\n" for n in names)
+        proc = self.cli("accounts", "import", "-", input=csv)
+        assert proc.returncode == 0, proc.stderr
+        return names
+
+
+@pytest.fixture
+def isolated(tmp_path: Path) -> Iterator[Isolated]:
+    """A Redis server (AOF on, as docker-compose runs it), a simulator and workers of the
+    test's own, reached through the `voicemail` CLI as another host would."""
+    redis_service = stack.start_redis(tmp_path, appendonly=True)
+    sim_service = stack.start_simulator(tmp_path, generate=3000)
+    env = worker_env(
+        sim_service.url,
+        REDIS_URL=redis_service.url,
+        VOICEMAIL_VISIBILITY_TIMEOUT=str(VISIBILITY),
+    )
+    env.pop("VOICEMAIL_REQUEUE_MAX", None)
+    iso = Isolated(
+        tmp_path, redis_service, sim_service, stack.SimulatorControl(sim_service.url), env
+    )
+    try:
+        yield iso
+    finally:
+        for service in iso.workers:
+            service.stop()
+        iso.sim.close()
+        sim_service.stop()
+        iso.redis.stop()  # the restarted one, if the test restarted it
 
 
 @pytest.fixture(scope="session")

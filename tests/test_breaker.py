@@ -20,7 +20,7 @@ from .conftest import SimAccount
 
 @pytest.fixture
 def fresh(redis_client: redis.Redis) -> None:
-    redis_client.delete(B.OPEN_KEY, B.WINDOW_KEY)
+    redis_client.delete(B.OPEN_KEY, B.WINDOW_KEY, B.HALF_OPEN_KEY, B.PROBE_KEY)
 
 
 @pytest.mark.usefixtures("fresh")
@@ -44,6 +44,40 @@ def test_opens_when_most_calls_fail_then_closes(
     time.sleep(0.55)
     breaker.record(None)  # half-open: a fresh window, calls go through again
     assert breaker.pause() == 0
+
+
+# Race 8 in RELIABILITY.md: one clock for the breaker, and one probe when half-open.
+
+
+@pytest.mark.usefixtures("fresh")
+def test_a_skewed_host_clock_does_not_close_the_breaker(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(B, "REPORT_EVERY", 0.0)
+    settings = load_settings(VOICEMAIL_BREAKER_MIN_CALLS=5, VOICEMAIL_BREAKER_COOLDOWN=30)
+    breaker = B.Breaker(redis_client, settings)
+    for _ in range(6):
+        breaker.record(ServerError("502"))
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 120)  # this host runs 2 min ahead
+    assert breaker.pause() > 25
+
+
+@pytest.mark.usefixtures("fresh")
+def test_half_open_lets_one_probe_through(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(B, "REPORT_EVERY", 0.0)
+    settings = load_settings(VOICEMAIL_BREAKER_MIN_CALLS=5, VOICEMAIL_BREAKER_COOLDOWN=0.3)
+    first, second = B.Breaker(redis_client, settings), B.Breaker(redis_client, settings)
+    for _ in range(6):
+        first.record(ServerError("502"))
+    second.record(None)  # learns the breaker is open
+    assert first.pause() > 0 and second.pause() > 0
+    stack.wait_until(lambda: first.pause() == 0, 5, "the cooldown's end")
+    assert second.pause() > 0  # `first` probes; `second` waits for its answer
+    first.record(None)  # the probe succeeded
+    stack.wait_until(lambda: second.pause() == 0, 5, "the breaker closing")
 
 
 @pytest.mark.integration

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,10 +20,9 @@ from tasks.producer import credential_store
 from worker.coordination.bulk_status import BulkStatus
 from worker.store.credentials import AccountRow
 
-from .conftest import ISSUED_TOKENS, worker_env
+from .conftest import ISSUED_TOKENS, Isolated, voicemail, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
-VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
 
 
 def make_accounts(sim: stack.SimulatorControl, count: int, **sim_fields: Any) -> list[str]:
@@ -225,29 +222,15 @@ def test_shared_rate_limit_across_two_workers(log_dir: Path, redis_url: str) -> 
         accounts = "account,token\n" + "".join(
             f"acct-{i:06d},tok-acct-{i:06d}\n" for i in range(1, 241)
         )
-        subprocess.run(
-            [VOICEMAIL, "accounts", "import", "-"],
-            input=accounts,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        code, _, err = voicemail(env, "accounts", "import", "-", stdin=accounts)
+        assert code == 0, err
         rows = "account,send,email\n" + "".join(
             f"acct-{i:06d},true,a{i}@rl.example.com\n" for i in range(1, 241)
         )
-        proc = subprocess.run(
-            [VOICEMAIL, "bulk", "submit", "-", "--wait", "--timeout", "60"],
-            input=rows,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
+        _, summary, err = voicemail(
+            env, "bulk", "submit", "-", "--wait", "--timeout", "60", stdin=rows
         )
-        summary = json.loads(proc.stdout)
-        assert (summary["state"], summary["succeeded"]) == ("DONE", 240), proc.stderr
+        assert (summary["state"], summary["succeeded"]) == ("DONE", 240), err
         control = stack.SimulatorControl(sim_service.url)
         stats = control.stats()
         control.close()
@@ -261,6 +244,19 @@ def test_shared_rate_limit_across_two_workers(log_dir: Path, redis_url: str) -> 
         for service in workers:
             service.stop()
         sim_service.stop()
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_bulk(isolated: Isolated) -> None:
+    names = isolated.import_accounts(1000)
+    isolated.env["VOICEMAIL_BULK_CHUNK_SIZE"] = "50"
+    workers = [isolated.worker(f"node{i}") for i in (1, 2)]
+    rows = "account,send,email\n" + "".join(f"{n},true,{n}@scale.example.com\n" for n in names)
+    summary = isolated.cli_json("bulk", "submit", "-", "--wait", "--timeout", "60", input=rows)
+    assert (summary["state"], summary["succeeded"]) == ("DONE", 1000)
+    chunks = [w.log().count(" chunk ") for w in workers]
+    print(f"chunks taken per worker: {chunks}")
+    assert all(count > 0 for count in chunks), chunks
 
 
 def test_every_bulk_command_answers_an_unknown_id_with_one_line_and_exit_1() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,10 +15,9 @@ from cli import cli
 from simulator import stack
 from tasks.producer import credential_store
 
-from .conftest import SimAccount
+from .conftest import VOICEMAIL, SimAccount, voicemail
 
 MakeAccount = Callable[..., SimAccount]
-VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
 
 
 def run_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -140,9 +138,11 @@ def test_result_of_unknown_id() -> None:
 
 @pytest.mark.integration
 def test_real_subprocess_run(simulator: stack.Service) -> None:
-    proc = run_process("result", "no-such-job", "--wait", "--timeout", "1")
-    assert proc.returncode == 1
-    assert json.loads(proc.stdout)["state"] == "UNKNOWN"
+    code, status, _ = voicemail(
+        dict(os.environ), "result", "no-such-job", "--wait", "--timeout", "1"
+    )
+    assert code == 1
+    assert status["state"] == "UNKNOWN"
 
 
 def test_bad_environment_is_named_in_one_line() -> None:

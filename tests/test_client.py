@@ -6,11 +6,13 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from simulator import stack
 from worker.api.client import PlusofonClient
 from worker.api.models import Credentials, VoicemailSettings
 from worker.core import errors
+from worker.core.errors import RateLimited
 from worker.core.settings import Settings, load_settings
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -197,3 +199,50 @@ def errors_of(response: httpx.Response) -> errors.PlusofonError | None:
     from worker.api.protocol import error_from_response
 
     return error_from_response(response.status_code, response.headers, response.content)
+
+
+# Race 4 in RELIABILITY.md: Retry-After is capped everywhere.
+
+
+class _RecordingLimiter:
+    def __init__(self) -> None:
+        self.penalties: list[float] = []
+
+    def acquire(self, token: str) -> float:
+        return 0.0
+
+    def penalize(self, token: str, seconds: float) -> None:
+        self.penalties.append(seconds)
+
+
+def test_a_huge_retry_after_parks_a_token_no_longer_than_the_cap() -> None:
+    settings = load_settings(PLUSOFON_API_URL="http://api.test", VOICEMAIL_REQUEUE_MAX_DELAY=600)
+    limiter = _RecordingLimiter()
+    transport = httpx.MockTransport(
+        lambda r: httpx.Response(429, headers={"Retry-After": "86400"}, json={})
+    )
+    with (
+        PlusofonClient(settings, transport=transport, limiter=limiter) as client,
+        pytest.raises(RateLimited),
+    ):
+        client.get_voicemail(Credentials("acme", "t"))
+    assert limiter.penalties == [600]
+
+
+# Race 5 in RELIABILITY.md: Redis trouble never fails an applied change.
+
+
+class _BrokenBreaker:
+    def pause(self) -> float:
+        return 0.0
+
+    def record(self, exc: BaseException | None) -> None:
+        raise redis.ConnectionError("Redis went away")
+
+
+def test_redis_gone_after_an_applied_patch_is_not_a_failure() -> None:
+    settings = load_settings(PLUSOFON_API_URL="http://api.test")
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"success": True}))
+    with PlusofonClient(settings, transport=transport, breaker=_BrokenBreaker()) as client:
+        result = client.set_voicemail(Credentials("acme", "t"), True, "a@b.ru")
+    assert result.email == "a@b.ru"

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
+from .conftest import VOICEMAIL
 
 
 @pytest.mark.integration

@@ -1,10 +1,12 @@
-"""A chunk delivered twice never sends a row twice (inline engine, real Redis and simulator)."""
+"""The bulk engine (inline, real Redis and simulator): a chunk delivered twice never sends a
+row twice, and a row that fails unexpectedly stops the rest of its chunk."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
+from typing import Any
 
 import pytest
 import redis
@@ -13,6 +15,7 @@ from simulator import stack
 from tasks.producer import credential_store
 from worker.coordination.bulk_records import BulkRow, Keys
 from worker.core.settings import load_settings
+from worker.engine import chunk_run as engine_chunk
 from worker.engine.chunk_run import process_chunk
 from worker.engine.engine_context import EngineContext
 from worker.engine.pool import Engine
@@ -59,3 +62,41 @@ def test_redelivered_chunk_is_not_resent(
     assert asyncio.run(again()) == 5
     assert all(sim.account(n)["patches"] == 1 for n in names)
     assert redis_client.hget(keys.meta, "finished_at") is not None
+
+
+# Race 7 in RELIABILITY.md: the engine stops every row of a chunk that fails unexpectedly.
+
+
+def test_an_unexpected_row_error_cancels_its_siblings(
+    monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis, simulator: stack.Service
+) -> None:
+    rows = [BulkRow(i + 2, f"tg-{uuid.uuid4().hex[:6]}", True, "x@e.ru", 0) for i in range(5)]
+    keys = Keys(uuid.uuid4().hex)
+    redis_client.hset(keys.meta, mapping={"created_at": "1", "total": len(rows)})
+    redis_client.set(keys.chunk(0), json.dumps([row.to_json() for row in rows]))
+    cancelled: list[str] = []
+
+    async def apply(ctx: Any, row: Any, blob: Any, *flags: bool, **guard: Any) -> str:
+        if row.line == 2:
+            raise ValueError("a bug in one row")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(row.account)
+            raise
+        return "s"
+
+    monkeypatch.setattr(engine_chunk, "apply_row", apply)
+    settings = load_settings(PLUSOFON_API_URL=simulator.url, VOICEMAIL_BULK_PROCESSES=0)
+    bulk_id = keys.meta.split("{")[1].rstrip("}")
+
+    async def run() -> None:
+        ctx = EngineContext(settings)
+        try:
+            await engine_chunk.process_chunk(ctx, bulk_id, 0, final=False)
+        finally:
+            await ctx.aclose()
+
+    with pytest.raises(ValueError, match="a bug in one row"):
+        asyncio.run(run())
+    assert sorted(cancelled) == sorted(r.account for r in rows[1:])

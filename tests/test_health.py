@@ -2,15 +2,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from simulator import stack
 
-VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
+from .conftest import VOICEMAIL
 
 
 def health(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

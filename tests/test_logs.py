@@ -1,10 +1,17 @@
+"""Log lines: tokens redacted, and JSON lines carrying each job's fields from a real worker."""
+
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 import pytest
 
+from simulator import stack
 from worker.core.logs import RedactingFilter, redact
+
+from .conftest import Isolated
 
 
 @pytest.mark.parametrize(
@@ -35,3 +42,33 @@ def test_filter_rewrites_records(caplog: pytest.LogCaptureFixture) -> None:
     finally:
         logger.removeHandler(handler)
     assert "sekrit-token" not in records[0].getMessage()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_json_logs_carry_job_fields_and_no_token(isolated: Isolated) -> None:
+    isolated.import_accounts(2)
+    isolated.sim.script("acct-000002", ["missing-200"])
+    worker = isolated.worker("j1", VOICEMAIL_LOG_JSON="true")
+    ok = isolated.cli_json("update", "acct-000001", "--send", "--email", "j@acme.ru", "--wait")
+    failed = isolated.cli_json("get", "acct-000002", "--wait")
+    assert (ok["state"], failed["state"]) == ("SUCCESS", "FAILURE")
+
+    def job_lines() -> dict[str, dict[str, Any]]:
+        found = {}
+        for line in worker.log().splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)  # every line of ours is one JSON object
+                if "outcome" in record:
+                    found[record["job_id"]] = record
+        return found
+
+    stack.wait_until(lambda: {ok["id"], failed["id"]} <= set(job_lines()), 10, "the log lines")
+    lines = job_lines()
+    assert lines[ok["id"]]["outcome"] == "ok"
+    assert lines[ok["id"]]["account"] == "acct-000001"
+    assert lines[ok["id"]]["attempt"] == 1
+    assert isinstance(lines[ok["id"]]["latency_ms"], float)
+    assert lines[failed["id"]]["outcome"] == "failed"
+    assert "UserNotFound" in lines[failed["id"]]["message"]
+    assert "tok-acct-" not in worker.log()

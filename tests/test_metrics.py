@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,10 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from simulator import stack
 from tasks import enqueue_get, enqueue_update, wait
 
-from .conftest import SimAccount
+from .conftest import VOICEMAIL, SimAccount
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
-VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from simulator import stack
 
-from .conftest import worker_env
+from .conftest import VOICEMAIL, voicemail, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BIN = Path(sys.executable).parent
@@ -42,48 +42,29 @@ def test_honcho_runs_the_procfile(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        subprocess.run(
-            [str(BIN / "voicemail"), "accounts", "import", "-"],
-            env=env,
-            check=True,
-            input="account,token\nacct-000001,tok-acct-000001\n",
-            text=True,
-            capture_output=True,
-            timeout=60,
+        code, _, err = voicemail(
+            env, "accounts", "import", "-", stdin="account,token\nacct-000001,tok-acct-000001\n"
         )
+        assert code == 0, err
         auth = ("ops", "procfile-pass")
         url = f"http://127.0.0.1:{port}"
         stack.wait_until(lambda: httpx.get(url + "/healthcheck").status_code == 200, 60, "Flower")
         stack.wait_until(
             lambda: (
                 subprocess.run(
-                    [str(BIN / "voicemail"), "health"], env=env, capture_output=True, timeout=30
+                    [VOICEMAIL, "health"], env=env, capture_output=True, timeout=30
                 ).returncode
                 == 0
             ),
             60,
             "the Procfile worker answering",
         )
-        proc = subprocess.run(
-            [
-                str(BIN / "voicemail"),
-                "update",
-                "acct-000001",
-                "--send",
-                "--email",
-                "pf@acme.ru",
-                "--wait",
-                "--timeout",
-                "30",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        job_id = proc.stdout.split('"id": "')[1].split('"')[0]
+        code, job, err = voicemail(
+            env, "update", "acct-000001", "--send", "--email", "pf@acme.ru",
+            "--wait", "--timeout", "30",
+        )  # fmt: skip
+        assert code == 0, (job, err)
+        job_id = job["id"]
         stack.wait_until(
             lambda: (
                 httpx.get(f"{url}/api/task/info/{job_id}", auth=auth).json().get("state")

@@ -1,4 +1,5 @@
-"""The code's shape: layers, no import cycles, short modules, a producer that stays light.
+"""The code's shape: layers, no import cycles, short modules and functions, Redis keys named
+in one module, no module-level state, a producer that stays light.
 
 The layer order is written once, here and in the README: a module may import from its
 own package (without cycles) and from packages of lower layers, never from a higher
@@ -19,6 +20,7 @@ import pytest
 
 from simulator import stack
 
+from . import structure_checks as check
 from .conftest import SimAccount
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -247,3 +249,89 @@ def test_the_kombu_patches_match_the_installed_kombu() -> None:
 
     assert kombu_patches.settle_patch_fits()
     assert kombu_patches.client_reuse_fits()
+
+
+def ours(*packages: str) -> Iterator[tuple[str, ast.Module]]:
+    """(path from the root, parsed module) for each module of `packages`."""
+    for module, path in MODULES.items():
+        if module.split(".")[0] in packages:
+            yield str(path.relative_to(ROOT)), ast.parse(path.read_text(encoding="utf-8"))
+
+
+def test_functions_are_short() -> None:
+    """No function or method in worker/ or tasks/ is over 60 lines, counted from its `def`
+    line to the last line of its body (a nested function counts in its outer one too).
+    The five longest are printed (`pytest -s`) whether the test passes or fails."""
+    lengths = sorted(
+        n for where, t in ours("worker", "tasks") for n in check.function_lengths(t, where)
+    )
+    top = "\n".join(f"{label} {n}" for n, label in reversed(lengths[-5:]))
+    print(f"\nthe five longest functions:\n{top}")
+    long = [f"{label} {n}" for n, label in reversed(lengths) if n > check.MAX_FUNCTION_LINES]
+    assert not long, f"over {check.MAX_FUNCTION_LINES} lines: {long}\nthe five longest:\n{top}"
+
+
+def test_redis_keys_are_built_in_the_keys_module() -> None:
+    """worker/core/keys.py names every Redis key of ours; worker/, tasks/ and cli/ call it.
+    Anywhere else a string (f-string parts included) holding `voicemail:` is a key written
+    out, unless it is a message (starting `voicemail: `, a space after the colon) or a
+    docstring (which describes keys); so is an f-string whose first formatted value is a
+    name ending in PREFIX (`f"{keys.PREFIX}x"`), or a `+` with one on its left
+    (`C.KEY_PREFIX + "x"`). The simulator is not ours to police; Lua files are not Python."""
+    found = [
+        hit
+        for where, tree in ours("worker", "tasks", "cli")
+        if where != "worker/core/keys.py"
+        for hit in check.key_literals(tree, where)
+    ]
+    assert not found, "keys built outside worker/core/keys.py:\n" + "\n".join(found)
+
+
+def test_no_module_level_state_outside_the_context() -> None:
+    """worker/ keeps a process's state in worker/queue/context.py and nowhere else: no
+    module-level name (at the top of a module or in an if/try/with block there) is bound to
+    a dict, list or set (display, comprehension, or a dict/list/set/defaultdict/OrderedDict/
+    deque call), and no function says `global`. The rule is "nothing at module level is
+    changed later", so an UPPER_CASE container counts as a constant, and passes, unless a
+    module of worker/, tasks/ or cli/ changes something of that name in place (`.append`,
+    `.add`, `.update`, `.pop`, `.clear`..., `x[k] =`, `del x[k]`, `x +=`): flagging every
+    UPPER_CASE dict would report tables nobody changes. Dunders (`__all__`) are the
+    interpreter's. A functools.cache'd settings function, or signal handlers connected at
+    import, bind no container and pass."""
+    trees = dict(ours("worker", "tasks", "cli"))
+    mutated = set().union(*map(check.mutated_names, trees.values()))
+    found = [
+        hit
+        for where, tree in trees.items()
+        if where.startswith("worker/") and where != "worker/queue/context.py"
+        for hit in check.module_state(tree, where, mutated)
+    ]
+    assert not found, "module-level state outside the context:\n" + "\n".join(found)
+
+
+def test_the_function_check_can_fail() -> None:
+    long = ast.parse("async def f():\n" + "    x = 1\n" * 61)
+    assert check.function_lengths(long, "f.py") == [(62, "f.py:1 f")]
+
+
+def test_the_key_check_can_fail() -> None:
+    """Lines 2 to 6 build keys; the docstring (1) and the message (7) do not."""
+    keys = ast.parse(
+        '"""voicemail:doc"""\nA = "voicemail:x"\nB = f"voicemail:{a}"\nC = f"{C.KEY_PREFIX}x"\n'
+        'D = keys.PREFIX + "y"\nE = PREFIX + z\nF = "voicemail: error: no"\n'
+    )
+    lines = [hit.split()[0] for hit in check.key_literals(keys, "k.py")]
+    assert sorted(lines) == [f"k.py:{n}" for n in (2, 3, 4, 5, 6)]
+
+
+def test_the_state_check_can_fail() -> None:
+    """B, C and E are constants nobody changes, __all__ a dunder, i and j not module-level."""
+    state = ast.parse(
+        "a = {}\nB = [1]\nC = {1}\nif x:\n    d = defaultdict(list)\nE = (1,)\n__all__ = ['a']\n"
+        "F: dict = {}\ndef g():\n    global h\n    F['k'] = 1\n    i = []\nclass K:\n    j = []\n"
+    )
+    hits = [
+        " ".join(h.split()[:2])
+        for h in check.module_state(state, "s.py", check.mutated_names(state))
+    ]
+    assert hits == ["s.py:1 a", "s.py:5 d", "s.py:8 F", "s.py:10 global"]
