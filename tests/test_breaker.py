@@ -46,7 +46,7 @@ def test_opens_when_most_calls_fail_then_closes(
     assert breaker.pause() == 0
 
 
-# Race 8 in RELIABILITY.md: one clock for the breaker, and one probe when half-open.
+# Race 8 in docs/reliability.md: one clock for the breaker, and one probe when half-open.
 
 
 @pytest.mark.usefixtures("fresh")

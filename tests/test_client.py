@@ -201,7 +201,7 @@ def errors_of(response: httpx.Response) -> errors.PlusofonError | None:
     return error_from_response(response.status_code, response.headers, response.content)
 
 
-# Race 4 in RELIABILITY.md: Retry-After is capped everywhere.
+# Race 4 in docs/reliability.md: Retry-After is capped everywhere.
 
 
 class _RecordingLimiter:
@@ -229,7 +229,7 @@ def test_a_huge_retry_after_parks_a_token_no_longer_than_the_cap() -> None:
     assert limiter.penalties == [600]
 
 
-# Race 5 in RELIABILITY.md: Redis trouble never fails an applied change.
+# Race 5 in docs/reliability.md: Redis trouble never fails an applied change.
 
 
 class _BrokenBreaker:

@@ -64,7 +64,7 @@ def test_redelivered_chunk_is_not_resent(
     assert redis_client.hget(keys.meta, "finished_at") is not None
 
 
-# Race 7 in RELIABILITY.md: the engine stops every row of a chunk that fails unexpectedly.
+# Race 7 in docs/reliability.md: the engine stops every row of a chunk that fails unexpectedly.
 
 
 def test_an_unexpected_row_error_cancels_its_siblings(

@@ -1,5 +1,5 @@
 """The races a code read found in the ordering promise, each with a test that fails on the
-code before its fix (RELIABILITY.md, "Races fixed"). Races 4 and 5 are the client's
+code before its fix (docs/reliability.md, "Races fixed"). Races 4 and 5 are the client's
 (test_client.py), 7 the engine's (test_engine.py), 8 the breaker's (test_breaker.py)."""
 
 from __future__ import annotations
