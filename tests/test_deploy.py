@@ -88,3 +88,29 @@ def test_dashboard_and_alerts_use_real_metrics() -> None:
     exprs += [rule["expr"] for group in alerts["groups"] for rule in group["rules"]]
     used = {m for expr in exprs for m in re.findall(r"voicemail_[a-z_]+", expr)}
     assert used and used <= names, used - names
+
+
+def alert_names() -> set[str]:
+    alerts = yaml.safe_load((ROOT / "deploy" / "alerts.yml").read_text())
+    return {rule["alert"] for group in alerts["groups"] for rule in group["rules"]}
+
+
+def test_every_alert_has_a_firing_and_a_quiet_rule_test() -> None:
+    tests = yaml.safe_load((ROOT / "deploy" / "alerts.test.yml").read_text())
+    assert tests["rule_files"] == ["alerts.yml"]
+    fires, quiet = set(), set()
+    for case in tests["tests"]:
+        for check in case["alert_rule_test"]:
+            (fires if check["exp_alerts"] else quiet).add(check["alertname"])
+    assert alert_names() - fires == set(), "alerts never shown firing"
+    assert alert_names() - quiet == set(), "alerts never shown quiet"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="no promtool (Debian: prometheus)")
+def test_alert_rules_pass_promtool() -> None:
+    deploy = ROOT / "deploy"
+    for command in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]):
+        proc = subprocess.run(
+            ["promtool", *command], cwd=deploy, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
