@@ -178,7 +178,8 @@ def alert_names() -> set[str]:
 def test_every_alert_has_a_firing_and_a_quiet_rule_test() -> None:
     tests = yaml.safe_load((ROOT / "deploy" / "alerts.test.yml").read_text())
     assert tests["rule_files"] == ["alerts.yml"]
-    fires, quiet = set(), set()
+    fires: set[str] = set()
+    quiet: set[str] = set()
     for case in tests["tests"]:
         for check in case["alert_rule_test"]:
             (fires if check["exp_alerts"] else quiet).add(check["alertname"])
