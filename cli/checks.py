@@ -69,6 +69,9 @@ def check_store(settings: Settings) -> Check:
             accounts = client.hlen(ACCOUNTS)
         finally:
             client.close()
+        if settings.secret_key is None and settings.token is not None:
+            # One-account mode: the worker's PLUSOFON_TOKEN serves `default`, no key needed.
+            return f"one-account mode: PLUSOFON_TOKEN serves account {C.DEFAULT_ACCOUNT!r}"
         if settings.secret_key is None:
             raise RuntimeError("VOICEMAIL_SECRET_KEY is not set: workers cannot read tokens")
         keys = [settings.secret_key.get_secret_value(), *settings.old_secret_keys()]

@@ -48,3 +48,39 @@ def test_unhealthy(make_account: Any) -> None:
     assert down.returncode == 1
     assert down.stdout.startswith("FAIL redis: ConnectionError")
     assert len(down.stdout.splitlines()) == 1
+
+
+def one_account_env() -> dict[str, str]:
+    """PLUSOFON_TOKEN set, no VOICEMAIL_SECRET_KEY: how a one-account compose worker runs."""
+    env = {k: v for k, v in os.environ.items() if k != "VOICEMAIL_SECRET_KEY"}
+    return {**env, "PLUSOFON_TOKEN": "tok-one-account"}
+
+
+def test_store_check_passes_in_one_account_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli.checks import check_store
+    from worker.core.settings import load_settings
+
+    monkeypatch.delenv("VOICEMAIL_SECRET_KEY")
+    monkeypatch.setenv("PLUSOFON_TOKEN", "tok-one-account")
+    check = check_store(load_settings())
+    assert check.ok, check.detail
+    assert check.detail.startswith("one-account mode: PLUSOFON_TOKEN serves account 'default'")
+    monkeypatch.delenv("PLUSOFON_TOKEN")
+    neither = check_store(load_settings())
+    assert not neither.ok
+    assert "VOICEMAIL_SECRET_KEY is not set" in neither.detail
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("worker")
+def test_healthy_in_one_account_mode() -> None:
+    proc = subprocess.run(
+        [VOICEMAIL, "health", "--node", "test@" + os.uname().nodename],
+        env=one_account_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ok   credential store: one-account mode" in proc.stdout

@@ -1,4 +1,5 @@
-"""The Procfile as operators run it: `honcho start`, a job, Flower sees it, a clean stop."""
+"""The Procfile as operators run it: `honcho start`, a job, Flower sees it, the metrics
+exporter answers, a clean stop."""
 
 from __future__ import annotations
 
@@ -23,14 +24,16 @@ def test_honcho_runs_the_procfile(tmp_path: Path) -> None:
     redis_service = stack.start_redis(tmp_path)
     sim_service = stack.start_simulator(tmp_path, generate=5)
     # honcho gives each process type its own $PORT: base, base + 100, ... in Procfile
-    # order, so `flower:` (second) listens on base + 100.
+    # order, so `flower:` (second) listens on base + 100 and `metrics:` (third) on base + 200.
     port = stack.free_port()
-    while port < 1200:
+    while not 1200 <= port < 65000:
         port = stack.free_port()
+    metrics_url = f"http://127.0.0.1:{port + 100}/metrics"
     env = {
         **worker_env(sim_service.url, REDIS_URL=redis_service.url),
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "FLOWER_BASIC_AUTH": "ops:procfile-pass",
+        "VOICEMAIL_METRICS_BASIC_AUTH": "prom:procfile-pass",
     }
     log = (tmp_path / "honcho.log").open("wb")
     honcho = subprocess.Popen(
@@ -49,6 +52,12 @@ def test_honcho_runs_the_procfile(tmp_path: Path) -> None:
         auth = ("ops", "procfile-pass")
         url = f"http://127.0.0.1:{port}"
         stack.wait_until(lambda: httpx.get(url + "/healthcheck").status_code == 200, 60, "Flower")
+        stack.wait_until(
+            lambda: httpx.get(metrics_url).status_code == 401, 60, "the metrics exporter"
+        )
+        scrape = httpx.get(metrics_url, auth=("prom", "procfile-pass"))
+        assert scrape.status_code == 200
+        assert 'voicemail_queue_depth{queue="celery"}' in scrape.text
         stack.wait_until(
             lambda: (
                 subprocess.run(
@@ -84,8 +93,10 @@ def test_honcho_runs_the_procfile(tmp_path: Path) -> None:
             sim_service.stop()
             redis_service.stop()
     output = (tmp_path / "honcho.log").read_text()
-    assert "worker.1" in output and "flower.1" in output
-    # Both processes stopped: nothing of ours still listens on Flower's port.
+    assert "worker.1" in output and "flower.1" in output and "metrics.1" in output
+    # Every process stopped: nothing of ours still listens on Flower's or the exporter's port.
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/healthcheck", timeout=1)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(metrics_url, timeout=1)
     assert code in (0, 130, -15, 143), output[-2000:]

@@ -11,7 +11,9 @@ package imports only from the ones before it (tests/test_structure.py checks):
 
 `celery -A worker worker` finds the app as `worker.app`: that attribute (PEP 562, on
 first use) installs the worker-side handlers (`worker.queue.worker_signals`) and returns the
-Celery app. Importing a submodule never builds or installs anything more than it needs.
+Celery app; for `celery -A worker flower` it first refuses an empty FLOWER_BASIC_AUTH
+(`worker.flower_guard`). Importing a submodule never builds or installs anything more than
+it needs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ __all__ = ["app"]
 
 def __getattr__(name: str) -> Any:
     if name == "app":
+        from . import flower_guard
+
+        flower_guard.check()  # before anything is built
         from .queue import worker_signals
         from .queue.app import app as celery_app
 

@@ -1,10 +1,10 @@
 """The bulk engine: runs chunks of accounts concurrently on asyncio, on every core.
 
 The Celery worker runs a thread pool (good for single jobs, one core). A chunk
-task hands its chunk to a small pool of engine processes (one per core by
-default, `VOICEMAIL_BULK_PROCESSES`), each with one event loop and one
-`EngineContext` (HTTP and Redis connection pools) built when the process starts
-and kept for its life. With `VOICEMAIL_BULK_PROCESSES=0`, or where child
+task hands its chunk to a small pool of engine processes (by default one per
+CPU this process may use, `usable_cpus`; `VOICEMAIL_BULK_PROCESSES`), each with
+one event loop and one `EngineContext` (HTTP and Redis connection pools) built
+when the process starts and kept for its life. With `VOICEMAIL_BULK_PROCESSES=0`, or where child
 processes are not allowed (a prefork pool's children are daemons), chunks run
 inline in the calling thread.
 """
@@ -17,12 +17,14 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import math
 import multiprocessing
 import os
 import signal
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 from ..coordination.ordering import fence
 from ..core.errors import EngineUnavailable
@@ -41,6 +43,42 @@ _PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a process gets when its par
 _child_loop: asyncio.AbstractEventLoop | None = None
 _child_ctx: EngineContext | None = None
 GC_THRESHOLDS = (20_000, 20, 50)
+
+
+def _cgroup_cpu_limit(root: Path) -> float | None:
+    """CPUs' worth of time the cgroup quota allows (v2 `cpu.max`, else v1 CFS), or None."""
+    cgroup = root / "sys" / "fs" / "cgroup"
+    try:
+        quota, _, period = (cgroup / "cpu.max").read_text().strip().partition(" ")
+        return None if quota == "max" else int(quota) / int(period or 100_000)
+    except (OSError, ValueError):
+        pass
+    for v1 in ("cpu", "cpu,cpuacct"):
+        try:
+            quota_us = int((cgroup / v1 / "cpu.cfs_quota_us").read_text())
+            period_us = int((cgroup / v1 / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+    return None
+
+
+def usable_cpus(root: Path, affinity: int) -> int:
+    """The CPUs this process may really use: its affinity (`taskset`, a container's cpuset)
+    capped by the cgroup CPU quota (`docker --cpus`), a fraction rounded up. os.cpu_count()
+    counts the host's CPUs, which a container or a pinned process cannot have."""
+    limit = _cgroup_cpu_limit(root)
+    cpus = affinity if limit is None else min(affinity, math.ceil(limit))
+    return max(1, cpus)
+
+
+def default_processes() -> int:
+    """One engine process per usable CPU (the default without VOICEMAIL_BULK_PROCESSES)."""
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        affinity = os.cpu_count() or 1
+    return usable_cpus(Path("/"), affinity)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -111,7 +149,7 @@ class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         wanted = settings.bulk_processes
-        self.processes = (os.cpu_count() or 1) if wanted is None else wanted
+        self.processes = default_processes() if wanted is None else wanted
         if self.processes and multiprocessing.current_process().daemon:
             logger.info("bulk engine runs inline: a prefork child cannot start processes")
             self.processes = 0
