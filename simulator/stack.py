@@ -321,7 +321,11 @@ def start_flower(
         f"--port={port}",
         "--address=127.0.0.1",
     ]
-    process, log_path = _spawn("flower", argv, {**env, "FLOWER_BASIC_AUTH": auth}, log_dir)
+    # Flower refuses an empty FLOWER_BASIC_AUTH: without credentials, leave it out.
+    flower_env = {k: v for k, v in env.items() if k != "FLOWER_BASIC_AUTH"}
+    if auth:
+        flower_env["FLOWER_BASIC_AUTH"] = auth
+    process, log_path = _spawn("flower", argv, flower_env, log_dir)
     url = f"http://127.0.0.1:{port}"
     service = Service("flower", process, url, log_path, {"auth": auth})
 
