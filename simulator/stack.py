@@ -311,21 +311,13 @@ def start_flower(
 ) -> Service:
     """Flower for the voicemail app, as the Procfile's `flower:` line runs it."""
     port = port or free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker",
-        "flower",
-        f"--port={port}",
-        "--address=127.0.0.1",
-    ]
+    argv = [sys.executable, "-m", "celery", "-A", "worker", "flower"]
+    argv += [f"--port={port}", "--address=127.0.0.1"]
     # Flower refuses an empty FLOWER_BASIC_AUTH: without credentials, leave it out.
     flower_env = {k: v for k, v in env.items() if k != "FLOWER_BASIC_AUTH"}
-    if auth:
-        flower_env["FLOWER_BASIC_AUTH"] = auth
-    process, log_path = _spawn("flower", argv, flower_env, log_dir)
+    process, log_path = _spawn(
+        "flower", argv, flower_env | ({"FLOWER_BASIC_AUTH": auth} if auth else {}), log_dir
+    )
     url = f"http://127.0.0.1:{port}"
     service = Service("flower", process, url, log_path, {"auth": auth})
 
