@@ -20,6 +20,7 @@ from .accounts import accounts
 from .bulk import bulk
 from .common import Group, fail
 from .dead import dead
+from .history import history  # also adds `bulk journal` to the bulk group
 from .jobs import get, result, update
 from .local import demo, simulator
 from .ops import health, metrics
@@ -33,6 +34,7 @@ def cli() -> None:
 
 for command in (get, update, result, accounts, bulk, dead, health, metrics, demo, simulator):
     cli.add_command(command)
+cli.add_command(history)
 
 
 def main() -> None:

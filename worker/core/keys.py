@@ -121,3 +121,17 @@ class BulkKeys:
     def all(self) -> list[str]:
         """Every key of the bulk but its chunks, meta first, `parked` last (`control.lua`)."""
         return [*self.record_keys(), self.seen, self.parked]
+
+
+# The journal of changes (worker.coordination.journal), when it lives in Redis.
+JOURNAL_PREFIX = PREFIX + "journal:"
+
+
+def journal_account(account: str) -> str:
+    """zset: an account's journal entries scored by time (ms); the account's hash tag."""
+    return f"{JOURNAL_PREFIX}acct:{{{account}}}"
+
+
+def journal_bulk(bulk_id: str) -> str:
+    """zset: a bulk's journal entries scored by line; the bulk's hash tag (BulkKeys)."""
+    return f"{JOURNAL_PREFIX}bulk:{{{bulk_id}}}"

@@ -117,6 +117,25 @@ class Settings(BaseSettings):
     ordering_ttl: int = Field(
         C.DEFAULT_ORDERING_TTL, ge=60, validation_alias="VOICEMAIL_ORDERING_TTL"
     )
+    # The journal of changes (worker.coordination.journal): on/off, days kept, and where.
+    journal: bool = Field(True, validation_alias="VOICEMAIL_JOURNAL")
+    journal_days: int = Field(90, ge=1, validation_alias="VOICEMAIL_JOURNAL_DAYS")
+    journal_url: str | None = Field(None, validation_alias="VOICEMAIL_JOURNAL_URL")
+
+    @field_validator("journal", "journal_url", mode="before")
+    @classmethod
+    def _journal_blank_is_default(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
+        # an empty VOICEMAIL_JOURNAL (as compose passes it) is the default: on
+        if isinstance(value, str) and not value.strip():
+            return True if info.field_name == "journal" else None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("journal_url")
+    @classmethod
+    def _postgres_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// or postgres:// URL")
+        return value
 
     @field_validator(
         "rate_limit",

@@ -1,0 +1,182 @@
+"""The journal in Redis: a sorted set per account scored by time, one per bulk by line.
+
+    keys.journal_account(account)  zset, score: time in ms, member: the compact entry
+    keys.journal_bulk(bulk_id)     zset, score: line,       member: the compact entry
+
+A bulk row is kept twice (its account's history and its bulk's order) because each
+query must be one range read: `history` is ZRANGE BYSCORE REV LIMIT, O(log n + limit),
+however many entries the account has. Members are short-keyed JSON without what the
+key already says (the account in its own set, the bulk in the bulk's). Two writes of
+one entry are one member: a retried batch adds nothing.
+
+Retention: each write drops its accounts' entries older than the retention
+(ZREMRANGEBYSCORE) and sets every key it touched to expire after the retention, so an
+account or bulk nobody touches again goes away whole; reads skip what is older.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol, cast
+
+import redis
+import redis.asyncio as aioredis
+
+from ..core import keys
+from .journal_entry import JournalEntry, Outcome, Values, from_ms, to_ms
+
+DAY_MS = 86_400_000
+PAGE = 1000  # bulk entries read per ZRANGE
+
+
+class _Pipeline(Protocol):
+    """What `write_many` queues: the same on redis-py's sync and asyncio pipelines."""
+
+    def zadd(self, name: str, mapping: Mapping[Any, Any]) -> Any: ...
+    def zremrangebyscore(self, name: str, min: Any, max: Any) -> Any: ...
+    def expire(self, name: str, time: int) -> Any: ...
+
+
+def pack(entry: JournalEntry, *, in_bulk: bool) -> bytes:
+    """The member: short keys, `send` as 0/1, no spaces, absent values left out."""
+    data: dict[str, Any] = {"t": to_ms(entry.time)}
+    if in_bulk:
+        data["c"] = entry.account  # the bulk's set holds many accounts
+    if entry.before is not None:
+        data["b"] = [int(entry.before.send), entry.before.email]
+    data["a"] = [int(entry.after.send), entry.after.email]
+    data["u"] = entry.actor
+    data["r"] = entry.reason
+    data["o"] = entry.outcome.value
+    if entry.job_id is not None:
+        data["j"] = entry.job_id
+    if not in_bulk and entry.bulk_id is not None:
+        data["k"] = entry.bulk_id
+    if entry.line is not None:
+        data["l"] = entry.line  # also in the bulk's set: two rows alike but for it stay two
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _values(pair: list[Any] | None) -> Values | None:
+    return None if pair is None else Values(send=bool(pair[0]), email=pair[1])
+
+
+def unpack(
+    member: bytes | str, *, account: str | None = None, bulk_id: str | None = None
+) -> JournalEntry:
+    """The inverse of `pack`, given what the key held (the account, or the bulk)."""
+    data = json.loads(member)
+    after = _values(data["a"])
+    assert after is not None
+    return JournalEntry(
+        time=from_ms(data["t"]),
+        account=account if account is not None else data["c"],
+        before=_values(data.get("b")),
+        after=after,
+        actor=data["u"],
+        reason=data["r"],
+        outcome=Outcome(data["o"]),
+        job_id=data.get("j"),
+        bulk_id=bulk_id if bulk_id is not None else data.get("k"),
+        line=data.get("l"),
+    )
+
+
+def queue_writes(pipe: _Pipeline, entries: Iterable[JournalEntry], days: int) -> int:
+    """Queue a batch on `pipe` (nothing is sent): one ZADD per account and per bulk,
+    the pruning of the accounts and the expiry of every key touched. Returns the count."""
+    by_account: dict[str, dict[bytes, int]] = {}
+    by_bulk: dict[str, dict[bytes, int]] = {}
+    count = 0
+    for entry in entries:
+        count += 1
+        score = to_ms(entry.time)
+        by_account.setdefault(entry.account, {})[pack(entry, in_bulk=False)] = score
+        if entry.bulk_id is not None and entry.line is not None:
+            by_bulk.setdefault(entry.bulk_id, {})[pack(entry, in_bulk=True)] = entry.line
+    ttl = days * 86_400
+    cutoff = _cutoff_ms(days)
+    for account, members in by_account.items():
+        key = keys.journal_account(account)
+        pipe.zadd(key, members)
+        pipe.zremrangebyscore(key, "-inf", f"({cutoff}")
+        pipe.expire(key, ttl)
+    for bulk_id, members in by_bulk.items():
+        key = keys.journal_bulk(bulk_id)
+        pipe.zadd(key, members)
+        pipe.expire(key, ttl)
+    return count
+
+
+def _cutoff_ms(days: int) -> int:
+    """Entries timed before this are past the retention."""
+    return int(time.time() * 1000) - days * DAY_MS
+
+
+class RedisJournal:
+    """The journal in Redis, for task code and the CLI (a sync `redis.Redis`)."""
+
+    def __init__(self, client: redis.Redis, days: int) -> None:
+        self.client = client
+        self.days = days
+
+    def write_many(self, entries: Iterable[JournalEntry]) -> int:
+        """Write a batch in one round trip (a pipeline, not a transaction: each ZADD
+        stands alone, and a batch half-written by a dropped connection is written
+        again whole without duplicates). Returns how many entries it wrote."""
+        pipe = self.client.pipeline(transaction=False)
+        count = queue_writes(pipe, entries, self.days)
+        if count:
+            pipe.execute()
+        return count
+
+    def write(self, entry: JournalEntry) -> None:
+        self.write_many([entry])
+
+    def history(self, account: str, limit: int = 50) -> list[JournalEntry]:
+        """The account's entries within the retention, newest first."""
+        members = self.client.zrange(
+            keys.journal_account(account),
+            "+inf",
+            _cutoff_ms(self.days),
+            desc=True,
+            byscore=True,
+            offset=0,
+            num=limit,
+        )
+        return [unpack(cast(bytes, m), account=account) for m in members]
+
+    def bulk_entries(self, bulk_id: str) -> Iterator[JournalEntry]:
+        """The bulk's entries in line order, read a page at a time."""
+        key, cutoff = keys.journal_bulk(bulk_id), from_ms(_cutoff_ms(self.days))
+        start = 0
+        while True:
+            page = self.client.zrange(key, start, start + PAGE - 1)
+            for member in page:
+                entry = unpack(cast(bytes, member), bulk_id=bulk_id)
+                if entry.time >= cutoff:
+                    yield entry
+            if len(page) < PAGE:
+                return
+            start += PAGE
+
+
+class AsyncRedisJournal:
+    """The write side for the bulk engine's event loop (`redis.asyncio.Redis`)."""
+
+    def __init__(self, client: aioredis.Redis, days: int) -> None:
+        self.client = client
+        self.days = days
+
+    async def write_many(self, entries: Iterable[JournalEntry]) -> int:
+        """As `RedisJournal.write_many`: one round trip per batch."""
+        pipe = self.client.pipeline(transaction=False)
+        count = queue_writes(pipe, entries, self.days)
+        if count:
+            await pipe.execute()
+        return count
+
+    async def aclose(self) -> None:
+        """The client is the caller's: nothing of the journal's own to close."""
