@@ -50,7 +50,7 @@ class AbortingConnector(aiohttp.TCPConnector):
     """aiohttp's connector with `ABORT_ON_CLOSE` on every socket it opens.
 
     Overrides `_wrap_create_connection`, an internal of aiohttp 3.10 to 3.14 (tested in
-    tests/test_compat.py); where it is missing, `aiohttp_transport` falls back to the
+    tests/test_kombu_patches.py); where it is missing, `AiohttpSender` falls back to the
     plain connector and says so.
     """
 

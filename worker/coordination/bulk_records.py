@@ -86,7 +86,7 @@ class RowError:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     line: int
-    code: str  # SUCCEEDED, FAILED or UNCHANGED
+    code: str  # SUCCEEDED, FAILED, UNCHANGED or CANCELLED
     failure: dict[str, Any] | None = None
 
     @classmethod

@@ -5,7 +5,7 @@ found.`); the traceback, with file paths and code, stays in the worker's log.
 A job's dead letter is written before its FAILURE is stored, so whoever saw the
 failure through `wait` finds it in `voicemail dead list` (Celery's `task_failure`
 signal fires only after the result is stored, celery/app/trace.py handle_failure).
-Configured as `worker.backend:RedisBackend+redis://...` (Celery's `class+URL`).
+Configured as `worker.queue.backend:RedisBackend+redis://...` (Celery's `class+URL`).
 """
 
 from __future__ import annotations
