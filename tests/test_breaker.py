@@ -33,17 +33,17 @@ def test_opens_when_most_calls_fail_then_closes(
     for _ in range(5):
         breaker.record(None)
         breaker.record(ApiError("4xx is the caller's fault, not an outage"))
-    assert breaker.pause() == 0
+    assert breaker.wait_time() == 0
     for _ in range(12):
         breaker.record(ServerError("502"))
-    assert 0 < breaker.pause() <= 0.5
+    assert 0 < breaker.wait_time() <= 0.5
     # Another process learns it on its next report.
     other = B.Breaker(redis_client, settings)
     other.record(None)
-    assert other.pause() > 0
+    assert other.wait_time() > 0
     time.sleep(0.55)
     breaker.record(None)  # half-open: a fresh window, calls go through again
-    assert breaker.pause() == 0
+    assert breaker.wait_time() == 0
 
 
 @pytest.mark.integration

@@ -158,7 +158,7 @@ def test_a_huge_retry_after_parks_a_token_no_longer_than_the_cap() -> None:
 
 
 class _BrokenBreaker:
-    def pause(self) -> float:
+    def wait_time(self) -> float:
         return 0.0
 
     def record(self, exc: BaseException | None) -> None:
@@ -269,7 +269,7 @@ def test_a_skewed_host_clock_does_not_close_the_breaker(
         breaker.record(ServerError("502"))
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 120)  # this host runs 2 min ahead
-    assert breaker.pause() > 25
+    assert breaker.wait_time() > 25
 
 
 @pytest.mark.usefixtures("fresh_breaker")
@@ -282,8 +282,8 @@ def test_half_open_lets_one_probe_through(
     for _ in range(6):
         first.record(ServerError("502"))
     second.record(None)  # learns the breaker is open
-    assert first.pause() > 0 and second.pause() > 0
-    stack.wait_until(lambda: first.pause() == 0, 5, "the cooldown's end")
-    assert second.pause() > 0  # `first` probes; `second` waits for its answer
+    assert first.wait_time() > 0 and second.wait_time() > 0
+    stack.wait_until(lambda: first.wait_time() == 0, 5, "the cooldown's end")
+    assert second.wait_time() > 0  # `first` probes; `second` waits for its answer
     first.record(None)  # the probe succeeded
-    stack.wait_until(lambda: second.pause() == 0, 5, "the breaker closing")
+    stack.wait_until(lambda: second.wait_time() == 0, 5, "the breaker closing")

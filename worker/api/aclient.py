@@ -173,9 +173,9 @@ class AsyncPlusofonClient:
         """`ready`, when given, runs last before sending (after any rate-limit wait), and
         may refuse by raising: the caller's chance to check that sending is still right."""
         if self._breaker is not None:
-            if self._breaker.must_ask():
-                await self._breaker.ask()
-            check_breaker(self._breaker.remaining())
+            if self._breaker.must_refresh():
+                await self._breaker.refresh()
+            check_breaker(self._breaker.wait_time())
         if self._limiter is not None and self._limiter.enabled:
             waited = await self._limiter.acquire(creds.token)
             if self.stats is not None:
@@ -204,13 +204,13 @@ class AsyncPlusofonClient:
         """Count the request; True when Redis must hear of it (`_after`)."""
         if self.stats is not None:
             self.stats.request(seconds, error)
-        due = self._breaker is not None and self._breaker.note(error)
+        due = self._breaker is not None and self._breaker.record(error)
         return due or (isinstance(error, RateLimited) and self._limiter is not None)
 
     async def _after(self, creds: Credentials, error: BaseException | None) -> None:
         """Bookkeeping once the API answered; its failure (Redis away) never changes the answer."""
         try:
-            if self._breaker is not None and self._breaker.due():
+            if self._breaker is not None and self._breaker.report_due():
                 await self._breaker.report()
             if isinstance(error, RateLimited) and self._limiter is not None:
                 await self._limiter.penalize(
