@@ -22,7 +22,7 @@ import aiohttp
 import httpx
 
 from ..core import constants as C
-from ..core.errors import ApiConnectionError, ApiTimeout, RateLimited, TransientError
+from ..core.errors import RateLimited, TransientError
 from ..core.settings import Settings
 from .hooks import AsyncBreaker, AsyncLimiter, RequestStats
 from .models import Credentials, VoicemailSettings, parse_settings, patch_body
@@ -105,14 +105,10 @@ class AiohttpSender:
         self, method: str, url: str, headers: dict[str, str], content: bytes | None
     ) -> Answer:
         session = self._session or self._open()
-        try:
+        # aiohttp's ServerTimeoutError and connect timeouts are TimeoutErrors.
+        with map_transport_errors(TimeoutError, aiohttp.ClientError):
             async with session.request(method, url, headers=headers, data=content) as response:
                 return response.status, response.headers, await response.read()
-        except TimeoutError as exc:  # aiohttp's ServerTimeoutError and connect timeouts
-            raise ApiTimeout(f"{type(exc).__name__}: timed out talking to Plusofon API") from exc
-        except aiohttp.ClientError as exc:
-            reason = str(exc)[:200] or type(exc).__name__
-            raise ApiConnectionError(f"{type(exc).__name__}: {reason}") from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
