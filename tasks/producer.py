@@ -32,7 +32,7 @@ from worker.core.errors import AccountNotFound, InputError, VoicemailError, desc
 from worker.core.settings import get_settings
 from worker.core.validation import check_account, check_update
 from worker.queue import deadletter
-from worker.queue.app import BULK_QUEUE, CHUNK_TASK, app, connections, job_key
+from worker.queue.app import BULK_QUEUE, CHUNK_TASK, app, job_key, producer_connections
 from worker.store.credentials import CredentialStore
 
 PENDING, STARTED, RETRY, SUCCESS, FAILURE, UNKNOWN = (
@@ -104,11 +104,11 @@ def redis_errors() -> Iterator[None]:
 
 def redis_client() -> redis.Redis:
     """This producer's client for REDIS_URL (job records, idempotency keys, bulk records)."""
-    return connections().redis
+    return producer_connections().redis
 
 
 def credential_store() -> CredentialStore:
-    return connections().store
+    return producer_connections().store
 
 
 def _require_account(account: str) -> None:
