@@ -171,12 +171,14 @@ class Settings(BaseSettings):
         return self.result_backend_override or self.redis_url
 
 
-_SECRET_VARIABLES = {
-    "VOICEMAIL_SECRET_KEY",
-    "PLUSOFON_TOKEN",
-    "VOICEMAIL_OLD_SECRET_KEYS",
-    "VOICEMAIL_METRICS_BASIC_AUTH",
-}
+_SECRET_VARIABLES = frozenset(
+    {
+        "VOICEMAIL_SECRET_KEY",
+        "PLUSOFON_TOKEN",
+        "VOICEMAIL_OLD_SECRET_KEYS",
+        "VOICEMAIL_METRICS_BASIC_AUTH",
+    }
+)
 
 
 def _explain(error: pydantic.ValidationError) -> str:

@@ -28,7 +28,7 @@ from . import kombu_patches, recovery
 from .backend import backend_url
 
 # Where the task definitions live; a worker imports them, a producer sends by name.
-TASK_MODULES = ["tasks.voicemail", "tasks.chunk"]
+TASK_MODULES = ("tasks.voicemail", "tasks.chunk")
 BULK_QUEUE = "voicemail.bulk"
 CHUNK_TASK = "voicemail.bulk_chunk"
 
