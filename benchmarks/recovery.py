@@ -88,7 +88,7 @@ def one_run(run: int, accounts: int, log_dir: Path) -> dict[str, float]:
     from tasks import enqueue_update, wait
     from tasks.bulk import bulk_status, submit_bulk
     from tasks.producer import credential_store
-    from worker.queue.app import connections
+    from worker.queue.app import producer_connections
     from worker.store.credentials import AccountRow
 
     names = [f"acct-{i:06d}" for i in range(1, accounts + 1)]
@@ -114,7 +114,7 @@ def one_run(run: int, accounts: int, log_dir: Path) -> dict[str, float]:
         print(f"    run {run}: PATCHes resumed {after_kill:.1f}s after the restart", flush=True)
 
         wait_for(lambda: patched() >= accounts * 0.6, "60% PATCHed")
-        connections().redis.shutdown()  # SHUTDOWN: AOF fsynced, then the server exits
+        producer_connections().redis.shutdown()  # SHUTDOWN: AOF fsynced, then the server exits
         redis_proc.process.wait(10)
         time.sleep(2)  # the outage itself, not synchronisation
         before = total_patches()  # PATCHes in flight at the shutdown have landed by now

@@ -35,7 +35,7 @@ def _timed(name: str, probe: Callable[[], str]) -> Check:
 
 
 def check_redis(settings: Settings) -> Check:
-    from tasks.producer import _safe_url
+    from tasks.producer import safe_url
 
     def probe() -> str:
         client = redis_client(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
@@ -43,7 +43,7 @@ def check_redis(settings: Settings) -> Check:
             client.ping()
         finally:
             client.close()
-        return f"{_safe_url(settings.redis_url)} answers"
+        return f"{safe_url(settings.redis_url)} answers"
 
     return _timed("redis", probe)
 

@@ -32,7 +32,7 @@ from worker.core.errors import AccountNotFound, InputError, VoicemailError, desc
 from worker.core.settings import get_settings
 from worker.core.validation import check_account, check_update
 from worker.queue import deadletter
-from worker.queue.app import BULK_QUEUE, CHUNK_TASK, app, connections, job_key
+from worker.queue.app import BULK_QUEUE, CHUNK_TASK, app, job_key, producer_connections
 from worker.store.credentials import CredentialStore
 
 PENDING, STARTED, RETRY, SUCCESS, FAILURE, UNKNOWN = (
@@ -83,7 +83,8 @@ class JobStatus:
         return out
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
+    """`url` with its password starred out, fit for a message or a log line."""
     parts = urlsplit(url)
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
@@ -92,24 +93,26 @@ def _safe_url(url: str) -> str:
 
 
 @contextmanager
-def _redis_errors() -> Iterator[None]:
+def redis_errors() -> Iterator[None]:
+    """Turn an unreachable Redis (or broker) into `QueueUnavailable`, naming the URL."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError) as exc:
-        url = _safe_url(get_settings().redis_url)
+        url = safe_url(get_settings().redis_url)
         raise QueueUnavailable(f"cannot reach Redis at {url}: {exc}") from None
 
 
-def _client() -> redis.Redis:
-    return connections().redis
+def redis_client() -> redis.Redis:
+    """This producer's client for REDIS_URL (job records, idempotency keys, bulk records)."""
+    return producer_connections().redis
 
 
 def credential_store() -> CredentialStore:
-    return connections().store
+    return producer_connections().store
 
 
 def _require_account(account: str) -> None:
-    with _redis_errors():
+    with redis_errors():
         known = credential_store().exists(account)
     if not known:
         raise AccountNotFound(
@@ -135,7 +138,7 @@ def once(key: str | None, new_id: str) -> Iterator[str | None]:
         yield None
         return
     redis_key = _idem_key(key)
-    client = _client()
+    client = redis_client()
     if not client.set(redis_key, new_id, nx=True, ex=get_settings().result_expires):
         existing = client.get(redis_key)
         yield text(existing)
@@ -150,7 +153,7 @@ def once(key: str | None, new_id: str) -> Iterator[str | None]:
 def _numbered_if_known(account: str) -> int:
     """The store check and the update's number in one round trip (it is on every update's
     path); raises AccountNotFound. A number spent on a missing account is a harmless gap."""
-    client = _client()
+    client = redis_client()
     if credential_store().exists_env(account):
         return next_seq(client)
     with client.pipeline(transaction=False) as pipe:
@@ -165,7 +168,7 @@ def _numbered_if_known(account: str) -> int:
 def enqueue_get(account: str) -> str:
     name = check_account(account)
     _require_account(name)
-    with _redis_errors():
+    with redis_errors():
         return str(app.send_task("voicemail.get", args=[name]).id)
 
 
@@ -175,7 +178,7 @@ def enqueue_update(
     """Queue an update; with `idempotency_key`, a repeated call returns the first job's id."""
     name, send_, email_ = check_update(account, send, email)
     job_id = str(uuid.uuid4())
-    with _redis_errors(), once(idempotency_key, job_id) as existing:
+    with redis_errors(), once(idempotency_key, job_id) as existing:
         if existing is not None:
             return existing
         seq = _numbered_if_known(name)
@@ -188,7 +191,7 @@ def enqueue_update(
 def _status(result: AsyncResult, check_known: bool = True) -> JobStatus:  # type: ignore[type-arg]
     job_id = str(result.id)
     state = str(result.state)
-    if state == PENDING and check_known and not _client().exists(job_key(job_id)):
+    if state == PENDING and check_known and not redis_client().exists(job_key(job_id)):
         return JobStatus(
             job_id,
             UNKNOWN,
@@ -204,7 +207,7 @@ def _status(result: AsyncResult, check_known: bool = True) -> JobStatus:  # type
 
 def poll(job_id: str) -> JobStatus:
     """The job's state now: PENDING, STARTED, RETRY, SUCCESS, FAILURE or UNKNOWN."""
-    with _redis_errors():
+    with redis_errors():
         return _status(AsyncResult(job_id, app=app))
 
 
@@ -218,7 +221,7 @@ def wait(job_id: str, timeout: float = 30.0) -> JobStatus:
     """
     started = time.monotonic()
     deadline = started + timeout
-    with _redis_errors():
+    with redis_errors():
         result: AsyncResult = AsyncResult(job_id, app=app)  # type: ignore[type-arg]
         first = True
         while True:
@@ -247,14 +250,14 @@ _UNKNOWN_GRACE = 2.0
 
 def dead_letters() -> Iterator[deadletter.DeadLetter]:
     """Jobs that failed for good, oldest first."""
-    with _redis_errors():
-        yield from deadletter.iterate(_client())
+    with redis_errors():
+        yield from deadletter.iterate(redis_client())
 
 
 def redrive(job_id: str) -> str:
     """Send a dead job again, under a new id with the same arguments; returns the new id."""
-    with _redis_errors():
-        client = _client()
+    with redis_errors():
+        client = redis_client()
         letter = deadletter.get(client, job_id)
         if letter is None:
             raise InputError(f"no dead job {job_id}")

@@ -33,17 +33,17 @@ def test_opens_when_most_calls_fail_then_closes(
     for _ in range(5):
         breaker.record(None)
         breaker.record(ApiError("4xx is the caller's fault, not an outage"))
-    assert breaker.pause() == 0
+    assert breaker.wait_time() == 0
     for _ in range(12):
         breaker.record(ServerError("502"))
-    assert 0 < breaker.pause() <= 0.5
+    assert 0 < breaker.wait_time() <= 0.5
     # Another process learns it on its next report.
     other = B.Breaker(redis_client, settings)
     other.record(None)
-    assert other.pause() > 0
+    assert other.wait_time() > 0
     time.sleep(0.55)
     breaker.record(None)  # half-open: a fresh window, calls go through again
-    assert breaker.pause() == 0
+    assert breaker.wait_time() == 0
 
 
 # Race 8 in docs/reliability.md: one clock for the breaker, and one probe when half-open.
@@ -60,7 +60,7 @@ def test_a_skewed_host_clock_does_not_close_the_breaker(
         breaker.record(ServerError("502"))
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 120)  # this host runs 2 min ahead
-    assert breaker.pause() > 25
+    assert breaker.wait_time() > 25
 
 
 @pytest.mark.usefixtures("fresh")
@@ -73,11 +73,11 @@ def test_half_open_lets_one_probe_through(
     for _ in range(6):
         first.record(ServerError("502"))
     second.record(None)  # learns the breaker is open
-    assert first.pause() > 0 and second.pause() > 0
-    stack.wait_until(lambda: first.pause() == 0, 5, "the cooldown's end")
-    assert second.pause() > 0  # `first` probes; `second` waits for its answer
+    assert first.wait_time() > 0 and second.wait_time() > 0
+    stack.wait_until(lambda: first.wait_time() == 0, 5, "the cooldown's end")
+    assert second.wait_time() > 0  # `first` probes; `second` waits for its answer
     first.record(None)  # the probe succeeded
-    stack.wait_until(lambda: second.pause() == 0, 5, "the breaker closing")
+    stack.wait_until(lambda: second.wait_time() == 0, 5, "the breaker closing")
 
 
 @pytest.mark.integration

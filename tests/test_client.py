@@ -233,7 +233,7 @@ def test_a_huge_retry_after_parks_a_token_no_longer_than_the_cap() -> None:
 
 
 class _BrokenBreaker:
-    def pause(self) -> float:
+    def wait_time(self) -> float:
         return 0.0
 
     def record(self, exc: BaseException | None) -> None:

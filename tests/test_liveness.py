@@ -102,7 +102,7 @@ def test_a_worker_back_from_an_outage_waits_before_reaping(redis_client: redis.R
     reaper.failed()  # it could not reach Redis itself a moment ago
     reaper.tick(set())
     assert not redis_client.exists(L.dead_key(silent.instance))
-    clock.now += L.GRACE
+    clock.now += L.REAP_GRACE
     reaper.tick(set())
     assert redis_client.exists(L.dead_key(silent.instance))
 

@@ -6,7 +6,7 @@
     # {"bulk_id": ..., "state": "DONE", "total": 2, "succeeded": 2, "failed": 0, ...}
 
 - `submit`: `submit_bulk`, `bulk_status`, `bulk_failures`, `bulk_cancelled`, `retry_bulk`;
-- `control`: `cancel_bulk`, `pause_bulk`, `resume_bulk`, `list_bulks`;
+- `lifecycle`: `cancel_bulk`, `pause_bulk`, `resume_bulk`, `list_bulks`;
 - `revert`: `revert_bulk`.
 """
 

@@ -14,7 +14,7 @@ from worker.core.settings import get_settings
 from worker.queue import notify as _notify
 from worker.queue.app import app, send_chunk
 
-from ..producer import _client, _redis_errors
+from ..producer import redis_client, redis_errors
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 def _apply(bulk_id: str, op: bulk_control.Op) -> tuple[bool, BulkStatus]:
     """Run `op` on the bulk; returns whether it changed anything, and the status after."""
     ttl = get_settings().result_expires
-    with _redis_errors():
-        client = _client()
+    with redis_errors():
+        client = redis_client()
         change = bulk_control.control(client, bulk_id, op, ttl)
         _wake(client, bulk_id, change.parked)
         if change.changed and op == "cancel":
@@ -78,5 +78,5 @@ def list_bulks(limit: int = 20) -> list[BulkStatus]:
     """The most recent bulks still on record, newest first."""
     if limit < 1:
         raise InputError(f"limit must be at least 1, got {limit}")
-    with _redis_errors():
-        return recent_bulks(_client(), limit)
+    with redis_errors():
+        return recent_bulks(redis_client(), limit)

@@ -21,7 +21,7 @@ from worker.coordination.bulk_status import read_status
 from worker.core.connections import text
 from worker.core.errors import InputError
 
-from ..producer import _client, _redis_errors
+from ..producer import redis_client, redis_errors
 from .submit import submit_as
 
 
@@ -31,8 +31,8 @@ class RevertRefused(InputError):
 
 def revert_bulk(bulk_id: str) -> str:
     """Start a bulk that puts back every account `bulk_id` changed; returns its id."""
-    with _redis_errors():
-        client = _client()
+    with redis_errors():
+        client = redis_client()
         status = read_status(client, bulk_id)
         if status.state == "UNKNOWN":
             raise InputError(f"no bulk {bulk_id} (never submitted, or expired)")

@@ -38,7 +38,7 @@ from worker.core.validation import check_update, parse_send
 from worker.queue import notify as _notify
 from worker.queue.app import app, send_chunk
 
-from ..producer import _client, _redis_errors, credential_store, once
+from ..producer import credential_store, once, redis_client, redis_errors
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def submit_bulk(
     }
     options.update(_notify_options(notify, notify_queue))
     bulk_id = uuid.uuid4().hex
-    with _redis_errors(), once(idempotency_key, bulk_id) as existing:
+    with redis_errors(), once(idempotency_key, bulk_id) as existing:
         if existing is not None:
             return existing
         return submit_as(bulk_id, rows, options)
@@ -124,8 +124,8 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
     keys = Keys(bulk_id)
     ttl = settings.result_expires
     dry_run = bool(options.get("dry_run"))
-    with _redis_errors():
-        client = _client()
+    with redis_errors():
+        client = redis_client()
         record = client.register_script(RECORD_SCRIPT)
         store = credential_store()
         meta: dict[FieldT, EncodableT] = {"created_at": repr(time.time()), "rows": 0, **options}
@@ -240,13 +240,13 @@ def _queue_chunk(
 
 
 def bulk_status(bulk_id: str) -> BulkStatus:
-    with _redis_errors():
-        return read_status(_client(), bulk_id)
+    with redis_errors():
+        return read_status(redis_client(), bulk_id)
 
 
 def _rows_in(key: str, page: int) -> Iterator[dict[str, Any]]:
-    with _redis_errors():
-        client = _client()
+    with redis_errors():
+        client = redis_client()
         for start in itertools.count(0, page):
             items = client.lrange(key, start, start + page - 1)
             for item in items:
@@ -268,13 +268,13 @@ def bulk_cancelled(bulk_id: str, page: int = 1000) -> Iterator[dict[str, Any]]:
 def retry_bulk(bulk_id: str) -> str:
     """Submit the failed and cancelled rows of `bulk_id` again, as a new bulk with the
     same options; returns its id. (A revert's rows keep what they expect to find.)"""
-    with _redis_errors():
-        flags = _client().hmget(Keys(bulk_id).meta, list(RETRIED_OPTIONS))
+    with redis_errors():
+        flags = redis_client().hmget(Keys(bulk_id).meta, list(RETRIED_OPTIONS))
     options: dict[FieldT, EncodableT] = {
         k: _text(v) for k, v in zip(RETRIED_OPTIONS, flags, strict=True) if v is not None
     }
     rows = itertools.chain(bulk_failures(bulk_id), bulk_cancelled(bulk_id))
-    with _redis_errors():
+    with redis_errors():
         return submit_as(uuid.uuid4().hex, rows, {"dry_run": 0, **options})
 
 

@@ -22,7 +22,7 @@ import aiohttp
 import httpx
 
 from ..core import constants as C
-from ..core.errors import ApiConnectionError, ApiTimeout, RateLimited, TransientError
+from ..core.errors import RateLimited, TransientError
 from ..core.settings import Settings
 from .hooks import AsyncBreaker, AsyncLimiter, RequestStats
 from .models import Credentials, VoicemailSettings, parse_settings, patch_body
@@ -50,7 +50,7 @@ class AbortingConnector(aiohttp.TCPConnector):
     """aiohttp's connector with `ABORT_ON_CLOSE` on every socket it opens.
 
     Overrides `_wrap_create_connection`, an internal of aiohttp 3.10 to 3.14 (tested in
-    tests/test_compat.py); where it is missing, `aiohttp_transport` falls back to the
+    tests/test_kombu_patches.py); where it is missing, `AiohttpSender` falls back to the
     plain connector and says so.
     """
 
@@ -105,14 +105,10 @@ class AiohttpSender:
         self, method: str, url: str, headers: dict[str, str], content: bytes | None
     ) -> Answer:
         session = self._session or self._open()
-        try:
+        # aiohttp's ServerTimeoutError and connect timeouts are TimeoutErrors.
+        with map_transport_errors(TimeoutError, aiohttp.ClientError):
             async with session.request(method, url, headers=headers, data=content) as response:
                 return response.status, response.headers, await response.read()
-        except TimeoutError as exc:  # aiohttp's ServerTimeoutError and connect timeouts
-            raise ApiTimeout(f"{type(exc).__name__}: timed out talking to Plusofon API") from exc
-        except aiohttp.ClientError as exc:
-            reason = str(exc)[:200] or type(exc).__name__
-            raise ApiConnectionError(f"{type(exc).__name__}: {reason}") from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -173,9 +169,9 @@ class AsyncPlusofonClient:
         """`ready`, when given, runs last before sending (after any rate-limit wait), and
         may refuse by raising: the caller's chance to check that sending is still right."""
         if self._breaker is not None:
-            if self._breaker.must_ask():
-                await self._breaker.ask()
-            check_breaker(self._breaker.remaining())
+            if self._breaker.must_refresh():
+                await self._breaker.refresh()
+            check_breaker(self._breaker.wait_time())
         if self._limiter is not None and self._limiter.enabled:
             waited = await self._limiter.acquire(creds.token)
             if self.stats is not None:
@@ -204,13 +200,13 @@ class AsyncPlusofonClient:
         """Count the request; True when Redis must hear of it (`_after`)."""
         if self.stats is not None:
             self.stats.request(seconds, error)
-        due = self._breaker is not None and self._breaker.note(error)
+        due = self._breaker is not None and self._breaker.record(error)
         return due or (isinstance(error, RateLimited) and self._limiter is not None)
 
     async def _after(self, creds: Credentials, error: BaseException | None) -> None:
         """Bookkeeping once the API answered; its failure (Redis away) never changes the answer."""
         try:
-            if self._breaker is not None and self._breaker.due():
+            if self._breaker is not None and self._breaker.report_due():
                 await self._breaker.report()
             if isinstance(error, RateLimited) and self._limiter is not None:
                 await self._limiter.penalize(

@@ -74,7 +74,7 @@ class PlusofonClient:
         self, method: str, creds: Credentials, payload: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
         if self._breaker is not None:
-            check_breaker(self._breaker.pause())
+            check_breaker(self._breaker.wait_time())
         if self._limiter is not None:
             waited = self._limiter.acquire(creds.token)
             if self.stats is not None:

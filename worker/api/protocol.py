@@ -1,4 +1,5 @@
-"""The wire: headers, timeouts, and the one function that maps an answer to an error."""
+"""The wire: headers, timeouts, and the two functions that say what went wrong: one maps
+an answer to an error (`error_from_response`), one a failed exchange (`transport_error`)."""
 
 from __future__ import annotations
 
@@ -128,16 +129,24 @@ def error_from_response(
     return ApiError(message or f"HTTP {status}: unexpected answer", status_code=status)
 
 
+def transport_error(exc: BaseException) -> ApiTimeout | ApiConnectionError:
+    """The error a failed exchange means: `ApiTimeout` for a timeout (httpx's, or a
+    `TimeoutError` such as aiohttp's), `ApiConnectionError` for any other failure."""
+    name = type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return ApiTimeout(f"{name}: timed out talking to Plusofon API")
+    return ApiConnectionError(f"{name}: {_short(str(exc)) or name}")
+
+
 @contextmanager
-def map_transport_errors() -> Iterator[None]:
-    """Turn httpx transport failures into our transient errors, raised `from` the original."""
+def map_transport_errors(*also: type[BaseException]) -> Iterator[None]:
+    """Raise httpx's transport failures, and those of the types in `also` (another HTTP
+    library's), as `transport_error` maps them, `from` the original."""
+    caught: tuple[type[BaseException], ...] = (httpx.TransportError, *also)
     try:
         yield
-    except httpx.TimeoutException as exc:
-        raise ApiTimeout(f"{type(exc).__name__}: timed out talking to Plusofon API") from exc
-    except httpx.TransportError as exc:
-        reason = _short(str(exc)) or type(exc).__name__
-        raise ApiConnectionError(f"{type(exc).__name__}: {reason}") from exc
+    except caught as exc:
+        raise transport_error(exc) from exc
 
 
 def check_breaker(pause: float) -> None:

@@ -1,7 +1,7 @@
 """When to retry a failed API call and how long to wait: pure functions, table-tested.
 
 Two levels, as arq and dramatiq do it:
-- short retries inside the task (tenacity, `in_process_retrying`), a few attempts
+- short retries inside the task (tenacity, `call_with_retries`), a few attempts
   a second or so apart, for blips;
 - if the error is still transient, the Celery task re-queues itself with
   `requeue_delay`, so a long outage never holds a worker slot.
@@ -72,7 +72,7 @@ def backoff_delay(
     """Delay before retry number `attempt` (1-based).
 
     A Retry-After from the server wins, capped at `retry_after_cap`; otherwise
-    exponential backoff with "full jitter" between half and all of
+    exponential backoff with "equal jitter": a random delay between half and all of
     `base * 2**(attempt-1)`, capped at `cap`.
     """
     if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:

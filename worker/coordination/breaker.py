@@ -66,10 +66,10 @@ class _State:
         self.half_open = bool(int(half_open))
         self.probing = bool(int(probe))
 
-    def remaining(self, now: float) -> float:
+    def wait_time(self, now: float) -> float:
         return max(self.pause_until - now, 0.0)
 
-    def must_ask(self, now: float) -> bool:
+    def must_refresh(self, now: float) -> bool:
         """Half-open and not the prober: only Redis knows when calls may go again."""
         return self.half_open and not self.probing and now >= self.pause_until
 
@@ -90,7 +90,7 @@ class _Base:
         self._batch = max(settings.breaker_min_calls, REPORT_BATCH)
         self.enabled = settings.breaker_min_calls > 0
 
-    def _note(self, exc: BaseException | None) -> None:
+    def _count(self, exc: BaseException | None) -> None:
         if is_failure(exc):
             self._state.failed += 1
         else:
@@ -107,19 +107,20 @@ class Breaker(_Base):
         super().__init__(client, settings)
         self._lock = threading.Lock()
 
-    def pause(self) -> float:
+    def wait_time(self) -> float:
         """Seconds to hold off before calling the API (0 while closed, or for the prober)."""
         now = time.monotonic()
-        if self.enabled and self._state.must_ask(now):
+        if self.enabled and self._state.must_refresh(now):
             self._report(now, 0, 0)
-        return self._state.remaining(time.monotonic())
+        return self._state.wait_time(time.monotonic())
 
     def record(self, exc: BaseException | None) -> None:
+        """Count one outcome, and report the counts to Redis when a report is due."""
         if not self.enabled:
             return
         now = time.monotonic()
         with self._lock:
-            self._note(exc)
+            self._count(exc)
             if not self._state.due(now, self._batch):
                 return
             ok, failed = self._state.take(now)
@@ -133,37 +134,30 @@ class Breaker(_Base):
 class AsyncBreaker(_Base):
     """For the bulk engine's event loop."""
 
-    def must_ask(self) -> bool:
-        return self.enabled and self._state.must_ask(time.monotonic())
+    def must_refresh(self) -> bool:
+        """Half-open and not the prober: `refresh` before `wait_time` means anything."""
+        return self.enabled and self._state.must_refresh(time.monotonic())
 
-    async def ask(self) -> None:
+    async def refresh(self) -> None:
         await self._report(time.monotonic(), 0, 0)
 
-    def remaining(self) -> float:
-        return self._state.remaining(time.monotonic())
+    def wait_time(self) -> float:
+        return self._state.wait_time(time.monotonic())
 
-    def note(self, exc: BaseException | None) -> bool:
+    def record(self, exc: BaseException | None) -> bool:
+        """Count one outcome; True when a report to Redis is due (`report`)."""
         if not self.enabled:
             return False
-        self._note(exc)
-        return self.due()
+        self._count(exc)
+        return self.report_due()
 
-    def due(self) -> bool:
+    def report_due(self) -> bool:
         return self.enabled and self._state.due(time.monotonic(), self._batch)
 
     async def report(self) -> None:
         now = time.monotonic()
         ok, failed = self._state.take(now)
         await self._report(now, ok, failed)
-
-    async def pause(self) -> float:
-        if self.must_ask():
-            await self.ask()
-        return self.remaining()
-
-    async def record(self, exc: BaseException | None) -> None:
-        if self.note(exc):
-            await self.report()
 
     async def _report(self, now: float, ok: int, failed: int) -> None:
         answer = await self._script(keys=self._keys(), args=[ok, failed, *self._args])

@@ -35,19 +35,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..core import keys, lua
 
 SUCCEEDED, FAILED, UNCHANGED, CANCELLED = "s", "f", "u", "c"
-COUNTERS = {
-    SUCCEEDED: "succeeded",
-    FAILED: "failed",
-    UNCHANGED: "unchanged",
-    CANCELLED: "cancelled",
-}
+COUNTERS: Mapping[str, str] = MappingProxyType(
+    {SUCCEEDED: "succeeded", FAILED: "failed", UNCHANGED: "unchanged", CANCELLED: "cancelled"}
+)
 RATE_WINDOW = 5  # seconds of history behind "current rate"
 
 
@@ -86,7 +84,7 @@ class RowError:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     line: int
-    code: str  # SUCCEEDED, FAILED or UNCHANGED
+    code: str  # SUCCEEDED, FAILED, UNCHANGED or CANCELLED
     failure: dict[str, Any] | None = None
 
     @classmethod

@@ -8,6 +8,8 @@ master name through their transport options (worker.queue.app).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,11 +20,9 @@ from redis.sentinel import Sentinel
 
 from .settings import get_settings
 
-TIMEOUTS: dict[str, Any] = {
-    "socket_timeout": 10,
-    "socket_connect_timeout": 5,
-    "health_check_interval": 30,
-}
+TIMEOUTS: Mapping[str, Any] = MappingProxyType(
+    {"socket_timeout": 10, "socket_connect_timeout": 5, "health_check_interval": 30}
+)
 
 
 def text(value: Any) -> str:
@@ -50,27 +50,22 @@ def master_name() -> str:
     return get_settings().sentinel_master
 
 
-def redis_client(url: str, **overrides: Any) -> redis.Redis:
+def _connect(url: str, overrides: dict[str, Any], client_class: Any, sentinel_class: Any) -> Any:
+    """A client for `url`, blocking or asyncio as the classes given are; a sentinel:// URL
+    reaches the master through its sentinels."""
     options = {**TIMEOUTS, **overrides}
     if not is_sentinel(url):
-        return redis.Redis.from_url(url, **options)
+        return client_class.from_url(url, **options)
     hosts, db, password = _sentinels(url)
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        hosts, sentinel_kwargs={"socket_timeout": 5, "password": password}
-    )
-    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        master_name(), db=db, password=password, **options
-    )
+    sentinel = sentinel_class(hosts, sentinel_kwargs={"socket_timeout": 5, "password": password})
+    return sentinel.master_for(master_name(), db=db, password=password, **options)
+
+
+def redis_client(url: str, **overrides: Any) -> redis.Redis:
+    client: redis.Redis = _connect(url, overrides, redis.Redis, Sentinel)
     return client
 
 
 def async_redis_client(url: str, **overrides: Any) -> aioredis.Redis:
-    options = {**TIMEOUTS, **overrides}
-    if not is_sentinel(url):
-        return aioredis.Redis.from_url(url, **options)
-    hosts, db, password = _sentinels(url)
-    sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
-        hosts, sentinel_kwargs={"socket_timeout": 5, "password": password}
-    )
-    client: aioredis.Redis = sentinel.master_for(master_name(), db=db, password=password, **options)
+    client: aioredis.Redis = _connect(url, overrides, aioredis.Redis, AsyncSentinel)
     return client

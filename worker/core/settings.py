@@ -20,107 +20,74 @@ PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
+def env(variable: str, default: Any = None, **limits: Any) -> Any:
+    """A setting read from the environment variable `variable`, within `limits`
+    (pydantic's `ge`, `le`, ...), else `default`."""
+    return Field(default, validation_alias=variable, **limits)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         case_sensitive=True, extra="ignore", populate_by_name=False, frozen=True
     )
 
-    redis_url: str = Field(C.DEFAULT_REDIS_URL, validation_alias="REDIS_URL")
-    broker_url_override: str | None = Field(None, validation_alias="CELERY_BROKER_URL")
-    result_backend_override: str | None = Field(None, validation_alias="CELERY_RESULT_BACKEND")
+    redis_url: str = env("REDIS_URL", C.DEFAULT_REDIS_URL)
+    broker_url_override: str | None = env("CELERY_BROKER_URL")
+    result_backend_override: str | None = env("CELERY_RESULT_BACKEND")
 
-    api_url: str = Field(C.DEFAULT_API_URL, validation_alias="PLUSOFON_API_URL")
-    client_id: int = Field(C.DEFAULT_CLIENT_ID, ge=0, validation_alias="PLUSOFON_CLIENT_ID")
-    token: SecretStr | None = Field(None, validation_alias="PLUSOFON_TOKEN")
-    secret_key: SecretStr | None = Field(None, validation_alias="VOICEMAIL_SECRET_KEY")
+    api_url: str = env("PLUSOFON_API_URL", C.DEFAULT_API_URL)
+    client_id: int = env("PLUSOFON_CLIENT_ID", C.DEFAULT_CLIENT_ID, ge=0)
+    token: SecretStr | None = env("PLUSOFON_TOKEN")
+    secret_key: SecretStr | None = env("VOICEMAIL_SECRET_KEY")
     # Comma-separated keys that still open tokens during a rotation (see rotate-key).
-    old_secret_keys_raw: SecretStr | None = Field(
-        None, validation_alias="VOICEMAIL_OLD_SECRET_KEYS"
-    )
+    old_secret_keys_raw: SecretStr | None = env("VOICEMAIL_OLD_SECRET_KEYS")
     # user:password[,user:password...] that `voicemail metrics` asks for (unset: open).
-    metrics_basic_auth: SecretStr | None = Field(
-        None, validation_alias="VOICEMAIL_METRICS_BASIC_AUTH"
-    )
+    metrics_basic_auth: SecretStr | None = env("VOICEMAIL_METRICS_BASIC_AUTH")
 
-    connect_timeout: PositiveFloat = Field(
-        C.DEFAULT_CONNECT_TIMEOUT, validation_alias="VOICEMAIL_CONNECT_TIMEOUT"
-    )
-    read_timeout: PositiveFloat = Field(
-        C.DEFAULT_READ_TIMEOUT, validation_alias="VOICEMAIL_READ_TIMEOUT"
-    )
-    max_connections: int = Field(
-        C.DEFAULT_MAX_CONNECTIONS, ge=1, validation_alias="VOICEMAIL_MAX_CONNECTIONS"
-    )
+    connect_timeout: PositiveFloat = env("VOICEMAIL_CONNECT_TIMEOUT", C.DEFAULT_CONNECT_TIMEOUT)
+    read_timeout: PositiveFloat = env("VOICEMAIL_READ_TIMEOUT", C.DEFAULT_READ_TIMEOUT)
+    max_connections: int = env("VOICEMAIL_MAX_CONNECTIONS", C.DEFAULT_MAX_CONNECTIONS, ge=1)
 
-    retry_attempts: int = Field(
-        C.DEFAULT_RETRY_ATTEMPTS, ge=1, le=20, validation_alias="VOICEMAIL_RETRY_ATTEMPTS"
+    retry_attempts: int = env("VOICEMAIL_RETRY_ATTEMPTS", C.DEFAULT_RETRY_ATTEMPTS, ge=1, le=20)
+    retry_base_delay: NonNegativeFloat = env(
+        "VOICEMAIL_RETRY_BASE_DELAY", C.DEFAULT_RETRY_BASE_DELAY
     )
-    retry_base_delay: NonNegativeFloat = Field(
-        C.DEFAULT_RETRY_BASE_DELAY, validation_alias="VOICEMAIL_RETRY_BASE_DELAY"
+    retry_max_delay: NonNegativeFloat = env("VOICEMAIL_RETRY_MAX_DELAY", C.DEFAULT_RETRY_MAX_DELAY)
+    retry_after_max: NonNegativeFloat = env("VOICEMAIL_RETRY_AFTER_MAX", C.DEFAULT_RETRY_AFTER_MAX)
+    requeue_max: int = env("VOICEMAIL_REQUEUE_MAX", C.DEFAULT_REQUEUE_MAX, ge=0, le=100)
+    requeue_base_delay: NonNegativeFloat = env(
+        "VOICEMAIL_REQUEUE_BASE_DELAY", C.DEFAULT_REQUEUE_BASE_DELAY
     )
-    retry_max_delay: NonNegativeFloat = Field(
-        C.DEFAULT_RETRY_MAX_DELAY, validation_alias="VOICEMAIL_RETRY_MAX_DELAY"
+    requeue_max_delay: NonNegativeFloat = env(
+        "VOICEMAIL_REQUEUE_MAX_DELAY", C.DEFAULT_REQUEUE_MAX_DELAY
     )
-    retry_after_max: NonNegativeFloat = Field(
-        C.DEFAULT_RETRY_AFTER_MAX, validation_alias="VOICEMAIL_RETRY_AFTER_MAX"
+    rate_limit: PositiveFloat | None = env("VOICEMAIL_RATE_LIMIT")
+    token_rate_limit: PositiveFloat | None = env("VOICEMAIL_TOKEN_RATE_LIMIT")
+    rate_limited_max: int = env(
+        "VOICEMAIL_RATE_LIMITED_MAX", C.DEFAULT_RATE_LIMITED_MAX, ge=1, le=1000
     )
-    requeue_max: int = Field(
-        C.DEFAULT_REQUEUE_MAX, ge=0, le=100, validation_alias="VOICEMAIL_REQUEUE_MAX"
+    bulk_chunk_size: int = env(
+        "VOICEMAIL_BULK_CHUNK_SIZE", C.DEFAULT_BULK_CHUNK_SIZE, ge=1, le=100_000
     )
-    requeue_base_delay: NonNegativeFloat = Field(
-        C.DEFAULT_REQUEUE_BASE_DELAY, validation_alias="VOICEMAIL_REQUEUE_BASE_DELAY"
+    bulk_in_flight: int = env("VOICEMAIL_BULK_IN_FLIGHT", C.DEFAULT_BULK_IN_FLIGHT, ge=1, le=10_000)
+    bulk_processes: int | None = env("VOICEMAIL_BULK_PROCESSES", ge=0, le=64)
+    breaker_threshold: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = env(
+        "VOICEMAIL_BREAKER_THRESHOLD", C.DEFAULT_BREAKER_THRESHOLD
     )
-    requeue_max_delay: NonNegativeFloat = Field(
-        C.DEFAULT_REQUEUE_MAX_DELAY, validation_alias="VOICEMAIL_REQUEUE_MAX_DELAY"
+    breaker_min_calls: int = env("VOICEMAIL_BREAKER_MIN_CALLS", C.DEFAULT_BREAKER_MIN_CALLS, ge=0)
+    breaker_window: int = env("VOICEMAIL_BREAKER_WINDOW", C.DEFAULT_BREAKER_WINDOW, ge=1, le=3600)
+    breaker_cooldown: PositiveFloat = env("VOICEMAIL_BREAKER_COOLDOWN", C.DEFAULT_BREAKER_COOLDOWN)
+    log_json: bool = env("VOICEMAIL_LOG_JSON", False)
+    sentinel_master: str = env("VOICEMAIL_SENTINEL_MASTER", "mymaster")
+    visibility_timeout: int = env(
+        "VOICEMAIL_VISIBILITY_TIMEOUT", C.DEFAULT_VISIBILITY_TIMEOUT, ge=2, le=86_400
     )
-    rate_limit: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
-        None, validation_alias="VOICEMAIL_RATE_LIMIT"
-    )
-    token_rate_limit: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
-        None, validation_alias="VOICEMAIL_TOKEN_RATE_LIMIT"
-    )
-    rate_limited_max: int = Field(
-        C.DEFAULT_RATE_LIMITED_MAX, ge=1, le=1000, validation_alias="VOICEMAIL_RATE_LIMITED_MAX"
-    )
-    bulk_chunk_size: int = Field(
-        C.DEFAULT_BULK_CHUNK_SIZE, ge=1, le=100_000, validation_alias="VOICEMAIL_BULK_CHUNK_SIZE"
-    )
-    bulk_in_flight: int = Field(
-        C.DEFAULT_BULK_IN_FLIGHT, ge=1, le=10_000, validation_alias="VOICEMAIL_BULK_IN_FLIGHT"
-    )
-    bulk_processes: int | None = Field(
-        None, ge=0, le=64, validation_alias="VOICEMAIL_BULK_PROCESSES"
-    )
-    breaker_threshold: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
-        C.DEFAULT_BREAKER_THRESHOLD, validation_alias="VOICEMAIL_BREAKER_THRESHOLD"
-    )
-    breaker_min_calls: int = Field(
-        C.DEFAULT_BREAKER_MIN_CALLS, ge=0, validation_alias="VOICEMAIL_BREAKER_MIN_CALLS"
-    )
-    breaker_window: int = Field(
-        C.DEFAULT_BREAKER_WINDOW, ge=1, le=3600, validation_alias="VOICEMAIL_BREAKER_WINDOW"
-    )
-    breaker_cooldown: PositiveFloat = Field(
-        C.DEFAULT_BREAKER_COOLDOWN, validation_alias="VOICEMAIL_BREAKER_COOLDOWN"
-    )
-    log_json: bool = Field(False, validation_alias="VOICEMAIL_LOG_JSON")
-    sentinel_master: str = Field("mymaster", validation_alias="VOICEMAIL_SENTINEL_MASTER")
-    visibility_timeout: int = Field(
-        C.DEFAULT_VISIBILITY_TIMEOUT,
-        ge=2,
-        le=86_400,
-        validation_alias="VOICEMAIL_VISIBILITY_TIMEOUT",
-    )
-    result_expires: int = Field(
-        C.DEFAULT_RESULT_EXPIRES, ge=60, validation_alias="VOICEMAIL_RESULT_EXPIRES"
-    )
-    ordering_ttl: int = Field(
-        C.DEFAULT_ORDERING_TTL, ge=60, validation_alias="VOICEMAIL_ORDERING_TTL"
-    )
+    result_expires: int = env("VOICEMAIL_RESULT_EXPIRES", C.DEFAULT_RESULT_EXPIRES, ge=60)
+    ordering_ttl: int = env("VOICEMAIL_ORDERING_TTL", C.DEFAULT_ORDERING_TTL, ge=60)
     # The journal of changes (worker.coordination.journal): on/off, days kept, and where.
-    journal: bool = Field(True, validation_alias="VOICEMAIL_JOURNAL")
-    journal_days: int = Field(90, ge=1, validation_alias="VOICEMAIL_JOURNAL_DAYS")
-    journal_url: str | None = Field(None, validation_alias="VOICEMAIL_JOURNAL_URL")
+    journal: bool = env("VOICEMAIL_JOURNAL", True)
+    journal_days: int = env("VOICEMAIL_JOURNAL_DAYS", 90, ge=1)
+    journal_url: str | None = env("VOICEMAIL_JOURNAL_URL")
 
     @field_validator("journal", "journal_url", mode="before")
     @classmethod
@@ -227,13 +194,15 @@ class Settings(BaseSettings):
         return self.result_backend_override or self.redis_url
 
 
-_SECRET_VARIABLES = {
-    "VOICEMAIL_SECRET_KEY",
-    "PLUSOFON_TOKEN",
-    "VOICEMAIL_OLD_SECRET_KEYS",
-    "VOICEMAIL_JOURNAL_URL",  # may carry a password
-    "VOICEMAIL_METRICS_BASIC_AUTH",
-}
+_SECRET_VARIABLES = frozenset(
+    {
+        "VOICEMAIL_SECRET_KEY",
+        "PLUSOFON_TOKEN",
+        "VOICEMAIL_OLD_SECRET_KEYS",
+        "VOICEMAIL_JOURNAL_URL",  # may carry a password
+        "VOICEMAIL_METRICS_BASIC_AUTH",
+    }
+)
 
 
 def _explain(error: pydantic.ValidationError) -> str:

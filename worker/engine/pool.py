@@ -15,6 +15,7 @@ import asyncio
 import concurrent.futures
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import math
@@ -39,9 +40,6 @@ logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a process gets when its parent dies
 
-# Each engine process's own loop and context, built once by `_child_init`.
-_child_loop: asyncio.AbstractEventLoop | None = None
-_child_ctx: EngineContext | None = None
 GC_THRESHOLDS = (20_000, 20, 50)
 
 
@@ -100,19 +98,35 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="engine-parent-watch", daemon=True).start()
 
 
+class _EngineProcess:
+    """An engine process's own event loop and context, kept for the process's life."""
+
+    def __init__(self) -> None:
+        try:
+            import uvloop
+        except ImportError:  # optional: the engine runs on asyncio's own loop too
+            self.loop = asyncio.new_event_loop()
+        else:
+            self.loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.ctx = EngineContext(get_settings())
+
+    def run(self, bulk_id: str, number: int, final: bool, owner: str) -> ChunkReport:
+        chunk = process_chunk(self.ctx, bulk_id, number, final=final, owner=owner)
+        return self.loop.run_until_complete(chunk)
+
+
+@functools.cache
+def _this_process() -> _EngineProcess:
+    """Built once per engine process, by `_child_init`."""
+    return _EngineProcess()
+
+
 def _child_init(parent: int) -> None:
-    global _child_loop, _child_ctx
     _die_with_parent(parent)
     logging.basicConfig(level=logging.WARNING, format="[engine %(process)d] %(message)s")
     install_redaction()
-    try:
-        import uvloop
-    except ImportError:  # optional: the engine runs on asyncio's own loop too
-        _child_loop = asyncio.new_event_loop()
-    else:
-        _child_loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(_child_loop)
-    _child_ctx = EngineContext(get_settings())
+    _this_process()
     # A chunk allocates a few objects per row (a task, a coroutine, its closures): at the
     # default thresholds the collector ran every few hundred rows and walked every live
     # object, about a tenth of the engine's CPU (py-spy, benchmarks/scale.py). What exists
@@ -123,10 +137,7 @@ def _child_init(parent: int) -> None:
 
 
 def _child_run(bulk_id: str, number: int, final: bool, owner: str) -> ChunkReport:
-    assert _child_loop is not None
-    assert _child_ctx is not None
-    chunk = process_chunk(_child_ctx, bulk_id, number, final=final, owner=owner)
-    return _child_loop.run_until_complete(chunk)
+    return _this_process().run(bulk_id, number, final, owner)
 
 
 def _child_ping() -> int:

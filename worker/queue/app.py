@@ -1,10 +1,11 @@
 """The Celery application and what publishing needs: this is all a producer loads.
 
 `app` is configured from the environment when this module is imported. Publishing a
-job (here or from a worker's retry) runs `_remember_job`, which records the id so
-`poll` can tell a queued job from one never heard of, and tracks the job until it
-finishes (`recovery`). What only a worker process needs (signal handlers, leases, the
-kombu work-around, the worker context) is in `worker.queue.worker_signals`, installed by
+job runs `remember_job`, which records the id so `poll` can tell a queued job from one
+never heard of, and tracks the job until it finishes (`recovery`). A producer does it
+with its own connections (`producer_connections`); what only a worker process needs
+(signal handlers, leases, the kombu work-around, the worker context, which a worker
+publishes with instead) is in `worker.queue.worker_signals`, installed by
 `celery -A worker worker`, never by an import of this module.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 import time
 from typing import Any
 
@@ -28,7 +28,7 @@ from . import kombu_patches, recovery
 from .backend import backend_url
 
 # Where the task definitions live; a worker imports them, a producer sends by name.
-TASK_MODULES = ["tasks.voicemail", "tasks.chunk"]
+TASK_MODULES = ("tasks.voicemail", "tasks.chunk")
 BULK_QUEUE = "voicemail.bulk"
 CHUNK_TASK = "voicemail.bulk_chunk"
 
@@ -103,8 +103,9 @@ def create_app(settings: Settings | None = None) -> Celery:
 app = create_app()
 
 
-class Connections:
-    """A process's connections for publishing and for the producer API, opened on first use."""
+class ProducerConnections:
+    """A producer's connections, for publishing and for the producer API, opened on first
+    use. A worker process never builds one: it has its context (`worker.queue.context`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -119,19 +120,11 @@ class Connections:
         return CredentialStore.from_settings(self.settings, self.redis)
 
 
-_connections: Connections | None = None
-_connections_lock = threading.Lock()
-
-
-def connections() -> Connections:
-    """This process's holder. redis-py's pool reconnects after a fork by itself, so one
-    holder serves a prefork child too."""
-    global _connections
-    if _connections is None:
-        with _connections_lock:
-            if _connections is None:
-                _connections = Connections(get_settings())
-    return _connections
+@functools.cache
+def producer_connections() -> ProducerConnections:
+    """This producer process's holder, made on first use. redis-py's pool reconnects after
+    a fork by itself, so a forked producer keeps using it."""
+    return ProducerConnections(get_settings())
 
 
 def send_chunk(bulk_id: str, number: int, retries: int = 0, what: str = "") -> None:
@@ -149,8 +142,8 @@ def job_key(job_id: str) -> str:
     return keys.job(job_id)
 
 
-@signals.before_task_publish.connect
-def _remember_job(
+def remember_job(
+    client: redis.Redis,
     sender: str | None = None,
     headers: dict[str, Any] | None = None,
     body: Any = None,
@@ -158,16 +151,23 @@ def _remember_job(
     **_: Any,
 ) -> None:
     """Record that a job id was issued (so a poller can tell "queued" from "never heard
-    of") and track it until it finishes (worker.queue.recovery)."""
+    of") and track it until it finishes (worker.queue.recovery); `before_task_publish`'s
+    arguments, and the Redis at REDIS_URL to write to."""
     if not sender or not sender.startswith("voicemail.") or not headers:
         return
     if headers.get("voicemail_untracked"):  # a notification (notify.py): not ours to run
         return
     job_id = str(headers["id"])
     # One round trip per publish: it is on every job's path.
-    with connections().redis.pipeline(transaction=False) as pipe:
+    with client.pipeline(transaction=False) as pipe:
         recovery.on_publish(pipe, job_id, sender, body, routing_key or "celery", headers)
         if not headers.get("retries"):
             record = {"task": sender, "argsrepr": headers.get("argsrepr"), "at": time.time()}
             pipe.set(job_key(job_id), json.dumps(record), ex=get_settings().result_expires)
         pipe.execute()
+
+
+@signals.before_task_publish.connect
+def remember_published_job(**kwargs: Any) -> None:
+    """A producer's publishes; `worker.queue.worker_signals` swaps in a worker's own."""
+    remember_job(producer_connections().redis, **kwargs)

@@ -5,13 +5,12 @@ found.`); the traceback, with file paths and code, stays in the worker's log.
 A job's dead letter is written before its FAILURE is stored, so whoever saw the
 failure through `wait` finds it in `voicemail dead list` (Celery's `task_failure`
 signal fires only after the result is stored, celery/app/trace.py handle_failure).
-Configured as `worker.backend:RedisBackend+redis://...` (Celery's `class+URL`).
+Configured as `worker.queue.backend:RedisBackend+redis://...` (Celery's `class+URL`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from celery import states
@@ -22,9 +21,14 @@ from . import deadletter
 
 logger = logging.getLogger(__name__)
 
-# The Redis that holds dead letters (REDIS_URL, which may not be the result backend's),
-# set by `worker.queue.worker_signals.install()`: only a worker stores failures.
-dead_letter_store: Callable[[], Any] | None = None
+
+def dead_letter_store() -> Any:
+    """The Redis that holds dead letters (REDIS_URL, which may not be the result backend's):
+    the worker context's. None outside a worker process: only a worker stores failures."""
+    from . import context  # loaded by then in a worker; a producer never gets here
+
+    ctx = context.started()
+    return None if ctx is None else ctx.redis
 
 
 def _dead_letter(client: Any, task_id: str, request: Any, exc: Any) -> None:
@@ -50,8 +54,10 @@ class _NoTraceback:
         request: Any = None,
         **kwargs: Any,
     ) -> Any:
-        if state == states.FAILURE and request is not None and dead_letter_store is not None:
-            _dead_letter(dead_letter_store(), task_id, request, result)
+        if state == states.FAILURE and request is not None:
+            client = dead_letter_store()
+            if client is not None:
+                _dead_letter(client, task_id, request, result)
         return super().store_result(task_id, result, state, None, request, **kwargs)  # type: ignore[misc]
 
 

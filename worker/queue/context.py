@@ -1,10 +1,15 @@
-"""One `WorkerContext` per worker process: everything a job uses, built once, closed once.
+"""One `WorkerContext` per worker process: everything it uses, built once, closed once.
 
-Built at worker start by `worker.queue.worker_signals` (`worker_init` for the thread and solo
-pools, `worker_process_init` in each prefork child) and handed to jobs through
-`current()`, as arq hands its `ctx` to every job. Holds the settings, the Redis client,
-the credential store, the blocking API client with its limiter, breaker and statistics,
-the ordering scripts with the renewer of held account locks, and the bulk engine.
+Built at worker start by `worker.queue.worker_signals` (`worker_init` in the worker's
+main process, whatever the pool; `worker_process_init` again in each prefork child) and
+handed to jobs and to the worker-side handlers through `current()`, as arq hands its
+`ctx` to every job. Holds the settings, the Redis client for REDIS_URL, the credential
+store, the blocking API client with its limiter, breaker and statistics, the ordering
+scripts with the renewer of held account locks, the bulk engine, and, in the main
+process once the worker is ready, the lease thread.
+
+A worker process uses this and nothing else: the producer's holder
+(`worker.queue.app.producer_connections`) is never built in one.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from ..core.connections import redis_client
 from ..core.settings import Settings
 from ..engine.pool import Engine
 from ..store.credentials import CredentialStore
+from .lease import LeaseKeeper
 from .liveness import new_instance_id
 
 logger = logging.getLogger(__name__)
@@ -57,16 +63,21 @@ class WorkerContext:
     claim: Any
     release: Any
     locks: LockRenewer
+    # False in a prefork pool's main process: its children run the jobs, each with its own.
+    runs_jobs: bool = True
+    # The main process's lease thread, from the moment the worker is ready.
+    lease: LeaseKeeper | None = None
 
     @property
     def instance(self) -> str:
         return instance()
 
     @classmethod
-    def build(cls, settings: Settings) -> WorkerContext:
+    def build(cls, settings: Settings, *, runs_jobs: bool = True) -> WorkerContext:
         client = redis_client(settings.redis_url)
         stats = Stats()
         return cls(
+            runs_jobs=runs_jobs,
             settings=settings,
             redis=client,
             store=CredentialStore.from_settings(settings, client),
@@ -91,6 +102,8 @@ class WorkerContext:
             logger.debug("could not flush request statistics", exc_info=True)
 
     def close(self) -> None:
+        if self.lease is not None:
+            self.lease.stop()
         self.locks.stop()
         self.flush_stats(force=True)
         self.engine.shutdown()
@@ -101,15 +114,15 @@ class WorkerContext:
 _current: WorkerContext | None = None
 
 
-def start(settings: Settings, *, fresh: bool = False) -> WorkerContext:
+def start(settings: Settings, *, fresh: bool = False, runs_jobs: bool = True) -> WorkerContext:
     """Build this process's context once; a second call keeps the first.
 
     `fresh` (a prefork child) drops a context inherited from the parent without closing
-    it: its sockets and engine belong to the parent.
+    it: its sockets, engine and lease thread belong to the parent.
     """
     global _current
     if _current is None or fresh:
-        _current = WorkerContext.build(settings)
+        _current = WorkerContext.build(settings, runs_jobs=runs_jobs)
     return _current
 
 

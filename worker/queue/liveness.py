@@ -17,7 +17,7 @@ Each second, in the lease thread (`worker.queue.lease`), a worker:
 - reaps dead instances: one whose heartbeat lapsed has its deliveries put back in their
   queues and is marked dead, which frees its account locks (`coordination.ordering`
   treats a dead owner's lock as free). A Redis that restarted, or a reaper that was itself
-  cut off, waits `GRACE` seconds first, so an outage never makes every worker look dead.
+  cut off, waits `REAP_GRACE` seconds first, so an outage never makes every worker look dead.
 kombu's visibility timeout stays as the last resort.
 """
 
@@ -36,7 +36,7 @@ from ..core.connections import text
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_TTL = 4.0  # seconds without a beat before an instance counts as dead
-GRACE = 10.0  # seconds after Redis (or the reaper's link to it) came back before reaping
+REAP_GRACE = 10.0  # seconds after Redis (or the reaper's link to it) came back before reaping
 INSTANCES_KEY = keys.INSTANCES
 UNACKED = "unacked"  # kombu's default `unacked_key`
 UNACKED_INDEX = "unacked_index"  # kombu's default `unacked_index_key`
@@ -95,7 +95,7 @@ class Liveness:
         self._outage = False
 
     def failed(self) -> None:
-        """Redis did not answer this tick: reaping waits `GRACE` once it does again."""
+        """Redis did not answer this tick: reaping waits `REAP_GRACE` once it does again."""
         self._healthy_since = None
         self._outage = True
 
@@ -117,7 +117,7 @@ class Liveness:
         if self._healthy_since is None:
             self._healthy_since = now
         self._give_back_dropped(recorded - held)
-        if not self._outage or now - self._healthy_since >= GRACE:
+        if not self._outage or now - self._healthy_since >= REAP_GRACE:
             self.reap()
 
     def _give_back_dropped(self, candidates: set[str]) -> None:
@@ -172,7 +172,7 @@ class Liveness:
         if not lapsed:
             return 0
         uptime = int(self.store.info("server").get("uptime_in_seconds", 0))
-        if uptime < GRACE:
+        if uptime < REAP_GRACE:
             return 0  # Redis just came back: give every worker time to beat again
         reaped = 0
         for other in lapsed:

@@ -13,7 +13,7 @@ publishes is tracked until it finishes:
 Queues are FIFO, so once a worker has received a job published after ours, ours
 should have been received too; and a job whose queue is empty is not waiting in
 it. A sweep (one worker at a time, every few seconds) takes jobs pending longer
-than `GRACE`, and publishes again, under the same id, each one that has no
+than `SWEEP_AFTER`, and publishes again, under the same id, each one that has no
 result, is not held unacknowledged, and whose queue is empty or has moved past
 it. A job published twice is applied once (worker.coordination.ordering), so a wrong guess
 costs a duplicate message, never a duplicate change.
@@ -37,7 +37,7 @@ PENDING_MSG = keys.PENDING_MSG
 THROUGH_KEY = keys.RECEIVED_THROUGH
 SWEEP_LOCK = keys.SWEEP_LOCK
 HEADER = "voicemail_published_at"
-GRACE = 10.0  # seconds a job may sit before a sweep looks at it
+SWEEP_AFTER = 10.0  # seconds a job may sit before a sweep looks at it
 MARGIN = 1.0  # seconds of publish-order slack between producers
 
 
@@ -96,7 +96,7 @@ def sweep(
     if not client.set(SWEEP_LOCK, "1", nx=True, ex=5):
         return 0  # another worker is sweeping
     candidates = [
-        text(i) for i in client.zrangebyscore(PENDING_KEY, 0, now - GRACE, start=0, num=500)
+        text(i) for i in client.zrangebyscore(PENDING_KEY, 0, now - SWEEP_AFTER, start=0, num=500)
     ]
     if not candidates:
         return 0

@@ -1,8 +1,11 @@
 """What runs only in a worker process: signal handlers, the lease keeper, the kombu
 work-around and the worker context's life.
 
-`install()` is called once, when `celery -A worker worker` (or Flower) loads the app
-through `worker.app`; a producer importing `tasks` never runs it.
+`install()` is called when `celery -A worker worker` (or Flower) loads the app through
+`worker.app`; a producer importing `tasks` never runs it. Every handler here works
+through the process's `WorkerContext` (`context.current()`), built at `worker_init`
+before anything else runs; only a process that loaded the app without running a worker
+(Flower, `celery -A worker call`) publishes with the producer's connections.
 """
 
 from __future__ import annotations
@@ -16,36 +19,30 @@ from celery.concurrency import get_implementation
 
 from ..core.logs import install_redaction, use_json
 from ..core.settings import get_settings
-from . import backend, context, deadletter, kombu_patches, liveness, notify, recovery
-from .app import app, connections
+from . import context, deadletter, kombu_patches, liveness, notify, recovery
+from .app import app, producer_connections, remember_job, remember_published_job
 from .lease import LeaseKeeper
 
 logger = logging.getLogger(__name__)
 
-_lease: LeaseKeeper | None = None
-_installed = False
-
 
 def install() -> None:
-    """Connect the worker-side handlers (idempotent)."""
-    global _installed
-    if _installed:
-        return
+    """Connect the worker-side handlers (idempotent: Celery connects a handler once)."""
     kombu_patches.install_settle_patch()
-    backend.dead_letter_store = lambda: context.current().redis
+    signals.before_task_publish.disconnect(remember_published_job)
     for signal, handler in (
         (signals.worker_init, _on_init),
         (signals.worker_process_init, _on_process_init),
         (signals.worker_ready, _on_ready),
         (signals.worker_process_shutdown, _on_shutdown),
         (signals.worker_shutdown, _on_shutdown),
+        (signals.before_task_publish, _published),
         (signals.task_received, _received),
         (signals.task_postrun, _finished),
         (signals.after_setup_logger, _redact_logs),
         (signals.after_setup_task_logger, _redact_logs),
     ):
         signal.connect(handler, weak=False)
-    _installed = True
 
 
 def _is_prefork(pool_cls: Any) -> bool:
@@ -53,9 +50,10 @@ def _is_prefork(pool_cls: Any) -> bool:
 
 
 def _on_init(sender: Any = None, **_: Any) -> None:
-    # A prefork parent runs no job: each child builds its own context instead.
-    if not _is_prefork(getattr(sender, "pool_cls", None)):
-        context.start(get_settings())
+    # A prefork parent runs no job (each child builds a context of its own for them), but
+    # receives, publishes and keeps the lease with its own.
+    runs_jobs = not _is_prefork(getattr(sender, "pool_cls", None))
+    context.start(get_settings(), runs_jobs=runs_jobs)
 
 
 def _on_process_init(**_: Any) -> None:
@@ -83,19 +81,20 @@ def republish(record: dict[str, Any], job_id: str) -> None:
 def _tick() -> None:
     """Once a second, beside the lease: statistics out, settled bulks' notifications sent."""
     ctx = context.started()
-    if ctx is not None:  # a prefork parent has none: its children flush their own
+    if ctx is None:  # the worker is shutting down
+        return
+    if ctx.runs_jobs:  # a prefork parent's children flush their own
         ctx.flush_stats(force=True)
     try:
-        notify.drain(connections().redis, app)
+        notify.drain(ctx.redis, app)
     except Exception:  # the outbox keeps them: the next tick tries again
         logger.warning("could not send bulk notifications", exc_info=True)
 
 
 def _on_ready(sender: Any = None, **_: Any) -> None:
-    global _lease
-    settings = get_settings()
-    _lease = LeaseKeeper(
-        settings,
+    ctx = context.current()
+    ctx.lease = lease = LeaseKeeper(
+        ctx.settings,
         instance=context.instance(),
         reborn=context.new_instance,
         node=str(getattr(sender, "hostname", "") or ""),
@@ -103,29 +102,32 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
         restore=restore,
         tick=_tick,
     )
-    _lease.beat()  # beat before the first job, not a second after
-    _lease.start()
-    connections().store.mark_env_account()
-    ctx = context.started()
-    if ctx is not None:
+    lease.beat()  # beat before the first job, not a second after
+    lease.start()
+    ctx.store.mark_env_account()
+    if ctx.runs_jobs:
         # Chunks run in this process (thread or solo pool): start the engine's processes
         # now, not on the first chunk. A prefork child runs chunks inline instead.
         ctx.engine.start()
 
 
 def _on_shutdown(**_: Any) -> None:
-    if _lease is not None:
-        _lease.stop()
-    context.stop()
+    context.stop()  # the lease thread first, if this process keeps it
+
+
+def _published(**kwargs: Any) -> None:
+    ctx = context.started()
+    # None only where the app was loaded without a worker (Flower, `celery call`).
+    client = ctx.redis if ctx is not None else producer_connections().redis
+    remember_job(client, **kwargs)
 
 
 def _received(request: Any = None, **_: Any) -> None:
     # Runs in the main process (the consumer), whatever the pool.
-    client = connections().redis
     published_at = (getattr(request, "_request_dict", None) or {}).get(recovery.HEADER)
     tag = getattr(getattr(request, "message", None), "delivery_tag", None)
     try:
-        with client.pipeline(transaction=False) as pipe:  # one round trip per job
+        with context.current().redis.pipeline(transaction=False) as pipe:  # one round trip
             if tag:
                 liveness.record_received(pipe, context.instance(), str(tag))
             if published_at is not None:
