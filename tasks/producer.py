@@ -27,13 +27,14 @@ from celery.result import AsyncResult
 
 from worker.coordination.ordering import NEXT_SEQ_SCRIPT, SEQ_KEY, next_seq
 from worker.core import keys
-from worker.core.connections import text
 from worker.core.errors import AccountNotFound, InputError, VoicemailError, describe
 from worker.core.settings import get_settings
 from worker.core.validation import check_account, check_update
 from worker.queue import deadletter
 from worker.queue.app import BULK_QUEUE, CHUNK_TASK, app, job_key, producer_connections
 from worker.store.credentials import CredentialStore
+
+from .idempotency import JOB_LEASE, IdempotencyKey
 
 PENDING, STARTED, RETRY, SUCCESS, FAILURE, UNKNOWN = (
     "PENDING",
@@ -121,33 +122,29 @@ def _require_account(account: str) -> None:
         )
 
 
-def _idem_key(key: str) -> str:
-    if not isinstance(key, str) or not key or len(key) > 200:
-        raise InputError("idempotency_key must be a non-empty string of at most 200 characters")
-    return keys.idempotency(key)
-
-
 @contextmanager
-def once(key: str | None, new_id: str) -> Iterator[str | None]:
-    """With an idempotency key, yield the id already given for it, or None the first time.
-
-    The first caller's id is stored before its job is queued; if queueing fails the
-    key is dropped again, so a retried submission is not told about a job that never was.
-    """
+def once(
+    key: str | None, new_id: str, *, lease: float = JOB_LEASE
+) -> Iterator[IdempotencyKey | str | None]:
+    """With an idempotency key: the id already queued for it (a `str`), or, the first
+    time, the key itself (claimed for `new_id`; the caller queues the work and `once`
+    settles it). Without one: None. Queueing that fails drops the claim again, so a
+    retried call is never told about work that never was; a caller that dies before
+    settling leaves a claim that lapses after `lease` seconds (tasks/idempotency.py)."""
     if key is None:
         yield None
         return
-    redis_key = _idem_key(key)
-    client = redis_client()
-    if not client.set(redis_key, new_id, nx=True, ex=get_settings().result_expires):
-        existing = client.get(redis_key)
-        yield text(existing)
+    idem = IdempotencyKey(redis_client(), key, lease, get_settings().result_expires)
+    found = idem.wait_settled(new_id, lease + 1) if lease <= JOB_LEASE else idem.claim(new_id)
+    if found.state in ("done", "busy"):
+        yield found.id
         return
     try:
-        yield None
+        yield idem
     except BaseException:
-        client.delete(redis_key)
+        idem.drop(new_id)
         raise
+    idem.settle(new_id)
 
 
 def _numbered_if_known(account: str) -> int:
@@ -179,7 +176,7 @@ def enqueue_update(
     name, send_, email_ = check_update(account, send, email)
     job_id = str(uuid.uuid4())
     with redis_errors(), once(idempotency_key, job_id) as existing:
-        if existing is not None:
+        if isinstance(existing, str):
             return existing
         seq = _numbered_if_known(name)
         app.send_task(

@@ -38,7 +38,9 @@ from worker.core.validation import check_update, parse_send
 from worker.queue import notify as _notify
 from worker.queue.app import app, send_chunk
 
+from ..idempotency import BULK_LEASE
 from ..producer import credential_store, once, redis_client, redis_errors
+from .lifecycle import cancel_bulk
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +101,16 @@ def submit_bulk(
     }
     options.update(_notify_options(notify, notify_queue))
     bulk_id = uuid.uuid4().hex
-    with redis_errors(), once(idempotency_key, bulk_id) as existing:
-        if existing is not None:
-            return existing
-        return submit_as(bulk_id, rows, options)
+    with redis_errors(), once(idempotency_key, bulk_id, lease=BULK_LEASE) as claimed:
+        if isinstance(claimed, str):
+            return claimed
+        if claimed is not None and claimed.took_over:
+            # Its submitter died mid-stream: what it queued stops, this bulk sends it all.
+            cancel_bulk(claimed.took_over)
+        if claimed is None:
+            return submit_as(bulk_id, rows, options)
+        with claimed.kept_alive(bulk_id):
+            return submit_as(bulk_id, rows, options)
 
 
 def _notify_options(notify: str | None, queue: str | None) -> dict[FieldT, EncodableT]:
