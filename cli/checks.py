@@ -48,6 +48,25 @@ def check_redis(settings: Settings) -> Check:
     return _timed("redis", probe)
 
 
+def check_redis_fitness(settings: Settings) -> Check:
+    """The same verdict the worker reaches at start (worker.core.redis_server)."""
+    from worker.core.redis_server import check_server
+
+    client = redis_client(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
+    try:
+        fitness = check_server(client)
+    except Exception as exc:
+        return Check("redis policy", False, f"{type(exc).__name__}: {exc}")
+    finally:
+        client.close()
+    notes = "; ".join(f"warning: {w}" for w in fitness.warnings)
+    if fitness.problem and not settings.allow_eviction:
+        return Check("redis policy", False, fitness.problem)
+    if fitness.problem:
+        notes = "; ".join(filter(None, [f"warning: {fitness.problem}", notes]))
+    return Check("redis policy", True, notes or "noeviction, and persisted")
+
+
 def check_workers(node: str | None) -> Check:
     from worker.queue.app import app
 
@@ -99,7 +118,7 @@ def check_api(settings: Settings) -> Check:
 def run_checks(settings: Settings, *, node: str | None, api: bool) -> list[Check]:
     checks = [check_redis(settings)]
     if checks[0].ok:
-        checks += [check_workers(node), check_store(settings)]
+        checks += [check_redis_fitness(settings), check_workers(node), check_store(settings)]
     if api:
         checks.append(check_api(settings))
     return checks

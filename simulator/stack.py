@@ -179,8 +179,10 @@ def start_redis(
     appendonly: bool = False,
     data_dir: Path | None = None,
     bind: str = "127.0.0.1",
+    extra: Sequence[str] = (),
 ) -> Service:
-    """A redis-server of our own; `port` and `data_dir` given, it restarts one (AOF kept)."""
+    """A redis-server of our own; `port` and `data_dir` given, it restarts one (AOF kept).
+    `extra`: more redis-server options (`--maxmemory-policy volatile-lru`)."""
     port = port or free_port()
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="redis-", dir=log_dir))
     argv = [
@@ -200,6 +202,7 @@ def start_redis(
         # Bound to a test network's address (tests/test_partition.py): clients come from
         # there, not from loopback, which protected mode would refuse.
         *([] if bind.startswith("127.") else ["--protected-mode", "no"]),
+        *extra,
     ]
     process, log_path = _spawn(f"redis-{port}", argv, None, log_dir)
     url = f"redis://{bind}:{port}/0"

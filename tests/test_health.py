@@ -29,11 +29,12 @@ def test_healthy(worker: stack.Service, simulator: stack.Service) -> None:
     lines = proc.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == [
         "ok   redis",
+        "ok   redis policy",
         "ok   workers",
         "ok   credential store",
         "ok   api",
     ]
-    assert "answered HTTP 401" in lines[3]
+    assert "answered HTTP 401" in lines[4]
 
 
 @pytest.mark.integration

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     journal: bool = env("VOICEMAIL_JOURNAL", True)
     journal_days: int = env("VOICEMAIL_JOURNAL_DAYS", 90, ge=1)
     journal_url: str | None = env("VOICEMAIL_JOURNAL_URL")
+    # Start on a Redis whose maxmemory-policy may evict keys (worker.core.redis_server).
+    allow_eviction: bool = env("VOICEMAIL_ALLOW_EVICTION", False)
 
     @field_validator("journal", "journal_url", mode="before")
     @classmethod

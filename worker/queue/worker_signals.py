@@ -18,6 +18,7 @@ from celery import signals
 from celery.concurrency import get_implementation
 
 from ..core.logs import install_redaction, use_json
+from ..core.redis_server import check_server
 from ..core.settings import get_settings
 from . import context, deadletter, kombu_patches, liveness, notify, recovery
 from .app import app, producer_connections, remember_job, remember_published_job
@@ -53,7 +54,25 @@ def _on_init(sender: Any = None, **_: Any) -> None:
     # A prefork parent runs no job (each child builds a context of its own for them), but
     # receives, publishes and keeps the lease with its own.
     runs_jobs = not _is_prefork(getattr(sender, "pool_cls", None))
-    context.start(get_settings(), runs_jobs=runs_jobs)
+    ctx = context.start(get_settings(), runs_jobs=runs_jobs)
+    refuse_unfit_redis(ctx.redis, ctx.settings.allow_eviction)
+
+
+def refuse_unfit_redis(client: Any, allow_eviction: bool) -> None:
+    """Stop the worker (a non-zero exit) on a Redis that may evict the fences."""
+    try:
+        fitness = check_server(client)
+    except Exception as exc:  # Redis away at start: the worker waits for it as ever
+        logger.warning("could not check Redis's eviction policy and persistence: %s", exc)
+        return
+    for warning in fitness.warnings:
+        logger.warning(warning)
+    if fitness.problem and allow_eviction:
+        logger.warning("%s; VOICEMAIL_ALLOW_EVICTION=1: running anyway", fitness.problem)
+    elif fitness.problem:
+        logger.critical(fitness.problem)
+        # SystemExit, not an Exception: Celery's signal dispatch logs and swallows those.
+        raise SystemExit(f"voicemail: {fitness.problem}")
 
 
 def _on_process_init(**_: Any) -> None:
