@@ -14,10 +14,12 @@ from redis.exceptions import RedisError
 from worker.api.retry import capped_retry_after, requeue_delay
 from worker.coordination.bulk_control import park
 from worker.coordination.bulk_records import Keys
-from worker.coordination.ordering import fence
+from worker.coordination.ordering import new_lock_owner
 from worker.core.errors import EngineUnavailable
+from worker.engine.recorder import ChunkReport
 from worker.queue import context, notify
 from worker.queue.app import CHUNK_TASK, app, send_chunk
+from worker.queue.context import WorkerContext
 
 logger = logging.getLogger(__name__)
 
@@ -26,32 +28,50 @@ logger = logging.getLogger(__name__)
 def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
     """Apply one chunk of a bulk; re-queues itself while rows fail transiently."""
     ctx = context.current()
+    bulk_id, number = str(bulk_id), int(number)
+    report = _run(self, ctx, bulk_id, number)
+    _send_notifications(ctx, bulk_id)  # this chunk may have settled the bulk
+    if report.paused:
+        try:
+            return _park(self, ctx, bulk_id, number, report.as_dict())
+        except RedisError as exc:  # neither parked nor re-sent: run again once Redis is back
+            raise self.retry(exc=exc, countdown=1, max_retries=None) from None
+    _log(self, bulk_id, number, report)
+    if report.transient:
+        _requeue(self, ctx, bulk_id, number, report)
+    # Flower shows this as the task's result: say when the bulk's cancel cut it short.
+    return {"bulk_state": "CANCELLED" if report.cancelled else "RUNNING", **report.as_dict()}
+
+
+def _run(task: Any, ctx: WorkerContext, bulk_id: str, number: int) -> ChunkReport:
+    """The engine's run of the chunk; trouble outside the rows re-queues the task."""
     settings = ctx.settings
-    final = self.request.retries >= settings.requeue_max
+    final = task.request.retries >= settings.requeue_max
     try:
         # One lock owner per delivery: a duplicate of this message is a different owner.
-        owner = fence(ctx.instance)
-        report = ctx.engine.run_chunk(str(bulk_id), int(number), final=final, owner=owner)
+        owner = new_lock_owner(ctx.instance)
+        return ctx.engine.run_chunk(bulk_id, number, final=final, lock_owner=owner)
     except EngineUnavailable as exc:
-        raise self.retry(exc=exc, countdown=1, max_retries=settings.requeue_max + 5) from None
+        raise task.retry(exc=exc, countdown=1, max_retries=settings.requeue_max + 5) from None
     except (RedisError, OSError) as exc:
         # Redis gone mid-chunk: rows already recorded stay recorded; the rest go on as soon
         # as Redis is back (a short countdown, outside the budget for API trouble).
         logger.warning("bulk %s chunk %d: Redis trouble: %s", bulk_id, number, exc)
-        raise self.retry(exc=exc, countdown=1, max_retries=None) from None
+        raise task.retry(exc=exc, countdown=1, max_retries=None) from None
     except Exception as exc:
         logger.warning("bulk %s chunk %d failed: %s: %s", bulk_id, number, type(exc).__name__, exc)
-        countdown = requeue_delay(settings, self.request.retries, None)
-        raise self.retry(exc=exc, countdown=countdown, max_retries=settings.requeue_max) from None
+        countdown = requeue_delay(settings, task.request.retries, None)
+        raise task.retry(exc=exc, countdown=countdown, max_retries=settings.requeue_max) from None
+
+
+def _send_notifications(ctx: WorkerContext, bulk_id: str) -> None:
     try:
-        notify.drain(ctx.redis, app)  # this chunk may have settled the bulk
+        notify.drain(ctx.redis, app)
     except Exception:  # kept in the outbox: the worker's next tick sends it
         logger.warning("bulk %s: could not send its notification yet", bulk_id)
-    if report.paused:
-        try:
-            return _pause(self, ctx, str(bulk_id), int(number), report.as_dict())
-        except RedisError as exc:  # neither parked nor re-sent: run again once Redis is back
-            raise self.retry(exc=exc, countdown=1, max_retries=None) from None
+
+
+def _log(task: Any, bulk_id: str, number: int, report: ChunkReport) -> None:
     logger.info(
         "bulk %s chunk %d: %d ok, %d unchanged, %d failed, %d cancelled, %d to retry, in %.0fms",
         bulk_id,
@@ -63,42 +83,42 @@ def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
         report.transient,
         report.seconds * 1000,
         extra={
-            "job_id": self.request.id,
+            "job_id": task.request.id,
             "task": CHUNK_TASK,
             "bulk_id": bulk_id,
             "chunk": number,
-            "attempt": self.request.retries + 1,
+            "attempt": task.request.retries + 1,
             "outcome": "retry" if report.transient else "ok",
             "latency_ms": round(report.seconds * 1000, 1),
         },
     )
-    if report.transient:
-        hint = report.retry_after
-        countdown = (
-            capped_retry_after(settings, hint)
-            if hint is not None
-            else requeue_delay(settings, self.request.retries, None)
-        )
-        # The chunk's rows must outlive the wait, however long the bulk's records live.
-        # (Redis away: they keep the TTL they were stored with, VOICEMAIL_RESULT_EXPIRES.)
-        with contextlib.suppress(RedisError):
-            ctx.redis.expire(
-                Keys(str(bulk_id)).chunk(int(number)), int(countdown) + settings.result_expires
-            )
-        logger.info(
-            "bulk %s chunk %d: %d rows still failing, re-queued in %.1fs",
-            bulk_id,
-            number,
-            report.transient,
-            countdown,
-        )
-        raise self.retry(countdown=countdown, max_retries=settings.requeue_max)
-    # Flower shows this as the task's result: say when the bulk's cancel cut it short.
-    return {"bulk_state": "CANCELLED" if report.cancelled else "RUNNING", **report.as_dict()}
 
 
-def _pause(
-    task: Any, ctx: Any, bulk_id: str, number: int, report: dict[str, Any]
+def _requeue(task: Any, ctx: WorkerContext, bulk_id: str, number: int, report: ChunkReport) -> None:
+    """Rows still failing transiently: the chunk runs again after a countdown."""
+    settings = ctx.settings
+    hint = report.retry_after
+    countdown = (
+        capped_retry_after(settings, hint)
+        if hint is not None
+        else requeue_delay(settings, task.request.retries, None)
+    )
+    # The chunk's rows must outlive the wait, however long the bulk's records live.
+    # (Redis away: they keep the TTL they were stored with, VOICEMAIL_RESULT_EXPIRES.)
+    with contextlib.suppress(RedisError):
+        ctx.redis.expire(Keys(bulk_id).chunk(number), int(countdown) + settings.result_expires)
+    logger.info(
+        "bulk %s chunk %d: %d rows still failing, re-queued in %.1fs",
+        bulk_id,
+        number,
+        report.transient,
+        countdown,
+    )
+    raise task.retry(countdown=countdown, max_retries=settings.requeue_max)
+
+
+def _park(
+    task: Any, ctx: WorkerContext, bulk_id: str, number: int, report: dict[str, Any]
 ) -> dict[str, Any]:
     """The bulk is paused: park the chunk in Redis and end the task, so it holds no pool
     thread, no engine slot and no message while it waits; the resume queues it again

@@ -25,7 +25,7 @@ import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-from worker.coordination.ordering import NEXT_SEQ_SCRIPT, SEQ_KEY, next_seq
+from worker.coordination.ordering import Ordering
 from worker.core import keys
 from worker.core.errors import AccountNotFound, InputError, VoicemailError, describe
 from worker.core.settings import get_settings
@@ -152,10 +152,10 @@ def _numbered_if_known(account: str) -> int:
     path); raises AccountNotFound. A number spent on a missing account is a harmless gap."""
     client = redis_client()
     if credential_store().exists_env(account):
-        return next_seq(client)
+        return int(Ordering(client).next_seq())
     with client.pipeline(transaction=False) as pipe:
         pipe.hexists(keys.ACCOUNTS, account)
-        client.register_script(NEXT_SEQ_SCRIPT)(keys=[SEQ_KEY], args=[1, 0], client=pipe)
+        Ordering(client).next_seq(pipe=pipe)
         known, seq = pipe.execute()
     if not known:
         _require_account(account)  # says it, the same way as everywhere
@@ -263,7 +263,7 @@ def redrive(job_id: str) -> str:
         kwargs = dict(letter.kwargs)
         if letter.error.get("type") == "Expired":
             # Its number is too old to be told from newer ones: it goes as a new update.
-            kwargs["seq"] = next_seq(client)
+            kwargs["seq"] = Ordering(client).next_seq()
         if letter.task == CHUNK_TASK:
             options["queue"] = BULK_QUEUE
         app.send_task(letter.task, args=letter.args, kwargs=kwargs, task_id=new_id, **options)

@@ -21,23 +21,14 @@ import redis
 from celery import Task
 from celery.exceptions import Retry
 
-from worker.api.models import VoicemailSettings
+from worker.api.models import Credentials, VoicemailSettings
 from worker.api.retry import call_with_retries, requeue_delay
 from worker.coordination.ordering import (
-    APPLIED,
-    EXPIRED,
-    LOCKED,
-    NOT_ISSUED,
-    SUPERSEDED,
-    UNSURE,
     Settled,
-    claim_call,
+    Verdict,
     expired_reason,
-    fence,
-    next_seq,
-    release_call,
+    new_lock_owner,
     settled_by,
-    straggler_window,
 )
 from worker.core import keys
 from worker.core.errors import (
@@ -192,52 +183,15 @@ def update(
         raise InputError(f"seq must be a positive integer, got {seq!r:.40}")
     ctx = context.current()
     creds = ctx.store.get(name)
-    job_id = str(self.request.id)
-    if seq is None:
-        # Sent by name without a number: numbered when a worker first sees it, and pinned
-        # to the job id, so a redelivery of the same message keeps its place.
-        seq = next_seq(ctx.redis, pin=job_id, ttl=ctx.settings.result_expires)
-        self.request.kwargs = {**(self.request.kwargs or {}), "seq": seq}
-    owner = fence(ctx.instance)  # this delivery's own: a duplicate of it is another owner
-    keys, args = claim_call(
-        owner, [(name, seq)], straggler_window(ctx.settings), ctx.settings.ordering_ttl
-    )
-    (verdict,) = ctx.claim(keys=keys, args=args)
-    if verdict == EXPIRED:
-        raise Expired(expired_reason(seq, ctx.settings.ordering_ttl))
-    if verdict == NOT_ISSUED:
-        raise InputError(f"seq {seq} was never issued: leave it out, a worker numbers the update")
-    if verdict == LOCKED:
-        # Another update of the account runs: look again shortly. The wait is a countdown
-        # (no pool thread held) and does not spend the re-queue budget of API trouble.
-        with ctx.redis.pipeline(transaction=False) as pipe:
-            pipe.incr(_lock_waits_key(job_id))
-            pipe.expire(_lock_waits_key(job_id), ctx.settings.result_expires)
-            pipe.execute()
-        raise self.retry(countdown=LOCK_RETRY_DELAY, max_retries=None) from None
-    if verdict in (SUPERSEDED, APPLIED):
-        logger.info(
-            "job %s account=%s seq=%d skipped: %s",
-            job_id,
-            name,
-            seq,
-            "a later update is already applied" if verdict == SUPERSEDED else "already applied",
-        )
-        result = VoicemailSettings(email_, send_).as_result(name)
-        return {**result, "superseded": True} if verdict == SUPERSEDED else result
+    seq = _numbered(self, ctx, seq)
+    lock_owner = new_lock_owner(ctx.instance)  # this delivery's: a duplicate is another
+    (verdict,) = ctx.ordering.claim(lock_owner, [(name, seq)])
+    if verdict not in (Verdict.CLAIMED, Verdict.UNSURE):
+        return _not_sent(self, ctx, verdict, name, seq, VoicemailSettings(email_, send_))
     settled = Settled.UNKNOWN  # a kill or an unexpected error mid-request leaves it unknown
-    ctx.locks.hold(name, owner)
+    ctx.locks.hold(name, lock_owner)
     try:
-        if verdict == UNSURE:
-            # An earlier delivery claimed this update and died mid-request: read before
-            # sending, so a change that already reached the API is not sent twice.
-            current = self.call_api(name, lambda: ctx.client.get_voicemail(creds))
-            if (current.send, current.email) == (send_, email_):
-                settled = Settled.APPLIED
-                return current.as_result(name)
-        now_in_force: VoicemailSettings = self.call_api(
-            name, lambda: ctx.client.set_voicemail(creds, send_, email_)
-        )
+        now_in_force = _send(self, ctx, creds, verdict, send_, email_)
         settled = Settled.APPLIED
     except Retry as retry:
         settled = settled_by(retry.exc)
@@ -246,15 +200,72 @@ def update(
         settled = settled_by(exc)
         raise
     finally:
-        ctx.locks.drop(name, owner)
-        _release(ctx, owner, name, seq, settled)
+        ctx.locks.drop(name, lock_owner)
+        _release(ctx, lock_owner, name, seq, settled)
     return now_in_force.as_result(name)
 
 
-def _release(ctx: WorkerContext, owner: str, account: str, seq: int, settled: str) -> None:
-    keys, args = release_call(owner, [(account, seq, settled)], ctx.settings.ordering_ttl)
+def _numbered(task: VoicemailTask, ctx: WorkerContext, seq: int | None) -> int:
+    """The update's number. Sent by name without one, it is numbered when a worker first
+    sees it and pinned to the job id, so a redelivery of the same message keeps its place."""
+    if seq is not None:
+        return seq
+    job_id = str(task.request.id)
+    seq = int(ctx.ordering.next_seq(pin=job_id, ttl=ctx.settings.result_expires))
+    task.request.kwargs = {**(task.request.kwargs or {}), "seq": seq}
+    return seq
+
+
+def _not_sent(
+    task: VoicemailTask,
+    ctx: WorkerContext,
+    verdict: Verdict,
+    name: str,
+    seq: int,
+    wanted: VoicemailSettings,
+) -> dict[str, Any]:
+    """The claim says this update is not to be sent: refused, later, or settled already."""
+    job_id = str(task.request.id)
+    if verdict == Verdict.EXPIRED:
+        raise Expired(expired_reason(seq, ctx.settings.ordering_ttl))
+    if verdict == Verdict.NOT_ISSUED:
+        raise InputError(f"seq {seq} was never issued: leave it out, a worker numbers the update")
+    if verdict == Verdict.LOCKED:
+        # Another update of the account runs: look again shortly. The wait is a countdown
+        # (no pool thread held) and does not spend the re-queue budget of API trouble.
+        with ctx.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(_lock_waits_key(job_id))
+            pipe.expire(_lock_waits_key(job_id), ctx.settings.result_expires)
+            pipe.execute()
+        raise task.retry(countdown=LOCK_RETRY_DELAY, max_retries=None) from None
+    superseded = verdict == Verdict.SUPERSEDED
+    why = "a later update is already applied" if superseded else "already applied"
+    logger.info("job %s account=%s seq=%d skipped: %s", job_id, name, seq, why)
+    result = wanted.as_result(name)
+    return {**result, "superseded": True} if superseded else result
+
+
+def _send(
+    task: VoicemailTask,
+    ctx: WorkerContext,
+    creds: Credentials,
+    verdict: Verdict,
+    send: bool,
+    email: str,
+) -> VoicemailSettings:
+    name = creds.account
+    if verdict == Verdict.UNSURE:
+        # An earlier delivery claimed this update and died mid-request: read before
+        # sending, so a change that already reached the API is not sent twice.
+        current = task.call_api(name, lambda: ctx.client.get_voicemail(creds))
+        if (current.send, current.email) == (send, email):
+            return current
+    return task.call_api(name, lambda: ctx.client.set_voicemail(creds, send, email))
+
+
+def _release(ctx: WorkerContext, lock_owner: str, account: str, seq: int, settled: Settled) -> None:
     try:
-        ctx.release(keys=keys, args=args)
+        ctx.ordering.release(lock_owner, [(account, seq, settled)])
     except redis.RedisError as exc:
         # Never a reason to fail a change that was applied: the lock lapses by itself, and
         # a redelivery of this update finds it claimed and checks before sending.

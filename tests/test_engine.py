@@ -55,7 +55,9 @@ def test_redelivered_chunk_is_not_resent(
     async def again() -> int:
         ctx = EngineContext(settings)
         try:
-            return (await process_chunk(ctx, bulk_id, 0, final=False)).skipped
+            return (
+                await process_chunk(ctx, bulk_id, 0, final=False, lock_owner="test:again")
+            ).skipped
         finally:
             await ctx.aclose()
 
@@ -64,39 +66,38 @@ def test_redelivered_chunk_is_not_resent(
     assert redis_client.hget(keys.meta, "finished_at") is not None
 
 
-# Race 7 in docs/reliability.md: the engine stops every row of a chunk that fails unexpectedly.
+# Issue 18, finding 9: a poison row fails alone, with its reason; its siblings go on.
 
 
-def test_an_unexpected_row_error_cancels_its_siblings(
+def test_an_unexpected_row_error_fails_that_row_alone(
     monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis, simulator: stack.Service
 ) -> None:
     rows = [BulkRow(i + 2, f"tg-{uuid.uuid4().hex[:6]}", True, "x@e.ru", 0) for i in range(5)]
     keys = Keys(uuid.uuid4().hex)
     redis_client.hset(keys.meta, mapping={"created_at": "1", "total": len(rows)})
     redis_client.set(keys.chunk(0), json.dumps([row.to_json() for row in rows]))
-    cancelled: list[str] = []
 
     async def apply(ctx: Any, row: Any, blob: Any, *flags: bool, **guard: Any) -> str:
-        if row.line == 2:
-            raise ValueError("a bug in one row")
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.append(row.account)
-            raise
+        if row.line == 2:  # as aiohttp refuses a header: its text quotes the value
+            raise ValueError("Newline or carriage return detected in headers: Bearer tok-x\n")
         return "s"
 
     monkeypatch.setattr(engine_chunk, "apply_row", apply)
     settings = load_settings(PLUSOFON_API_URL=simulator.url, VOICEMAIL_BULK_PROCESSES=0)
     bulk_id = keys.meta.split("{")[1].rstrip("}")
 
-    async def run() -> None:
+    async def run() -> Any:
         ctx = EngineContext(settings)
         try:
-            await engine_chunk.process_chunk(ctx, bulk_id, 0, final=False)
+            return await engine_chunk.process_chunk(
+                ctx, bulk_id, 0, final=False, lock_owner="test:poison"
+            )
         finally:
             await ctx.aclose()
 
-    with pytest.raises(ValueError, match="a bug in one row"):
-        asyncio.run(run())
-    assert sorted(cancelled) == sorted(r.account for r in rows[1:])
+    report = asyncio.run(run())
+    assert (report.failed, report.succeeded, report.transient) == (1, 4, 0)
+    (failure,) = [json.loads(f) for f in redis_client.lrange(keys.failures, 0, -1)]
+    assert failure["line"] == 2
+    assert failure["reason"].startswith("ValueError: Newline or carriage return")
+    assert "tok-x" not in failure["reason"]

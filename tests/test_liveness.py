@@ -31,9 +31,8 @@ BASE = int(time.time() * 1_000_000)
 
 
 def claimed_by(client: redis.Redis, owner: str, account: str, seq: int) -> int:
-    keys, args = O.claim_call(owner, [(account, BASE + seq)])
-    (verdict,) = client.register_script(O.CLAIM_SCRIPT)(keys=keys, args=args)
-    return int(verdict)
+    (verdict,) = O.Ordering(client).claim(owner, [(account, BASE + seq)])
+    return verdict
 
 
 class Clock:
@@ -68,7 +67,7 @@ def test_a_dead_instance_has_its_messages_given_back_and_its_locks_freed(
     _unacked(redis_client, tag, str(uuid.uuid4()))
     gone.tick({tag})
     account = f"live-{uuid.uuid4().hex[:8]}"
-    assert claimed_by(redis_client, f"{gone.instance}:f1", account, 5) == O.CLAIMED
+    assert claimed_by(redis_client, f"{gone.instance}:f1", account, 5) == O.Verdict.CLAIMED
     redis_client.delete(L.heartbeat_key(gone.instance))  # it was killed: no more beats
 
     restored: list[str] = []
@@ -77,9 +76,9 @@ def test_a_dead_instance_has_its_messages_given_back_and_its_locks_freed(
     assert tag in restored
     assert redis_client.exists(L.dead_key(gone.instance))
     # The dead owner's lock is free at once: no 120 s lock lease to wait out.
-    assert claimed_by(redis_client, "other:f2", account, 5) == O.UNSURE
+    assert claimed_by(redis_client, "other:f2", account, 5) == O.Verdict.UNSURE
     # And should the dead one come back (a partition), it claims nothing more.
-    assert claimed_by(redis_client, f"{gone.instance}:f3", f"{account}-b", 9) == O.LOCKED
+    assert claimed_by(redis_client, f"{gone.instance}:f3", f"{account}-b", 9) == O.Verdict.LOCKED
 
 
 def test_a_live_instance_is_left_alone(redis_client: redis.Redis) -> None:

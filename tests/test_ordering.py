@@ -99,14 +99,14 @@ def test_bulk_idempotency_key_and_superseded_rows(
 
 
 def test_renew_keeps_only_our_locks(redis_client: Any) -> None:
-    from worker.coordination.ordering import RENEW_SCRIPT, state_key
+    from worker.coordination.ordering import Ordering
+    from worker.core.keys import account_state
 
-    mine, theirs = state_key("renew-mine"), state_key("renew-theirs")
+    mine, theirs = account_state("renew-mine"), account_state("renew-theirs")
     soon = int(time.time() * 1000) + 1000
     redis_client.hset(mine, mapping={"o": "w1:chunk-1", "x": soon})
     redis_client.hset(theirs, mapping={"o": "w1:chunk-2", "x": soon})
-    renew = redis_client.register_script(RENEW_SCRIPT)
-    assert renew(keys=[mine, theirs], args=["w1:chunk-1", 120_000]) == 1
+    assert Ordering(redis_client).renew("w1:chunk-1", ["renew-mine", "renew-theirs"]) == 1
     assert int(redis_client.hget(mine, "x")) > soon + 100_000
     assert int(redis_client.hget(theirs, "x")) == soon
 
@@ -116,28 +116,25 @@ DAY = 86_400
 
 def test_ordering_state_is_one_small_field_that_expires(redis_client: Any) -> None:
     from worker.coordination import ordering as O
+    from worker.core.keys import APPLIED_PREFIX, account_state
 
     prefix = f"c{time.time_ns() % 10**6:06d}"  # names of a usual length: c123456-00001
     accounts = [f"{prefix}-{i:05d}" for i in range(5000)]
-    claim = redis_client.register_script(O.CLAIM_SCRIPT)
-    release = redis_client.register_script(O.RELEASE_SCRIPT)
+    ordering = O.Ordering(redis_client, ordering_ttl=7 * DAY)
     keys_before = redis_client.dbsize()
     used_before = redis_client.info("memory")["used_memory"]
     for _round in range(2):  # two updates of every account, each claimed and applied
         for start in range(0, len(accounts), 500):
             batch = accounts[start : start + 500]
-            first = O.next_seq(redis_client, len(batch))
+            first = ordering.next_seq(len(batch))
             items = [(a, first + i) for i, a in enumerate(batch)]
-            keys, args = O.claim_call("w1:f1", items, ordering_ttl=7 * DAY)
-            assert claim(keys=keys, args=args) == [O.CLAIMED] * len(batch)
-            settled = [(a, seq, O.Settled.APPLIED) for a, seq in items]
-            keys, args = O.release_call("w1:f1", settled, 7 * DAY)
-            release(keys=keys, args=args)
+            assert ordering.claim("w1:f1", items) == [O.Verdict.CLAIMED] * len(batch)
+            ordering.release("w1:f1", [(a, seq, O.Settled.APPLIED) for a, seq in items])
     grown = redis_client.info("memory")["used_memory"] - used_before
     # No key per account: its lock hash is gone, its number is a field of today's hash.
     assert redis_client.dbsize() - keys_before <= 1
-    assert not redis_client.exists(O.state_key(accounts[0]))
-    today = f"{O.APPLIED_PREFIX}{int(redis_client.time()[0]) // DAY}"
+    assert not redis_client.exists(account_state(accounts[0]))
+    today = f"{APPLIED_PREFIX}{int(redis_client.time()[0]) // DAY}"
     assert int(redis_client.hget(today, accounts[-1])) == items[-1][1]
     assert 8 * DAY - 5 <= redis_client.ttl(today) <= 8 * DAY
     assert grown / len(accounts) <= 110, f"{grown / len(accounts):.0f} bytes per account"
@@ -146,16 +143,16 @@ def test_ordering_state_is_one_small_field_that_expires(redis_client: Any) -> No
 
 def test_an_update_older_than_the_ordering_ttl_is_refused(redis_client: Any) -> None:
     from worker.coordination import ordering as O
+    from worker.core.keys import account_state
 
     account = f"late-{time.time_ns()}"
-    claim = redis_client.register_script(O.CLAIM_SCRIPT)
     eight_days_ago = int((time.time() - 8 * DAY) * 1_000_000)
-    keys, args = O.claim_call("w1:f1", [(account, eight_days_ago)], ordering_ttl=7 * DAY)
+    week = O.Ordering(redis_client, ordering_ttl=7 * DAY)
     # Its account's record is gone (expired, say): the update still does not apply.
-    assert claim(keys=keys, args=args) == [O.EXPIRED]
-    assert not redis_client.exists(O.state_key(account))
-    keys, args = O.claim_call("w1:f1", [(account, eight_days_ago)], ordering_ttl=9 * DAY)
-    assert claim(keys=keys, args=args) == [O.CLAIMED]
+    assert week.claim("w1:f1", [(account, eight_days_ago)]) == [O.Verdict.EXPIRED]
+    assert not redis_client.exists(account_state(account))
+    nine_days = O.Ordering(redis_client, ordering_ttl=9 * DAY)
+    assert nine_days.claim("w1:f1", [(account, eight_days_ago)]) == [O.Verdict.CLAIMED]
 
 
 @pytest.mark.usefixtures("worker")

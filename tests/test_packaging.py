@@ -89,7 +89,7 @@ def test_installed_wheel_runs_without_the_source_tree(wheel: Path, tmp_path: Pat
         " QueueUnavailable\n"
         "from tasks.bulk import submit_bulk, bulk_status, bulk_failures, retry_bulk\n"
         "assert tasks.__file__.startswith(sys.argv[1]), tasks.__file__\n"
-        "assert 'local CLAIMED' in o.CLAIM_SCRIPT\n"
+        "assert 'local CLAIMED' in o._CLAIM\n"
     )
     imported = subprocess.run(
         [str(python), "-c", "import sys\n" + probe, fresh_site],

@@ -29,10 +29,9 @@ BASE = int(time.time() * 1_000_000)
 
 
 def _claim(client: redis.Redis, owner: str, account: str, seq: int, ttl_ms: int = 120_000) -> int:
-    keys, args = O.claim_call(owner, [(account, BASE + seq)])
-    args[1] = ttl_ms
-    (verdict,) = client.register_script(O.CLAIM_SCRIPT)(keys=keys, args=args)
-    return int(verdict)
+    ordering = O.Ordering(client, lock_ttl=ttl_ms / 1000)
+    (verdict,) = ordering.claim(owner, [(account, BASE + seq)])
+    return verdict
 
 
 # 1. Locks are renewed while a call runs ---------------------------------------------
@@ -40,14 +39,14 @@ def _claim(client: redis.Redis, owner: str, account: str, seq: int, ttl_ms: int 
 
 def test_a_held_lock_is_renewed_while_its_call_runs(redis_client: redis.Redis) -> None:
     account = f"renew-{uuid.uuid4().hex[:8]}"
-    first, second = O.fence("w1"), O.fence("w2")
-    assert _claim(redis_client, first, account, 10, ttl_ms=400) == O.CLAIMED
-    renewer = O.LockRenewer(redis_client, every=0.1)
+    first, second = O.new_lock_owner("w1"), O.new_lock_owner("w2")
+    assert _claim(redis_client, first, account, 10, ttl_ms=400) == O.Verdict.CLAIMED
+    renewer = O.LockRenewer(O.Ordering(redis_client), every=0.1)
     renewer.hold(account, first)
     try:
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:  # well past the 400 ms the claim was given
-            assert _claim(redis_client, second, account, 11) == O.LOCKED
+            assert _claim(redis_client, second, account, 11) == O.Verdict.LOCKED
             time.sleep(0.1)
     finally:
         renewer.drop(account, first)
@@ -69,7 +68,9 @@ def test_a_duplicate_delivery_does_not_share_the_first_ones_lock(
     account = make_account()
     sim.script(account.name, ["slow:1.5"])
     job = str(uuid.uuid4())
-    seq = O.next_seq(redis_client)  # a number the counter handed out, as a producer would
+    seq = O.Ordering(
+        redis_client
+    ).next_seq()  # a number the counter handed out, as a producer would
     for _ in range(2):
         foreign_app.send_task(
             "voicemail.update",
@@ -83,7 +84,7 @@ def test_a_duplicate_delivery_does_not_share_the_first_ones_lock(
     )
     stack.wait_until(
         lambda: (
-            redis_client.hget(O.state_key(account.name), "o") is None
+            O.Ordering(redis_client).lock_owner_of(account.name) is None
             and int(redis_client.get(f"voicemail:lockwaits:{job}") or 0) >= 1
             and wait(job, timeout=1).ok
         ),

@@ -29,7 +29,7 @@ from worker.coordination.bulk_records import (
     record_args,
 )
 from worker.coordination.bulk_status import BulkStatus, read_status
-from worker.coordination.ordering import next_seq
+from worker.coordination.ordering import Ordering
 from worker.core.connections import text as _text
 from worker.core.errors import InputError
 from worker.core.keys import ACCOUNTS, BULKS
@@ -222,7 +222,7 @@ def _check_batch(
         else:
             good.append(row)
     if good:
-        first = next_seq(client, len(good))
+        first = Ordering(client).next_seq(len(good))
         good = [dataclasses.replace(row, seq=first + i) for i, row in enumerate(good)]
     return good, bad
 

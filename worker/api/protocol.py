@@ -25,6 +25,7 @@ from ..core.errors import (
     UserNotFound,
     ValidationError,
 )
+from ..core.logs import redact
 from ..core.settings import Settings
 from .models import Credentials
 from .retry import parse_retry_after
@@ -135,7 +136,9 @@ def transport_error(exc: BaseException) -> ApiTimeout | ApiConnectionError:
     name = type(exc).__name__
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return ApiTimeout(f"{name}: timed out talking to Plusofon API")
-    return ApiConnectionError(f"{name}: {_short(str(exc)) or name}")
+    # A transport that refuses a header quotes it (h11: "Illegal header value b'Bearer
+    # …'"): the text goes into results, events and dead letters, so the token comes out.
+    return ApiConnectionError(f"{name}: {_short(redact(str(exc))) or name}")
 
 
 @contextmanager

@@ -41,6 +41,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..core import keys, lua
+from ..core.logs import redact
 
 SUCCEEDED, FAILED, UNCHANGED, CANCELLED = "s", "f", "u", "c"
 COUNTERS: Mapping[str, str] = MappingProxyType(
@@ -128,4 +129,6 @@ def record_args(outcomes: Iterable[Outcome], ttl: int, now: float | None = None)
 
 
 def failure_reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """A row's reason, as `bulk failures` shows it: never a bearer token, whatever the
+    exception's text quoted."""
+    return f"{type(exc).__name__}: {redact(str(exc))}"

@@ -33,6 +33,10 @@ After the PATCH, `release.lua` raises the applied number (or, when the request s
 did not apply, forgets the claim) and drops the lock if this delivery still owns it.
 Owners renew their locks while a call runs (`renew.lua`).
 
+`Ordering` (blocking, for single jobs and producers) and `AsyncOrdering` (the bulk
+engine) own these scripts and are the only way to run them; a lock owner is a string
+`new_lock_owner()` makes, one per delivery.
+
 Between updates the account's own hash is gone (a hash with no field left is deleted)
 and its applied number costs about 90 bytes in a day's hash, with no key of its own. A
 day's hash expires `VOICEMAIL_ORDERING_TTL` + a day after its last write. That is safe
@@ -48,7 +52,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from ..core import constants as C
@@ -56,6 +60,8 @@ from ..core import keys, lua
 from ..core.errors import ApiConnectionError, ApiTimeout
 
 logger = logging.getLogger(__name__)
+
+LOCK_TTL = 120  # seconds a lock outlives its owner's last renewal
 
 
 class Verdict(IntEnum):
@@ -70,28 +76,7 @@ class Verdict(IntEnum):
     NOT_ISSUED = 5  # higher than any number handed out: a sender made it up
 
 
-CLAIMED, SUPERSEDED, APPLIED, LOCKED, UNSURE, EXPIRED, NOT_ISSUED = (
-    Verdict.CLAIMED,
-    Verdict.SUPERSEDED,
-    Verdict.APPLIED,
-    Verdict.LOCKED,
-    Verdict.UNSURE,
-    Verdict.EXPIRED,
-    Verdict.NOT_ISSUED,
-)
-LOCK_TTL = 120  # seconds a lock outlives its owner's last renewal
-SEQ_KEY = keys.SEQ
-
-APPLIED_PREFIX = keys.APPLIED_PREFIX
-_CONSTANTS: dict[str, object] = {v.name: v.value for v in Verdict} | {
-    "REAPED_PREFIX": keys.REAPED_PREFIX,
-    "APPLIED_PREFIX": APPLIED_PREFIX,
-    "SEQ_KEY": SEQ_KEY,
-}
-CLAIM_SCRIPT = lua.load(__package__, "claim.lua", _CONSTANTS, include=["applied.lua"])
-
-
-class Settled:
+class Settled(StrEnum):
     """How a claimed update ended, for `release.lua`."""
 
     APPLIED = "1"
@@ -99,70 +84,42 @@ class Settled:
     UNKNOWN = "?"  # timed out or cut off mid-request: it may have reached the API
 
 
-RELEASE_SCRIPT = lua.load(
+# (account, update number, how it ended): one claimed update to release.
+Release = tuple[str, int, Settled]
+
+_CLAIM = lua.load(
     __package__,
-    "release.lua",
-    {
-        "APPLIED_NOW": Settled.APPLIED,
-        "NOT_APPLIED": Settled.NOT_APPLIED,
-        "APPLIED_PREFIX": APPLIED_PREFIX,
+    "claim.lua",
+    {v.name: v.value for v in Verdict}
+    | {
+        "REAPED_PREFIX": keys.REAPED_PREFIX,
+        "APPLIED_PREFIX": keys.APPLIED_PREFIX,
+        "SEQ_KEY": keys.SEQ,
     },
     include=["applied.lua"],
 )
-RENEW_SCRIPT = lua.load(__package__, "renew.lua")
-NEXT_SEQ_SCRIPT = lua.load(__package__, "next_seq.lua")
+_RELEASE = lua.load(
+    __package__,
+    "release.lua",
+    {
+        "APPLIED_NOW": Settled.APPLIED.value,
+        "NOT_APPLIED": Settled.NOT_APPLIED.value,
+        "APPLIED_PREFIX": keys.APPLIED_PREFIX,
+    },
+    include=["applied.lua"],
+)
+_RENEW = lua.load(__package__, "renew.lua")
+_NEXT_SEQ = lua.load(__package__, "next_seq.lua")
 
 
-def state_key(account: str) -> str:
-    return keys.account_state(account)
-
-
-def pin_key(job_id: str) -> str:
-    """Where a by-name update's number is pinned to its job id."""
-    return keys.seq_pin(job_id)
-
-
-def fence(instance: str) -> str:
+def new_lock_owner(instance: str) -> str:
     """A lock owner for one delivery: a redelivery of the same message is a new owner."""
     return f"{instance}:{uuid.uuid4().hex[:12]}"
-
-
-def next_seq(client: Any, count: int = 1, *, pin: str | None = None, ttl: int = 0) -> int:
-    """The first of `count` new numbers; with `pin` (a job id), the number pinned to it,
-    taken and pinned for `ttl` seconds the first time."""
-    keys = [SEQ_KEY] + ([pin_key(pin)] if pin else [])
-    return int(client.register_script(NEXT_SEQ_SCRIPT)(keys=keys, args=[count, ttl]))
-
-
-def claim_call(
-    owner: str,
-    items: Sequence[tuple[str, int]],
-    straggler_window: float = 0.0,
-    ordering_ttl: int = C.DEFAULT_ORDERING_TTL,
-) -> tuple[list[str], list[Any]]:
-    """`straggler_window`: seconds a dead owner's last request may still reach the API
-    (its connect and read timeouts); a newer update of its accounts waits that long.
-    `ordering_ttl`: VOICEMAIL_ORDERING_TTL; an older update is `EXPIRED`."""
-    keys = [state_key(account) for account, _ in items]
-    window_ms = round(straggler_window * 1000)
-    return keys, [owner, LOCK_TTL * 1000, window_ms, ordering_ttl, *(seq for _, seq in items)]
 
 
 def straggler_window(settings: Any) -> float:
     """How long after its worker was found dead an abandoned request may still land."""
     return float(settings.connect_timeout + settings.read_timeout) + 2.0
-
-
-def release_call(
-    owner: str, items: Sequence[tuple[str, int, str]], ordering_ttl: int = C.DEFAULT_ORDERING_TTL
-) -> tuple[list[str], list[Any]]:
-    """`items`: (account, seq, a `Settled` value) per claimed update."""
-    keys: list[str] = []
-    args: list[Any] = [owner, ordering_ttl]
-    for account, seq, settled in items:
-        keys.append(state_key(account))
-        args += [seq, settled]
-    return keys, args
 
 
 def expired_reason(seq: int, ordering_ttl: int) -> str:
@@ -175,7 +132,7 @@ def expired_reason(seq: int, ordering_ttl: int) -> str:
     )
 
 
-def settled_by(exc: BaseException | None) -> str:
+def settled_by(exc: BaseException | None) -> Settled:
     """What a request's exception says about whether it reached the API."""
     if exc is None:
         return Settled.APPLIED
@@ -184,43 +141,165 @@ def settled_by(exc: BaseException | None) -> str:
     return Settled.NOT_APPLIED
 
 
-def renew_call(owner: str, accounts: Sequence[str]) -> tuple[list[str], list[Any]]:
-    return [state_key(a) for a in accounts], [owner, LOCK_TTL * 1000]
+class _Calls:
+    """The keys and arguments of each script, shared by both flavours."""
+
+    def __init__(self, straggler_window: float, ordering_ttl: int, lock_ttl: float) -> None:
+        self.window_ms = round(straggler_window * 1000)
+        self.ordering_ttl = ordering_ttl
+        self.lock_ttl_ms = round(lock_ttl * 1000)
+
+    def claim(self, owner: str, items: Sequence[tuple[str, int]]) -> tuple[list[str], list[Any]]:
+        keys_ = [keys.account_state(account) for account, _ in items]
+        seqs = [seq for _, seq in items]
+        return keys_, [owner, self.lock_ttl_ms, self.window_ms, self.ordering_ttl, *seqs]
+
+    def release(self, owner: str, items: Sequence[Release]) -> tuple[list[str], list[Any]]:
+        keys_: list[str] = []
+        args: list[Any] = [owner, self.ordering_ttl]
+        for account, seq, settled in items:
+            keys_.append(keys.account_state(account))
+            args += [seq, Settled(settled).value]
+        return keys_, args
+
+    def renew(self, owner: str, accounts: Sequence[str]) -> tuple[list[str], list[Any]]:
+        return [keys.account_state(a) for a in accounts], [owner, self.lock_ttl_ms]
+
+    @staticmethod
+    def next_seq(count: int, pin: str | None, ttl: int) -> tuple[list[str], list[Any]]:
+        return [keys.SEQ] + ([keys.seq_pin(pin)] if pin else []), [count, ttl]
+
+
+class Ordering:
+    """The per-account order over a blocking client: single jobs and producers.
+
+    `straggler_window`: seconds a dead owner's last request may still reach the API (its
+    connect and read timeouts); a newer update of its accounts waits that long.
+    `ordering_ttl`: VOICEMAIL_ORDERING_TTL; an older update is `EXPIRED`. `lock_ttl`:
+    seconds a lock outlives its owner's last renewal."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        straggler_window: float = 0.0,
+        ordering_ttl: int = C.DEFAULT_ORDERING_TTL,
+        lock_ttl: float = LOCK_TTL,
+    ) -> None:
+        self._calls = _Calls(straggler_window, ordering_ttl, lock_ttl)
+        self._claim = client.register_script(_CLAIM)
+        self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
+        self._next_seq = client.register_script(_NEXT_SEQ)
+        self._client = client
+
+    @classmethod
+    def for_settings(cls, client: Any, settings: Any) -> Ordering:
+        return cls(
+            client,
+            straggler_window=straggler_window(settings),
+            ordering_ttl=settings.ordering_ttl,
+        )
+
+    def claim(self, lock_owner: str, items: Sequence[tuple[str, int]]) -> list[Verdict]:
+        """One verdict per (account, update number), in one call."""
+        keys_, args = self._calls.claim(lock_owner, items)
+        return [Verdict(int(v)) for v in self._claim(keys=keys_, args=args)]
+
+    def release(self, lock_owner: str, items: Sequence[Release]) -> None:
+        keys_, args = self._calls.release(lock_owner, items)
+        self._release(keys=keys_, args=args)
+
+    def renew(self, lock_owner: str, accounts: Sequence[str]) -> int:
+        """How many of `accounts` this owner still held (their locks now renewed)."""
+        keys_, args = self._calls.renew(lock_owner, accounts)
+        return int(self._renew(keys=keys_, args=args))
+
+    def next_seq(
+        self, count: int = 1, *, pin: str | None = None, ttl: int = 0, pipe: Any = None
+    ) -> Any:
+        """The first of `count` new update numbers; with `pin` (a job id), the number
+        pinned to it, taken and pinned for `ttl` seconds the first time. In `pipe`, the
+        call is queued and its answer comes with the pipeline's."""
+        keys_, args = self._calls.next_seq(count, pin, ttl)
+        answer = self._next_seq(keys=keys_, args=args, client=pipe or self._client)
+        return answer if pipe is not None else int(answer)
+
+    def lock_owner_of(self, account: str) -> str | None:
+        """Who holds the account's lock now (None: nobody)."""
+        owner = self._client.hget(keys.account_state(account), "o")
+        return owner.decode() if isinstance(owner, bytes) else owner
+
+
+class AsyncOrdering:
+    """The per-account order over an asyncio client: the bulk engine's rows."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        straggler_window: float = 0.0,
+        ordering_ttl: int = C.DEFAULT_ORDERING_TTL,
+        lock_ttl: float = LOCK_TTL,
+    ) -> None:
+        self._calls = _Calls(straggler_window, ordering_ttl, lock_ttl)
+        self._claim = client.register_script(_CLAIM)
+        self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
+
+    @classmethod
+    def for_settings(cls, client: Any, settings: Any) -> AsyncOrdering:
+        return cls(
+            client,
+            straggler_window=straggler_window(settings),
+            ordering_ttl=settings.ordering_ttl,
+        )
+
+    async def claim(self, lock_owner: str, items: Sequence[tuple[str, int]]) -> list[Verdict]:
+        keys_, args = self._calls.claim(lock_owner, items)
+        return [Verdict(int(v)) for v in await self._claim(keys=keys_, args=args)]
+
+    async def release(self, lock_owner: str, items: Sequence[Release]) -> None:
+        keys_, args = self._calls.release(lock_owner, items)
+        await self._release(keys=keys_, args=args)
+
+    async def renew(self, lock_owner: str, accounts: Sequence[str]) -> int:
+        keys_, args = self._calls.renew(lock_owner, accounts)
+        return int(await self._renew(keys=keys_, args=args))
 
 
 class LockRenewer:
     """Renews the account locks this process's single jobs hold while their calls run, so a
     call slower than `LOCK_TTL` (retries, 429 waits) never lets another update in."""
 
-    def __init__(self, client: Any, every: float = LOCK_TTL / 4) -> None:
-        self._renew = client.register_script(RENEW_SCRIPT)
+    def __init__(self, ordering: Ordering, every: float = LOCK_TTL / 4) -> None:
+        self._ordering = ordering
         self._every = every
         self._held: dict[tuple[str, str], None] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def hold(self, account: str, owner: str) -> None:
+    def hold(self, account: str, lock_owner: str) -> None:
         with self._lock:
-            self._held[(account, owner)] = None
+            self._held[(account, lock_owner)] = None
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="voicemail-locks", daemon=True
                 )
                 self._thread.start()
 
-    def drop(self, account: str, owner: str) -> None:
+    def drop(self, account: str, lock_owner: str) -> None:
         with self._lock:
-            self._held.pop((account, owner), None)
+            self._held.pop((account, lock_owner), None)
 
     def renew_now(self) -> int:
         with self._lock:
             held = list(self._held)
         renewed = 0
-        for account, owner in held:
-            keys, args = renew_call(owner, [account])
+        for account, lock_owner in held:
             try:
-                renewed += int(self._renew(keys=keys, args=args))
+                renewed += self._ordering.renew(lock_owner, [account])
             except Exception:  # Redis away: the next round tries again, the TTL is long
                 logger.warning("could not renew the lock of account %s", account, exc_info=True)
         return renewed

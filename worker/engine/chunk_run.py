@@ -1,9 +1,15 @@
 """One chunk of a bulk, run on asyncio: every row claimed, sent and recorded.
 
+`ChunkRun.run` reads top to bottom: load the chunk, skip the rows already recorded,
+settle it at once when its bulk is cancelled or paused, claim every row's account in one
+call, then send the rows in `bulk_in_flight` lanes, recording each outcome and releasing
+its account as it settles.
+
 Per row the single-job semantics hold: short tenacity retries, permanent errors
-recorded at once, a 429 waits its Retry-After without spending an attempt.
-Rows still failing transiently are left unrecorded and the chunk task re-queues
-itself; on its last run they are recorded as failed.
+recorded at once, a 429 waits its Retry-After without spending an attempt. Rows still
+failing transiently are left unrecorded and the chunk task re-queues itself; on its last
+run they are recorded as failed. Any other exception fails its row alone, with its
+reason; the other rows go on.
 
 A cancel or a pause (seen within `CONTROL_POLL` seconds, and before every request)
 stops new requests; those in flight finish. A cancel records the rows not sent as
@@ -16,39 +22,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from ..api.models import VoicemailSettings
-from ..coordination.bulk_records import (
-    SUCCEEDED,
-    UNCHANGED,
-    BulkRow,
-    Keys,
-    Outcome,
-    failure_reason,
-    record_args,
-    recorded_lines,
-)
-from ..coordination.ordering import (
-    APPLIED,
-    CLAIMED,
-    EXPIRED,
-    LOCK_TTL,
-    LOCKED,
-    NOT_ISSUED,
-    SUPERSEDED,
-    UNSURE,
-    Settled,
-    claim_call,
-    expired_reason,
-    fence,
-    renew_call,
-    settled_by,
-    straggler_window,
-)
+from ..coordination.bulk_records import BulkRow, Keys, Outcome, record_args, recorded_lines
+from ..coordination.ordering import LOCK_TTL, Release, Settled, Verdict, settled_by
 from ..core.errors import (
     AccountNotFound,
     Conflict,
@@ -61,13 +42,19 @@ from ..core.errors import (
 from ..core.keys import ACCOUNTS
 from .engine_context import EngineContext
 from .halt import Halt, watch_control
+from .outcomes import cancelled, failed, failed_unexpectedly, settled_elsewhere
 from .recorder import ChunkReport, Recorder
 from .redis_health import RedisHealth
 from .row_send import Mode, apply_row, row_deadline
 
-__all__ = ["process_chunk", "row_deadline"]
+__all__ = ["ChunkRun", "process_chunk", "row_deadline"]
 
 logger = logging.getLogger(__name__)
+
+# Errors that settle a row for good, whatever run this is.
+_PERMANENT = (PermanentError, InputError, AccountNotFound, CredentialError, Conflict)
+# A row still waiting for its request: the claim holds (or is to be checked first).
+_SENDABLE = (Verdict.CLAIMED, Verdict.UNSURE)
 
 
 class _Halted(Exception):
@@ -77,254 +64,270 @@ class _Halted(Exception):
 class _ClaimLost(Exception):
     """Redis went away after the row was claimed, and on its return the claim did not hold."""
 
-    def __init__(self, verdict: int) -> None:
+    def __init__(self, verdict: Verdict) -> None:
         super().__init__(verdict)
         self.verdict = verdict
 
 
 async def process_chunk(
-    ctx: EngineContext, bulk_id: str, number: int, *, final: bool, owner: str | None = None
+    ctx: EngineContext, bulk_id: str, number: int, *, final: bool, lock_owner: str
 ) -> ChunkReport:
-    """Run one chunk. `owner` is this delivery's lock owner (`ordering.fence`)."""
-    started = time.perf_counter()
-    owner = owner or fence("inline")
-    keys = Keys(bulk_id)
-    report = ChunkReport()
-    raw = await ctx.redis.get(keys.chunk(number))
-    if raw is None:
-        # Finished and cleaned up by an earlier delivery, or expired with the bulk.
-        return ChunkReport(missing=True)
-    rows = [BulkRow.from_json(item) for item in json.loads(raw)]
-    report.rows = len(rows)
-    fields = ["cancelled_at", "paused_at", "only_changed", "revertible", "reverts"]
-    cancelled_at, paused_at, *flags = await ctx.redis.hmget(keys.meta, fields)
-    mode = Mode.from_meta(*flags)
-    recorded = await recorded_lines(ctx.redis, keys, [row.line for row in rows])
-    todo = [row for row, seen in zip(rows, recorded, strict=True) if not seen]
-    report.skipped = len(rows) - len(todo)
-    if cancelled_at is not None:  # cancelled: nothing of it is sent any more
-        ttl = ctx.settings.result_expires
-        outcomes = [_cancelled(row) for row in todo]
-        await ctx.record(keys=keys.record_keys(), args=record_args(outcomes, ttl))
-        await ctx.redis.delete(keys.chunk(number))
-        report.cancelled = len(todo)
-        return report
-    if paused_at is not None:  # the task parks the chunk until the resume
-        report.paused = len(todo)
-        return report
-    await ctx.redis.hsetnx(keys.meta, "started_at", repr(time.time()))
-    halt = Halt()
-    blobs = await ctx.redis.hmget(ACCOUNTS, [row.account for row in todo]) if todo else []
-    verdicts = await _claim(ctx, owner, todo)
-    health = RedisHealth(ctx.redis)
-    recorder = Recorder(ctx, keys, owner, health)
-    deadline = row_deadline(ctx.settings)
-    # Claimed accounts whose row is not settled yet: renewed while they wait, released
-    # unapplied if the chunk stops early.
-    held = {
-        row.account: row.seq
-        for row, v in zip(todo, verdicts, strict=True)
-        if v in (CLAIMED, UNSURE) and row.seq
-    }
+    """Run chunk `number` of `bulk_id` as this delivery's `lock_owner`."""
+    return await ChunkRun(ctx, bulk_id, number, final=final, lock_owner=lock_owner).run()
 
-    async def halted(row: BulkRow, release: tuple[str, int, str] | None) -> None:
-        """A row the cancel or pause kept back: cancelled, or left for the resume."""
-        held.pop(row.account, None)
-        if halt.cancelled:
-            report.cancelled += 1
-            await recorder.add(_cancelled(row), release)
+
+class ChunkRun:
+    def __init__(
+        self, ctx: EngineContext, bulk_id: str, number: int, *, final: bool, lock_owner: str
+    ) -> None:
+        self.ctx = ctx
+        self.number = number
+        self.final = final
+        self.lock_owner = lock_owner
+        self.keys = Keys(bulk_id)
+        self.report = ChunkReport()
+        self.halt = Halt()
+        self.health = RedisHealth(ctx.redis)
+        self.recorder = Recorder(ctx, self.keys, lock_owner, self.health)
+        self.deadline = row_deadline(ctx.settings)
+        self.mode = Mode()
+        # Claimed accounts whose row has not settled: renewed while they wait, released
+        # unapplied if the chunk stops early.
+        self.held: dict[str, int] = {}
+
+    async def run(self) -> ChunkReport:
+        started = time.perf_counter()
+        rows = await self.load()
+        if rows is None:  # finished and cleaned up by an earlier delivery
+            return ChunkReport(missing=True)
+        todo, cancelled_at, paused_at = await self.unrecorded(rows)
+        if cancelled_at is not None:  # cancelled: nothing of it is sent any more
+            await self.record_cancelled(todo)
+        elif paused_at is not None:  # the task parks the chunk until the resume
+            self.report.paused = len(todo)
         else:
-            report.paused += 1
-            if release is not None:
-                await recorder.release_only(release)
+            await self.send_all(todo)
+            if self.report.transient == 0 and self.report.paused == 0:
+                await self.ctx.redis.delete(self.keys.chunk(self.number))
+        self.report.seconds = time.perf_counter() - started
+        return self.report
 
-    async def before(row: BulkRow, current: VoicemailSettings | None) -> bool:
+    # -- before any request -----------------------------------------------------------
+
+    async def load(self) -> list[BulkRow] | None:
+        raw = await self.ctx.redis.get(self.keys.chunk(self.number))
+        if raw is None:
+            return None
+        rows = [BulkRow.from_json(item) for item in json.loads(raw)]
+        self.report.rows = len(rows)
+        return rows
+
+    async def unrecorded(self, rows: list[BulkRow]) -> tuple[list[BulkRow], Any, Any]:
+        """The rows no earlier delivery recorded, and the bulk's cancel and pause marks."""
+        fields = ["cancelled_at", "paused_at", "only_changed", "revertible", "reverts"]
+        cancelled_at, paused_at, *flags = await self.ctx.redis.hmget(self.keys.meta, fields)
+        self.mode = Mode.from_meta(*flags)
+        recorded = await recorded_lines(self.ctx.redis, self.keys, [row.line for row in rows])
+        todo = [row for row, seen in zip(rows, recorded, strict=True) if not seen]
+        self.report.skipped = len(rows) - len(todo)
+        return todo, cancelled_at, paused_at
+
+    async def record_cancelled(self, todo: list[BulkRow]) -> None:
+        ttl = self.ctx.settings.result_expires
+        outcomes = [cancelled(row) for row in todo]
+        await self.ctx.record(keys=self.keys.record_keys(), args=record_args(outcomes, ttl))
+        await self.ctx.redis.delete(self.keys.chunk(self.number))
+        self.report.cancelled = len(todo)
+
+    async def claim(self, rows: list[BulkRow]) -> list[Verdict]:
+        """One Lua call claims every row's account (rows from before ordering existed pass)."""
+        ordered = [(row.account, row.seq) for row in rows if row.seq]
+        answers = iter(await self.ctx.ordering.claim(self.lock_owner, ordered) if ordered else [])
+        return [next(answers) if row.seq else Verdict.CLAIMED for row in rows]
+
+    # -- the rows ---------------------------------------------------------------------
+
+    async def send_all(self, todo: list[BulkRow]) -> None:
+        await self.ctx.redis.hsetnx(self.keys.meta, "started_at", repr(time.time()))
+        accounts = [row.account for row in todo]
+        blobs = await self.ctx.redis.hmget(ACCOUNTS, accounts) if todo else []
+        verdicts = await self.claim(todo)
+        self.held = {
+            row.account: row.seq for row, v in zip(todo, verdicts, strict=True) if v in _SENDABLE
+        }
+        watchers = [
+            asyncio.create_task(self.health.watch()),
+            asyncio.create_task(self.keep_locks()),
+            asyncio.create_task(watch_control(self.ctx, self.keys, self.halt)),
+        ]
+        try:
+            await self.run_lanes(iter(zip(todo, blobs, verdicts, strict=True)), len(todo))
+        finally:
+            for task in watchers[1:]:
+                task.cancel()
+            for account, seq in list(self.held.items()):  # stopped early: let the next in
+                self.recorder.releases.append((account, seq, Settled.UNKNOWN))
+            await self.recorder.flush()
+            watchers[0].cancel()
+
+    async def run_lanes(self, work: Iterator[tuple[BulkRow, Any, Verdict]], count: int) -> None:
+        """`bulk_in_flight` lanes take rows in turn: a task per lane, not per row (a
+        thousand tasks and a semaphore cost a tenth of the engine's CPU)."""
+
+        async def lane() -> None:
+            for row, blob, verdict in work:
+                await self.run_row(row, blob, verdict)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.ctx.settings.bulk_in_flight, count)):
+                    group.create_task(lane())
+        except BaseExceptionGroup as errors:
+            # Only Redis trouble and cancellation get here (a row's own error fails the
+            # row): say what went wrong, not "unhandled errors in a TaskGroup".
+            first = errors.exceptions[0]
+            raise first from (errors if len(errors.exceptions) > 1 else None)
+
+    async def run_row(self, row: BulkRow, blob: Any, verdict: Verdict) -> None:
+        if self.halt.is_set() and verdict in (Verdict.LOCKED, *_SENDABLE):
+            unsent = Settled.UNKNOWN if verdict == Verdict.UNSURE else Settled.NOT_APPLIED
+            release = None if verdict == Verdict.LOCKED else (row.account, row.seq, unsent)
+            await self.hold_back(row, release)
+        elif verdict == Verdict.LOCKED and not self.final:  # another update of it runs
+            self.report.transient += 1
+        elif verdict not in _SENDABLE:
+            await self.settle(row, settled_elsewhere(row, verdict, self.ctx.settings), None)
+        else:
+            await self.send(row, blob, verdict)
+
+    async def send(self, row: BulkRow, blob: Any, verdict: Verdict) -> None:
+        guard = _ClaimGuard(self, row)
+        try:
+            async with asyncio.timeout(self.deadline):
+                code = await apply_row(
+                    self.ctx,
+                    row,
+                    blob,
+                    self.mode,
+                    verdict == Verdict.UNSURE,
+                    guard=guard.check,
+                    before=self.write_before,
+                )
+        except _Halted:
+            await self.hold_back(row, (row.account, row.seq, Settled.NOT_APPLIED))
+        except _ClaimLost as lost:
+            await self.claim_lost(row, lost.verdict)
+        except (TransientError, TimeoutError) as exc:
+            await self.failed_for_now(row, exc)
+        except _PERMANENT as exc:
+            await self.settle(row, failed(row, exc), (row.account, row.seq, Settled.NOT_APPLIED))
+        except (RedisError, OSError):
+            raise  # the chunk's own trouble: the task re-runs it once Redis is back
+        except Exception as exc:  # a poison row fails alone; it may have been sent
+            logger.warning("bulk row %d failed unexpectedly: %s", row.line, type(exc).__name__)
+            outcome = failed_unexpectedly(row, exc)
+            await self.settle(row, outcome, (row.account, row.seq, Settled.UNKNOWN))
+        else:
+            await self.settle(row, Outcome(row.line, code), (row.account, row.seq, Settled.APPLIED))
+
+    # -- how a row ends ---------------------------------------------------------------
+
+    async def settle(self, row: BulkRow, outcome: Outcome, release: Release | None) -> None:
+        """Recorded, with its lock released in the same write."""
+        self.held.pop(row.account, None)
+        self.report.count(outcome.code)
+        await self.recorder.add(outcome, release)
+
+    async def hold_back(self, row: BulkRow, release: Release | None) -> None:
+        """A row the cancel or pause kept back: cancelled, or left for the resume."""
+        self.held.pop(row.account, None)
+        if self.halt.cancelled:
+            self.report.cancelled += 1
+            await self.recorder.add(cancelled(row), release)
+        else:
+            self.report.paused += 1
+            if release is not None:
+                await self.recorder.release_only(release)
+
+    async def claim_lost(self, row: BulkRow, verdict: Verdict) -> None:
+        self.held.pop(row.account, None)
+        if verdict == Verdict.LOCKED and self.halt.is_set():
+            await self.hold_back(row, None)
+        elif verdict == Verdict.LOCKED and not self.final:
+            self.report.transient += 1
+        else:
+            await self.settle(row, settled_elsewhere(row, verdict, self.ctx.settings), None)
+
+    async def failed_for_now(self, row: BulkRow, exc: BaseException) -> None:
+        release = (row.account, row.seq, settled_by(exc))
+        if self.halt.is_set():  # failed for now, and held back by the cancel or pause
+            await self.hold_back(row, release)
+        elif self.final:
+            await self.settle(row, failed(row, exc), release)
+        else:
+            self.report.transient += 1
+            if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                self.report.retry_after = max(self.report.retry_after or 0.0, exc.retry_after)
+            self.held.pop(row.account, None)
+            await self.recorder.release_only(release)
+
+    # -- beside the rows --------------------------------------------------------------
+
+    async def write_before(self, row: BulkRow, current: VoicemailSettings | None) -> bool:
         """What a revertible bulk found, written (HSETNX: a redelivery keeps the first)
         before its PATCH; with `current` None, whether an earlier delivery wrote it."""
         while True:
             try:
                 if current is None:
-                    return bool(await ctx.redis.hexists(keys.before, row.line))
+                    return bool(await self.ctx.redis.hexists(self.keys.before, row.line))
                 found = [row.account, current.send, current.email, row.send, row.email]
-                await ctx.redis.hsetnx(keys.before, row.line, json.dumps(found))
+                await self.ctx.redis.hsetnx(self.keys.before, row.line, json.dumps(found))
                 return True
             except (RedisError, OSError):
-                health.down()
-                await health.wait_up()
+                self.health.down()
+                await self.health.wait_up()
 
-    async def run(row: BulkRow, blob: Any, verdict: int) -> None:
-        release: tuple[str, int, str] | None = None
-        if halt.is_set() and verdict in (LOCKED, CLAIMED, UNSURE):
-            if verdict != LOCKED:
-                settled = Settled.UNKNOWN if verdict == UNSURE else Settled.NOT_APPLIED
-                release = (row.account, row.seq, settled)
-            await halted(row, release)
-            return
-        if verdict == LOCKED and not final:  # another update of the account is running
-            report.transient += 1
-            return
-        if verdict in (LOCKED, APPLIED, SUPERSEDED, EXPIRED, NOT_ISSUED):
-            outcome = _settled_elsewhere(row, verdict, ctx.settings.ordering_ttl)
-        else:
-            claimed_in = health.epoch
+    async def keep_locks(self) -> None:
+        """Renew the account locks of rows still waiting, so none lapses before its PATCH."""
+        while True:
+            await asyncio.sleep(LOCK_TTL / 4)
+            if self.held:
+                try:
+                    await self.ctx.ordering.renew(self.lock_owner, list(self.held))
+                except RedisError:
+                    logger.warning("could not renew the locks of %d rows", len(self.held))
 
-            def guard() -> Awaitable[None] | None:
-                # The usual case, without a coroutine: nothing to wait for.
-                if not halt.is_set() and health.up and claimed_in == health.epoch:
-                    return None
-                return recheck()
 
-            async def recheck() -> None:
-                # No new request while Redis is away (its outcome could not be recorded),
-                # and none on a claim from before an outage unless it still holds.
-                nonlocal claimed_in
-                while True:
-                    if halt.is_set():
-                        raise _Halted
-                    await health.wait_up()
-                    if claimed_in == health.epoch:
-                        return
-                    try:
-                        (again,) = await _claim(ctx, owner, [row])
-                    except RedisError:  # a stale connection right after a restart, say
-                        health.down()
-                        continue
-                    claimed_in = health.epoch
-                    if again not in (CLAIMED, UNSURE):
-                        raise _ClaimLost(again)
+class _ClaimGuard:
+    """Runs before every request of one row: no request while the bulk is halted or Redis
+    is away (its outcome could not be recorded), and none on a claim from before an
+    outage unless it still holds."""
 
-            try:
-                async with asyncio.timeout(deadline):
-                    code = await apply_row(
-                        ctx, row, blob, mode, verdict == UNSURE, guard=guard, before=before
-                    )
-                outcome = Outcome(row.line, code)
-                release = (row.account, row.seq, Settled.APPLIED)
-            except _Halted:
-                await halted(row, (row.account, row.seq, Settled.NOT_APPLIED))
+    def __init__(self, run: ChunkRun, row: BulkRow) -> None:
+        self.run = run
+        self.row = row
+        self.claimed_in = run.health.epoch
+
+    def check(self) -> Awaitable[None] | None:
+        # The usual case, without a coroutine: nothing to wait for.
+        health = self.run.health
+        if not self.run.halt.is_set() and health.up and self.claimed_in == health.epoch:
+            return None
+        return self.recheck()
+
+    async def recheck(self) -> None:
+        health = self.run.health
+        while True:
+            if self.run.halt.is_set():
+                raise _Halted
+            await health.wait_up()
+            if self.claimed_in == health.epoch:
                 return
-            except _ClaimLost as lost:
-                held.pop(row.account, None)
-                if lost.verdict == LOCKED and halt.is_set():
-                    await halted(row, None)
-                    return
-                if lost.verdict == LOCKED and not final:
-                    report.transient += 1
-                    return
-                outcome = _settled_elsewhere(row, lost.verdict, ctx.settings.ordering_ttl)
-            except (TransientError, TimeoutError) as exc:
-                if halt.is_set():  # failed for now, and held back by the cancel or pause
-                    await halted(row, (row.account, row.seq, settled_by(exc)))
-                    return
-                if not final:
-                    report.transient += 1
-                    if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                        report.retry_after = max(report.retry_after or 0.0, exc.retry_after)
-                    held.pop(row.account, None)
-                    await recorder.release_only((row.account, row.seq, settled_by(exc)))
-                    return
-                outcome = _failed(row, exc)
-                release = (row.account, row.seq, settled_by(exc))
-            except (
-                PermanentError,
-                InputError,
-                AccountNotFound,
-                CredentialError,
-                Conflict,
-            ) as exc:
-                outcome = _failed(row, exc)
-                release = (row.account, row.seq, Settled.NOT_APPLIED)
-            # Settled: its lock is released with its outcome.
-            held.pop(row.account, None)
-        report.count(outcome.code)
-        await recorder.add(outcome, release)
-
-    watcher = asyncio.create_task(health.watch())
-    renewer = asyncio.create_task(_keep_locks(ctx, owner, held))
-    controller = asyncio.create_task(watch_control(ctx, keys, halt))
-    try:
-        # `bulk_in_flight` lanes take rows in turn: a task per lane, not per row (a
-        # thousand tasks and a semaphore cost a tenth of the engine's CPU). A TaskGroup:
-        # a row failing in an unexpected way stops its siblings too, so none runs on in
-        # this process's loop into the next chunk.
-        work = iter(zip(todo, blobs, verdicts, strict=True))
-
-        async def lane() -> None:
-            for row, blob, verdict in work:
-                await run(row, blob, verdict)
-
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(ctx.settings.bulk_in_flight, len(todo))):
-                group.create_task(lane())
-    except BaseExceptionGroup as errors:
-        # Say what went wrong, not "unhandled errors in a TaskGroup".
-        first = errors.exceptions[0]
-        raise first from (errors if len(errors.exceptions) > 1 else None)
-    finally:
-        renewer.cancel()
-        controller.cancel()
-        for row_account, seq in list(held.items()):  # stopped early: let the next one in
-            recorder.releases.append((row_account, seq, Settled.UNKNOWN))
-        await recorder.flush()
-        watcher.cancel()
-    if report.transient == 0 and report.paused == 0:
-        await ctx.redis.delete(keys.chunk(number))
-    report.seconds = time.perf_counter() - started
-    return report
-
-
-async def _keep_locks(ctx: EngineContext, owner: str, held: dict[str, int]) -> None:
-    """Renew the account locks of rows still waiting, so none lapses before its PATCH."""
-    while True:
-        await asyncio.sleep(LOCK_TTL / 4)
-        if held:
-            keys, args = renew_call(owner, list(held))
             try:
-                await ctx.renew(keys=keys, args=args)
-            except RedisError:
-                logger.warning("could not renew the locks of %d rows", len(keys))
-
-
-async def _claim(ctx: EngineContext, owner: str, rows: list[BulkRow]) -> list[int]:
-    """One Lua call claims every row's account (rows from before ordering existed pass)."""
-    ordered = [row for row in rows if row.seq]
-    answers: list[Any] = []
-    if ordered:
-        items = [(row.account, row.seq) for row in ordered]
-        settings = ctx.settings
-        keys, args = claim_call(owner, items, straggler_window(settings), settings.ordering_ttl)
-        answers = await ctx.claim(keys=keys, args=args)
-    verdicts = iter(answers)
-    return [int(next(verdicts)) if row.seq else CLAIMED for row in rows]
-
-
-def _row(row: BulkRow) -> dict[str, Any]:
-    """What `bulk retry` needs to send the row again (a revert's row: what it expects)."""
-    out: dict[str, Any] = {"account": row.account, "send": row.send, "email": row.email}
-    if row.expect is not None:
-        out["expect"] = list(row.expect)
-    return out
-
-
-def _cancelled(row: BulkRow) -> Outcome:
-    return Outcome.cancelled(row.line, **_row(row))
-
-
-def _settled_elsewhere(row: BulkRow, verdict: int, ordering_ttl: int) -> Outcome:
-    if verdict == APPLIED:  # applied by an earlier delivery that died before recording
-        return Outcome(row.line, SUCCEEDED)
-    if verdict == SUPERSEDED:  # a later update of the account is already applied
-        return Outcome(row.line, UNCHANGED)
-    if verdict == EXPIRED:
-        reason = f"Expired: {expired_reason(row.seq, ordering_ttl)}"
-        return Outcome.failed(row.line, reason, **_row(row))
-    if verdict == NOT_ISSUED:
-        reason = f"InputError: seq {row.seq} was never issued"
-        return Outcome.failed(row.line, reason, **_row(row))
-    return Outcome.failed(  # LOCKED on the last run: another update kept it
-        row.line, "AccountBusy: another update of this account kept it locked", **_row(row)
-    )
-
-
-def _failed(row: BulkRow, exc: BaseException) -> Outcome:
-    return Outcome.failed(row.line, failure_reason(exc), **_row(row))
+                (again,) = await self.run.claim([self.row])
+            except RedisError:  # a stale connection right after a restart, say
+                health.down()
+                continue
+            self.claimed_in = health.epoch
+            if again not in _SENDABLE:
+                raise _ClaimLost(again)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..api.aclient import AsyncPlusofonClient
 from ..coordination.breaker import AsyncBreaker
 from ..coordination.bulk_records import RECORD_SCRIPT
-from ..coordination.ordering import CLAIM_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT
+from ..coordination.ordering import AsyncOrdering
 from ..coordination.ratelimit import AsyncRateLimiter
 from ..coordination.stats import Stats
 from ..core.connections import async_redis_client
@@ -24,9 +24,7 @@ class EngineContext:
             settings.redis_url, max_connections=settings.bulk_in_flight + 16
         )
         self.record = self.redis.register_script(RECORD_SCRIPT)
-        self.claim = self.redis.register_script(CLAIM_SCRIPT)
-        self.renew = self.redis.register_script(RENEW_SCRIPT)
-        self.release = self.redis.register_script(RELEASE_SCRIPT)
+        self.ordering = AsyncOrdering.for_settings(self.redis, settings)
         self.cipher = Cipher.from_settings(settings)
         self.stats = Stats()
         self.client = AsyncPlusofonClient(

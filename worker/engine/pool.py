@@ -27,7 +27,7 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from ..coordination.ordering import fence
+from ..coordination.ordering import new_lock_owner
 from ..core.errors import EngineUnavailable
 from ..core.logs import install_redaction
 from ..core.settings import Settings, get_settings
@@ -111,8 +111,8 @@ class _EngineProcess:
         asyncio.set_event_loop(self.loop)
         self.ctx = EngineContext(get_settings())
 
-    def run(self, bulk_id: str, number: int, final: bool, owner: str) -> ChunkReport:
-        chunk = process_chunk(self.ctx, bulk_id, number, final=final, owner=owner)
+    def run(self, bulk_id: str, number: int, final: bool, lock_owner: str) -> ChunkReport:
+        chunk = process_chunk(self.ctx, bulk_id, number, final=final, lock_owner=lock_owner)
         return self.loop.run_until_complete(chunk)
 
 
@@ -136,8 +136,8 @@ def _child_init(parent: int) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def _child_run(bulk_id: str, number: int, final: bool, owner: str) -> ChunkReport:
-    return _this_process().run(bulk_id, number, final, owner)
+def _child_run(bulk_id: str, number: int, final: bool, lock_owner: str) -> ChunkReport:
+    return _this_process().run(bulk_id, number, final, lock_owner)
 
 
 def _child_ping() -> int:
@@ -145,11 +145,11 @@ def _child_ping() -> int:
 
 
 async def _inline(
-    settings: Settings, bulk_id: str, number: int, final: bool, owner: str
+    settings: Settings, bulk_id: str, number: int, final: bool, lock_owner: str
 ) -> ChunkReport:
     ctx = EngineContext(settings)
     try:
-        return await process_chunk(ctx, bulk_id, number, final=final, owner=owner)
+        return await process_chunk(ctx, bulk_id, number, final=final, lock_owner=lock_owner)
     finally:
         await ctx.aclose()
 
@@ -189,13 +189,13 @@ class Engine:
             return self._pool
 
     def run_chunk(
-        self, bulk_id: str, number: int, *, final: bool, owner: str | None = None
+        self, bulk_id: str, number: int, *, final: bool, lock_owner: str | None = None
     ) -> ChunkReport:
-        owner = owner or fence("inline")
+        lock_owner = lock_owner or new_lock_owner("inline")
         pool = self._executor()
         if pool is None:
-            return asyncio.run(_inline(self.settings, bulk_id, number, final, owner))
-        future = pool.submit(_child_run, bulk_id, number, final, owner)
+            return asyncio.run(_inline(self.settings, bulk_id, number, final, lock_owner))
+        future = pool.submit(_child_run, bulk_id, number, final, lock_owner)
         try:
             return future.result(timeout=self.chunk_timeout())
         except BrokenProcessPool as exc:

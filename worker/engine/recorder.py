@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from ..coordination.bulk_records import COUNTERS, Keys, Outcome, record_args
-from ..coordination.ordering import release_call
+from ..coordination.ordering import Release
 from ..coordination.stats import aflush
 from .redis_health import RedisHealth
 
@@ -55,17 +55,17 @@ class Recorder:
     owner: str
     health: RedisHealth
     buffer: list[Outcome] = field(default_factory=list)
-    releases: list[tuple[str, int, str]] = field(default_factory=list)
+    releases: list[Release] = field(default_factory=list)
     last: float = field(default_factory=time.monotonic)
 
-    async def add(self, outcome: Outcome, release: tuple[str, int, str] | None) -> None:
+    async def add(self, outcome: Outcome, release: Release | None) -> None:
         self.buffer.append(outcome)
         if release is not None:
             self.releases.append(release)
         if len(self.buffer) >= _FLUSH_ROWS or time.monotonic() - self.last > _FLUSH_SECONDS:
             await self.flush()
 
-    async def release_only(self, release: tuple[str, int, str]) -> None:
+    async def release_only(self, release: Release) -> None:
         self.releases.append(release)
 
     async def flush(self) -> None:
@@ -82,11 +82,10 @@ class Recorder:
                 self.health.down()
                 await self.health.wait_up()
 
-    async def _write(self, batch: list[Outcome], releases: list[tuple[str, int, str]]) -> None:
+    async def _write(self, batch: list[Outcome], releases: list[Release]) -> None:
         if releases:
             # Applied numbers first: once an outcome is recorded, a redelivery must see it.
-            keys, args = release_call(self.owner, releases, self.ctx.settings.ordering_ttl)
-            await self.ctx.release(keys=keys, args=args)
+            await self.ctx.ordering.release(self.owner, releases)
             releases.clear()
         if batch:
             ttl = self.ctx.settings.result_expires

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
 from ..api.client import PlusofonClient
 from ..coordination import stats as request_stats
 from ..coordination.breaker import Breaker
-from ..coordination.ordering import CLAIM_SCRIPT, RELEASE_SCRIPT, LockRenewer
+from ..coordination.ordering import LockRenewer, Ordering
 from ..coordination.ratelimit import RateLimiter
 from ..coordination.stats import Stats
 from ..core.connections import redis_client
@@ -60,8 +59,7 @@ class WorkerContext:
     client: PlusofonClient
     stats: Stats
     engine: Engine
-    claim: Any
-    release: Any
+    ordering: Ordering
     locks: LockRenewer
     # False in a prefork pool's main process: its children run the jobs, each with its own.
     runs_jobs: bool = True
@@ -76,6 +74,7 @@ class WorkerContext:
     def build(cls, settings: Settings, *, runs_jobs: bool = True) -> WorkerContext:
         client = redis_client(settings.redis_url)
         stats = Stats()
+        ordering = Ordering.for_settings(client, settings)
         return cls(
             runs_jobs=runs_jobs,
             settings=settings,
@@ -89,9 +88,8 @@ class WorkerContext:
             ),
             stats=stats,
             engine=Engine(settings),
-            claim=client.register_script(CLAIM_SCRIPT),
-            release=client.register_script(RELEASE_SCRIPT),
-            locks=LockRenewer(client),
+            ordering=ordering,
+            locks=LockRenewer(ordering),
         )
 
     def flush_stats(self, *, force: bool = False) -> None:
