@@ -53,7 +53,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Any, Self
 
 from ..core import constants as C
 from ..core import keys, lua
@@ -170,8 +170,8 @@ class _Calls:
         return [keys.SEQ] + ([keys.seq_pin(pin)] if pin else []), [count, ttl]
 
 
-class Ordering:
-    """The per-account order over a blocking client: single jobs and producers.
+class _Scripts:
+    """The scripts registered once on a client, sync or asyncio alike.
 
     `straggler_window`: seconds a dead owner's last request may still reach the API (its
     connect and read timeouts); a newer update of its accounts waits that long.
@@ -194,12 +194,16 @@ class Ordering:
         self._client = client
 
     @classmethod
-    def for_settings(cls, client: Any, settings: Any) -> Ordering:
+    def for_settings(cls, client: Any, settings: Any) -> Self:
         return cls(
             client,
             straggler_window=straggler_window(settings),
             ordering_ttl=settings.ordering_ttl,
         )
+
+
+class Ordering(_Scripts):
+    """The per-account order over a blocking client: single jobs and producers."""
 
     def claim(self, lock_owner: str, items: Sequence[tuple[str, int]]) -> list[Verdict]:
         """One verdict per (account, update number), in one call."""
@@ -231,29 +235,8 @@ class Ordering:
         return owner.decode() if isinstance(owner, bytes) else owner
 
 
-class AsyncOrdering:
+class AsyncOrdering(_Scripts):
     """The per-account order over an asyncio client: the bulk engine's rows."""
-
-    def __init__(
-        self,
-        client: Any,
-        *,
-        straggler_window: float = 0.0,
-        ordering_ttl: int = C.DEFAULT_ORDERING_TTL,
-        lock_ttl: float = LOCK_TTL,
-    ) -> None:
-        self._calls = _Calls(straggler_window, ordering_ttl, lock_ttl)
-        self._claim = client.register_script(_CLAIM)
-        self._release = client.register_script(_RELEASE)
-        self._renew = client.register_script(_RENEW)
-
-    @classmethod
-    def for_settings(cls, client: Any, settings: Any) -> AsyncOrdering:
-        return cls(
-            client,
-            straggler_window=straggler_window(settings),
-            ordering_ttl=settings.ordering_ttl,
-        )
 
     async def claim(self, lock_owner: str, items: Sequence[tuple[str, int]]) -> list[Verdict]:
         keys_, args = self._calls.claim(lock_owner, items)
