@@ -21,24 +21,16 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg import sql
 
-from .journal_entry import JournalEntry, Outcome, Values, utc_now
+from .journal_entry import FIELDS, JournalEntry, Outcome, Values, utc_now
 
 DEFAULT_TABLE = "voicemail_journal"
 PRUNE_EVERY = 3600.0  # seconds between two deletes of expired rows, per process
 PAGE = 1000
-COLUMNS = (
-    "time",
-    "account",
-    "before_send",
-    "before_email",
-    "after_send",
-    "after_email",
-    "actor",
-    "reason",
-    "job_id",
-    "bulk_id",
-    "line",
-    "outcome",
+# An entry's fields, `before` and `after` each as two columns.
+COLUMNS = tuple(
+    column
+    for name in FIELDS
+    for column in ((f"{name}_send", f"{name}_email") if name in ("before", "after") else (name,))
 )
 LINE = 1 + COLUMNS.index("line")  # in a row of `_select`, which puts id first
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$")

@@ -7,6 +7,8 @@ hash to the same slot, so one Lua call may touch them all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 PREFIX = "voicemail:"
 
 # Credential store (worker.store.credentials).
@@ -47,53 +49,33 @@ BREAKER_PROBE = PREFIX + "breaker:probe"
 NOTIFY_OUTBOX = PREFIX + "notify:outbox"
 
 
+def _under(part: str) -> Callable[[str], str]:
+    """Names `voicemail:<part>:<what>`."""
+    return lambda what: f"{PREFIX}{part}:{what}"
+
+
 def job(job_id: str) -> str:
     return JOB_PREFIX + job_id
-
-
-def idempotency(key: str) -> str:
-    return f"{PREFIX}idem:{key}"
-
-
-def account_state(account: str) -> str:
-    """An account's ordering hash while an update of it is in flight."""
-    return f"{PREFIX}acct:{{{account}}}"
-
-
-def seq_pin(job_id: str) -> str:
-    """Where a by-name update's number is pinned to its job id."""
-    return f"{PREFIX}seqpin:{job_id}"
-
-
-def lock_waits(job_id: str) -> str:
-    """How many times a single update re-queued itself waiting for a locked account."""
-    return f"{PREFIX}lockwaits:{job_id}"
-
-
-def heartbeat(instance: str) -> str:
-    return f"{PREFIX}hb:{instance}"
-
-
-def held(instance: str) -> str:
-    """The delivery tags a worker instance received and has not acknowledged."""
-    return f"{PREFIX}held:{instance}"
 
 
 def reaped(instance: str) -> str:
     return REAPED_PREFIX + instance
 
 
-def reap_lock(instance: str) -> str:
-    return f"{PREFIX}reap:{instance}"
+def account_state(account: str) -> str:
+    """An account's ordering hash while an update of it is in flight (a hash tag: one
+    Lua call may claim many accounts of one bulk chunk on a cluster's one slot)."""
+    return f"{PREFIX}acct:{{{account}}}"
 
 
-def notify_lock(bulk_id: str) -> str:
-    return f"{PREFIX}notify:lock:{bulk_id}"
-
-
-def token_rate(digest: str) -> str:
-    """One token's rate-limit bucket, named by a digest (never the token)."""
-    return f"{PREFIX}rate:token:{digest}"
+idempotency = _under("idem")
+seq_pin = _under("seqpin")  # a by-name update's number, pinned to its job id
+lock_waits = _under("lockwaits")  # a single update's re-queues waiting for a locked account
+heartbeat = _under("hb")
+held = _under("held")  # delivery tags a worker instance received and has not acknowledged
+reap_lock = _under("reap")
+notify_lock = _under("notify:lock")
+token_rate = _under("rate:token")  # one token's bucket, named by a digest (never the token)
 
 
 class BulkKeys:

@@ -6,6 +6,8 @@ A bad value stops start-up with a one-line `ConfigError` naming the variable.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Annotated, Any
 
 import pydantic
@@ -24,6 +26,43 @@ def env(variable: str, default: Any = None, **limits: Any) -> Any:
     """A setting read from the environment variable `variable`, within `limits`
     (pydantic's `ge`, `le`, ...), else `default`."""
     return Field(default, validation_alias=variable, **limits)
+
+
+def _long_enough(key: str) -> str:
+    if len(key) < C.SECRET_KEY_MIN_LENGTH:
+        raise ValueError(f"must be at least {C.SECRET_KEY_MIN_LENGTH} characters")
+    return key
+
+
+def _header_safe(token: str) -> str:
+    try:  # stripped: a trailing newline would reach the Authorization header
+        return check_token(token)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _keys_long_enough(raw: str) -> str:
+    if any(len(k.strip()) < C.SECRET_KEY_MIN_LENGTH for k in raw.split(",") if k.strip()):
+        raise ValueError(f"every key must be at least {C.SECRET_KEY_MIN_LENGTH} characters")
+    return raw
+
+
+def _user_password_pairs(raw: str) -> str:
+    for pair in raw.split(","):
+        user, colon, password = pair.strip().partition(":")
+        if not (user and colon and password):
+            raise ValueError("must be user:password, comma-separated for several")
+    return raw
+
+
+_SECRET_CHECKS: Mapping[str, Callable[[str], str]] = MappingProxyType(
+    {
+        "secret_key": _long_enough,
+        "token": _header_safe,
+        "old_secret_keys_raw": _keys_long_enough,
+        "metrics_basic_auth": _user_password_pairs,
+    }
+)
 
 
 class Settings(BaseSettings):
@@ -135,45 +174,13 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("secret_key")
+    @field_validator("secret_key", "token", "old_secret_keys_raw", "metrics_basic_auth")
     @classmethod
-    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value():
+    def _secret(cls, value: SecretStr | None, info: pydantic.ValidationInfo) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
             return None  # an empty variable (as compose passes it) means unset
-        if value is not None and len(value.get_secret_value()) < C.SECRET_KEY_MIN_LENGTH:
-            raise ValueError(f"must be at least {C.SECRET_KEY_MIN_LENGTH} characters")
-        return value
-
-    @field_validator("token")
-    @classmethod
-    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value().strip():
-            return None
-        try:  # stripped: a trailing newline would reach the Authorization header
-            return SecretStr(check_token(value.get_secret_value()))
-        except InputError as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("old_secret_keys_raw")
-    @classmethod
-    def _old_keys_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value().strip():
-            return None
-        keys = [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
-        if any(len(k) < C.SECRET_KEY_MIN_LENGTH for k in keys):
-            raise ValueError(f"every key must be at least {C.SECRET_KEY_MIN_LENGTH} characters")
-        return value
-
-    @field_validator("metrics_basic_auth")
-    @classmethod
-    def _user_password_pairs(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value().strip():
-            return None
-        for pair in value.get_secret_value().split(","):
-            user, colon, password = pair.strip().partition(":")
-            if not (user and colon and password):
-                raise ValueError("must be user:password, comma-separated for several")
-        return value
+        check = _SECRET_CHECKS[str(info.field_name)]
+        return SecretStr(check(value.get_secret_value()))
 
     def metrics_users(self) -> list[tuple[str, str]]:
         if self.metrics_basic_auth is None:
