@@ -118,6 +118,11 @@ class VoicemailCollector(Collector):
             sum_value=float(raw.get("latency_sum", 0)),
         )
         yield CounterMetricFamily(
+            "voicemail_corrections",
+            "PATCHes that put back an account's newest update after a late landing",
+            value=int(raw.get("corrections", 0)),
+        )
+        yield CounterMetricFamily(
             "voicemail_ratelimit_waits",
             "Requests that waited for the shared rate limit",
             value=int(raw.get("ratelimit_waits", 0)),

@@ -45,6 +45,7 @@ async def voicemail(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     now = time.time()
     state.total += 1
+    state.patch_requests += request.method == "PATCH"
     state.per_second[int(now)] += 1
     if state.faults.latency_ms:
         await asyncio.sleep(state.faults.latency_ms / 1000)
@@ -170,6 +171,7 @@ async def stats(request: web.Request) -> web.Response:
         200,
         {
             "total": state.total,
+            "patch_requests": state.patch_requests,
             "patch_total": state.patch_total,
             "requests": dict(state.requests),
             "patches": dict(state.patches),

@@ -63,7 +63,8 @@ class State:
     # Arrival times of the last requests per account, to check back-off from outside.
     times: dict[str, collections.deque[float]] = field(default_factory=dict)
     total: int = 0
-    patch_total: int = 0
+    patch_total: int = 0  # PATCHes applied, late ones included
+    patch_requests: int = 0  # PATCH requests received, whatever their answer
     # PATCHes applied after their answer: {"account", "send", "email", "at"} each.
     late: list[dict[str, Any]] = field(default_factory=list)
     # Lean (for a million accounts): current settings and totals only, no per-account

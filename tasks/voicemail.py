@@ -22,8 +22,9 @@ from celery import Task
 from celery.exceptions import Retry
 
 from worker.api.models import Credentials, VoicemailSettings
-from worker.api.retry import call_with_retries, requeue_delay
+from worker.api.retry import BeforeRetry, OnFailure, call_with_retries, requeue_delay
 from worker.coordination.ordering import (
+    Release,
     Settled,
     Verdict,
     expired_reason,
@@ -122,12 +123,19 @@ class VoicemailTask(Task):  # type: ignore[type-arg]
             return 0
         return int(context.current().redis.get(_lock_waits_key(str(self.request.id))) or 0)
 
-    def call_api(self, account: str, fn: Callable[[], T]) -> T:
+    def call_api(
+        self,
+        account: str,
+        fn: Callable[[], T],
+        *,
+        on_failure: OnFailure | None = None,
+        before_retry: BeforeRetry | None = None,
+    ) -> T:
         """Short retries in process; if still transient, re-queue with a countdown."""
         config = context.current().settings
         started = time.perf_counter()
         try:
-            result = call_with_retries(config, fn)
+            result = call_with_retries(config, fn, on_failure=on_failure, before_retry=before_retry)
         except TransientError as exc:
             waits = self.lock_waits()
             requeues = self.request.retries - waits
@@ -191,7 +199,7 @@ def update(
     settled = Settled.UNKNOWN  # a kill or an unexpected error mid-request leaves it unknown
     ctx.locks.hold(name, lock_owner)
     try:
-        now_in_force = _send(self, ctx, creds, verdict, send_, email_)
+        now_in_force = _send(self, ctx, creds, verdict, send_, email_, lock_owner)
         settled = Settled.APPLIED
     except Retry as retry:
         settled = settled_by(retry.exc)
@@ -199,9 +207,15 @@ def update(
     except PlusofonError as exc:
         settled = settled_by(exc)
         raise
+    except ClaimGone as gone:
+        # Its claim went to a newer update, or its worker was declared dead, between two
+        # attempts: send nothing more; the redelivery's claim says what is left to do.
+        logger.info("job %s account=%s: %s", self.request.id, name, gone)
+        raise self.retry(countdown=LOCK_RETRY_DELAY, max_retries=None) from None
     finally:
         ctx.locks.drop(name, lock_owner)
-        _release(ctx, lock_owner, name, seq, settled)
+        release = Release(name, seq, settled, send_, email_, f"job:{self.request.id}")
+        _release(ctx, lock_owner, release)
     return now_in_force.as_result(name)
 
 
@@ -252,6 +266,7 @@ def _send(
     verdict: Verdict,
     send: bool,
     email: str,
+    lock_owner: str,
 ) -> VoicemailSettings:
     name = creds.account
     if verdict == Verdict.UNSURE:
@@ -260,12 +275,42 @@ def _send(
         current = task.call_api(name, lambda: ctx.client.get_voicemail(creds))
         if (current.send, current.email) == (send, email):
             return current
-    return task.call_api(name, lambda: ctx.client.set_voicemail(creds, send, email))
+    ref = f"job:{task.request.id}"
+
+    def note_attempt(exc: BaseException) -> None:
+        # An answer that does not say whether the vendor applied it: read back later.
+        if settled_by(exc) == Settled.UNKNOWN:
+            ctx.readback.schedule(name, ref)
+
+    return task.call_api(
+        name,
+        lambda: ctx.client.set_voicemail(creds, send, email),
+        on_failure=note_attempt,
+        before_retry=lambda: _check_claim(ctx, name, lock_owner),
+    )
 
 
-def _release(ctx: WorkerContext, lock_owner: str, account: str, seq: int, settled: Settled) -> None:
+class ClaimGone(Exception):
+    """Between two attempts, the account's lock went to another owner, or this worker
+    was declared dead: the next attempt is not sent."""
+
+
+def _check_claim(ctx: WorkerContext, account: str, lock_owner: str) -> None:
+    """Before every attempt but the first (one round trip, only on retries)."""
+    with ctx.redis.pipeline(transaction=False) as pipe:
+        pipe.hget(keys.account_state(account), "o")
+        pipe.exists(keys.reaped(ctx.instance))
+        holder, reaped = pipe.execute()
+    if reaped:
+        raise ClaimGone("this worker was declared dead: its claims no longer hold")
+    if holder is None or holder.decode() != lock_owner:
+        raise ClaimGone("another update took the account's lock")
+
+
+def _release(ctx: WorkerContext, lock_owner: str, release: Release) -> None:
+    account = release.account
     try:
-        ctx.ordering.release(lock_owner, [(account, seq, settled)])
+        ctx.ordering.release(lock_owner, [release])
     except redis.RedisError as exc:
         # Never a reason to fail a change that was applied: the lock lapses by itself, and
         # a redelivery of this update finds it claimed and checks before sending.

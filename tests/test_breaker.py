@@ -105,8 +105,10 @@ def test_outage_pauses_calls_and_recovers(
     status = bulk_status(bulk_id)
     assert (status.succeeded, status.failed) == (200, 0)
     assert all(sim.account(a.name)["email"] == "cb@acme.ru" for a in accounts)
-    # 180 failures were scripted; no retry storm on top: each row at most its attempts.
-    assert sim.stats()["total"] - before <= 200 + 180
+    # 180 failures were scripted; no retry storm on top: each row at most its attempts,
+    # and for each of the 60 rows whose 503s were ambiguous, a read before sending again
+    # (one per re-run of its chunk: at most two here, the breaker pausing the first).
+    assert sim.stats()["total"] - before <= 200 + 180 + 2 * 60
 
 
 @pytest.mark.integration

@@ -165,7 +165,9 @@ def test_transient_rows_are_requeued_without_resending_the_rest(
     status = wait_bulk(submit_bulk(rows_for(names)))
     assert (status.succeeded, status.failed) == (40, 0)
     assert all(sim.account(n)["patches"] == 1 for n in names)
-    assert all(sim.account(n)["requests"] == 5 for n in flaky)
+    # 3 PATCHes answered 503 (ambiguous: the re-run reads first), a GET answered 502, a
+    # GET, the PATCH.
+    assert all(sim.account(n)["requests"] == 6 for n in flaky)
     assert all(sim.account(n)["requests"] == 1 for n in names[3:])
 
 

@@ -129,7 +129,7 @@ def test_ordering_state_is_one_small_field_that_expires(redis_client: Any) -> No
             first = ordering.next_seq(len(batch))
             items = [(a, first + i) for i, a in enumerate(batch)]
             assert ordering.claim("w1:f1", items) == [O.Verdict.CLAIMED] * len(batch)
-            ordering.release("w1:f1", [(a, seq, O.Settled.APPLIED) for a, seq in items])
+            ordering.release("w1:f1", [O.Release(a, seq, O.Settled.APPLIED) for a, seq in items])
     grown = redis_client.info("memory")["used_memory"] - used_before
     # No key per account: its lock hash is gone, its number is a field of today's hash.
     assert redis_client.dbsize() - keys_before <= 1

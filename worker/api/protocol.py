@@ -124,7 +124,11 @@ def error_from_response(
     if status >= 500:
         kind = "JSON error" if shape else ("empty body" if not content.strip() else "non-JSON body")
         detail = f": {message}" if message else f" ({kind})"
-        return ServerError(f"HTTP {status} from Plusofon API{detail}", status_code=status)
+        # The API's own JSON error says it refused; a gateway's page or an empty body says
+        # nothing about whether the request reached the API behind it.
+        return ServerError(
+            f"HTTP {status} from Plusofon API{detail}", status_code=status, refused=bool(shape)
+        )
     if status == 404 and not shape:
         return ApiError("HTTP 404: no such endpoint, check PLUSOFON_API_URL", status_code=404)
     return ApiError(message or f"HTTP {status}: unexpected answer", status_code=status)
@@ -134,11 +138,24 @@ def transport_error(exc: BaseException) -> ApiTimeout | ApiConnectionError:
     """The error a failed exchange means: `ApiTimeout` for a timeout (httpx's, or a
     `TimeoutError` such as aiohttp's), `ApiConnectionError` for any other failure."""
     name = type(exc).__name__
+    unsent = _never_sent(exc)
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return ApiTimeout(f"{name}: timed out talking to Plusofon API")
+        return ApiTimeout(f"{name}: timed out talking to Plusofon API", refused=unsent)
     # A transport that refuses a header quotes it (h11: "Illegal header value b'Bearer
     # …'"): the text goes into results, events and dead letters, so the token comes out.
-    return ApiConnectionError(f"{name}: {_short(redact(str(exc))) or name}")
+    return ApiConnectionError(f"{name}: {_short(redact(str(exc))) or name}", refused=unsent)
+
+
+# Failures to connect: the request never left this host (httpx's, aiohttp's, the OS's).
+_CONNECT_FAILURES = frozenset(
+    {"ConnectError", "ConnectTimeout", "ClientConnectorError", "ConnectionTimeoutError"}
+)
+
+
+def _never_sent(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    return any(cls.__name__ in _CONNECT_FAILURES for cls in type(exc).__mro__)
 
 
 @contextmanager

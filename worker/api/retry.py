@@ -121,11 +121,18 @@ def wants_requeue_now(settings: Settings, exc: BaseException) -> bool:
     return after is not None and after > settings.retry_after_max
 
 
+# Told of every failed attempt, before any retry decision (the read-back's ambiguity).
+OnFailure = Callable[[BaseException], None]
+# Runs before every attempt but the first; raises to stop sending (a claim gone).
+BeforeRetry = Callable[[], None]
+
+
 class _Policy:
     """tenacity hooks for one call: 429s wait their Retry-After without spending attempts."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_failure: OnFailure | None = None) -> None:
         self.settings = settings
+        self.on_failure = on_failure
         self.attempts = 0  # failed attempts that count against VOICEMAIL_RETRY_ATTEMPTS
         self.rate_limited = 0  # 429s, bounded separately by VOICEMAIL_RATE_LIMITED_MAX
 
@@ -149,7 +156,10 @@ class _Policy:
         return in_process_delay(self.settings, max(self.attempts, 1), exc)
 
     def retry(self, state: tenacity.RetryCallState) -> bool:
-        return self.count(state.outcome.exception() if state.outcome else None)
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is not None and self.on_failure is not None:
+            self.on_failure(exc)
+        return self.count(exc)
 
     def stop(self, state: tenacity.RetryCallState) -> bool:
         return self.spent()
@@ -177,7 +187,13 @@ class _Policy:
         }
 
 
-def call_with_retries(settings: Settings, fn: Callable[[], T]) -> T:
+def call_with_retries(
+    settings: Settings,
+    fn: Callable[[], T],
+    *,
+    on_failure: OnFailure | None = None,
+    before_retry: BeforeRetry | None = None,
+) -> T:
     """Short in-process retries for a blocking call (single jobs).
 
     As for bulk rows, the first attempt runs outside tenacity: it is on every job's path,
@@ -185,15 +201,25 @@ def call_with_retries(settings: Settings, fn: Callable[[], T]) -> T:
     try:
         return fn()
     except Exception as exc:
-        policy = _Policy(settings)
+        if on_failure is not None:
+            on_failure(exc)
+        policy = _Policy(settings, on_failure)
         if not policy.count(exc) or policy.spent():
             raise
         first = exc
     time.sleep(policy.delay(first))
-    return tenacity.Retrying(**policy.kwargs())(fn)
+
+    def attempt() -> T:
+        if before_retry is not None:
+            before_retry()
+        return fn()
+
+    return tenacity.Retrying(**policy.kwargs())(attempt)
 
 
-async def acall_with_retries(settings: Settings, fn: Callable[[], Awaitable[T]]) -> T:
+async def acall_with_retries(
+    settings: Settings, fn: Callable[[], Awaitable[T]], *, on_failure: OnFailure | None = None
+) -> T:
     """The same policy for a coroutine (bulk rows).
 
     The first attempt runs outside tenacity: nearly every row succeeds at once, and
@@ -202,7 +228,9 @@ async def acall_with_retries(settings: Settings, fn: Callable[[], Awaitable[T]])
     try:
         return await fn()
     except Exception as exc:
-        policy = _Policy(settings)
+        if on_failure is not None:
+            on_failure(exc)
+        policy = _Policy(settings, on_failure)
         if not policy.count(exc) or policy.spent():
             raise
         first = exc

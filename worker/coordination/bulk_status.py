@@ -24,6 +24,9 @@ class BulkStatus:
     unchanged: int = 0
     cancelled: int = 0
     pending: int = 0
+    # Rows whose values a read-back put back after a late landing of an older update; may
+    # grow after the bulk is DONE (worker.coordination.readback).
+    corrected: int = 0
     would_send: int | None = None
     created_at: float | None = None
     started_at: float | None = None
@@ -53,6 +56,7 @@ class BulkStatus:
             "pending": self.pending,
             "unchanged": self.unchanged,
             "cancelled": self.cancelled,
+            "corrected": self.corrected,
         }
         if self.would_send is not None:
             out["would_send"] = self.would_send
@@ -140,6 +144,7 @@ def status_from(
         revertible=meta.get("revertible") == "1",
         reverts=meta.get("reverts") or None,
         reverted_by=meta.get("reverted_by") or None,
+        corrected=int(meta.get("corrected", 0)),
         **counts,
     )
 

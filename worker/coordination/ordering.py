@@ -53,11 +53,11 @@ import time
 import uuid
 from collections.abc import Sequence
 from enum import IntEnum, StrEnum
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from ..core import constants as C
 from ..core import keys, lua
-from ..core.errors import ApiConnectionError, ApiTimeout
+from ..core.errors import PlusofonError
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +84,18 @@ class Settled(StrEnum):
     UNKNOWN = "?"  # timed out or cut off mid-request: it may have reached the API
 
 
-# (account, update number, how it ended): one claimed update to release.
-Release = tuple[str, int, Settled]
+class Release(NamedTuple):
+    """One claimed update to release. An applied one names its values and who asked for
+    it (`job:<id>`, `bulk:<id>:<line>`): they become the account's intent while a
+    read-back of it is pending (worker.coordination.readback)."""
+
+    account: str
+    seq: int
+    settled: Settled
+    send: bool | None = None
+    email: str = ""
+    ref: str = ""
+
 
 _CLAIM = lua.load(
     __package__,
@@ -105,10 +115,13 @@ _RELEASE = lua.load(
         "APPLIED_NOW": Settled.APPLIED.value,
         "NOT_APPLIED": Settled.NOT_APPLIED.value,
         "APPLIED_PREFIX": keys.APPLIED_PREFIX,
+        "VERIFY_KEY": keys.READBACK,
+        "INTENT_PREFIX": keys.INTENT_PREFIX,
     },
     include=["applied.lua"],
 )
 _RENEW = lua.load(__package__, "renew.lua")
+_CHECK_LOCK = lua.load(__package__, "check_lock.lua", {"REAPED_PREFIX": keys.REAPED_PREFIX})
 _NEXT_SEQ = lua.load(__package__, "next_seq.lua")
 
 
@@ -133,10 +146,15 @@ def expired_reason(seq: int, ordering_ttl: int) -> str:
 
 
 def settled_by(exc: BaseException | None) -> Settled:
-    """What a request's exception says about whether it reached the API."""
+    """What a request's outcome says about whether the vendor applied it. Only an answer
+    that proves a refusal (429, 401, 422, "User not found", the API's own JSON error) or a
+    request that never left (connection refused) is NOT_APPLIED; a timeout, a reset after
+    sending, a gateway's 5xx may have been applied, now or later: UNKNOWN."""
     if exc is None:
         return Settled.APPLIED
-    if isinstance(exc, ApiTimeout | ApiConnectionError | TimeoutError):
+    if isinstance(exc, PlusofonError):
+        return Settled.NOT_APPLIED if exc.refused else Settled.UNKNOWN
+    if isinstance(exc, TimeoutError):  # a row's deadline, mid-request
         return Settled.UNKNOWN
     return Settled.NOT_APPLIED
 
@@ -157,9 +175,12 @@ class _Calls:
     def release(self, owner: str, items: Sequence[Release]) -> tuple[list[str], list[Any]]:
         keys_: list[str] = []
         args: list[Any] = [owner, self.ordering_ttl]
-        for account, seq, settled in items:
-            keys_.append(keys.account_state(account))
-            args += [seq, Settled(settled).value]
+        for item in items:
+            release = Release(*item)
+            keys_.append(keys.account_state(release.account))
+            send = "" if release.send is None else ("1" if release.send else "0")
+            args += [release.seq, Settled(release.settled).value, send, release.email]
+            args.append(release.ref)
         return keys_, args
 
     def renew(self, owner: str, accounts: Sequence[str]) -> tuple[list[str], list[Any]]:
@@ -191,6 +212,8 @@ class _Scripts:
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
         self._next_seq = client.register_script(_NEXT_SEQ)
+        self._check_lock = client.register_script(_CHECK_LOCK)
+        self._lock_ttl_ms = round(lock_ttl * 1000)
         self._client = client
 
     @classmethod
@@ -228,6 +251,15 @@ class Ordering(_Scripts):
         keys_, args = self._calls.next_seq(count, pin, ttl)
         answer = self._next_seq(keys=keys_, args=args, client=pipe or self._client)
         return answer if pipe is not None else int(answer)
+
+    def lock_for_check(self, lock_owner: str, account: str) -> bool:
+        """Lock the account for a read-back, if no live update holds it."""
+        keys_ = [keys.account_state(account)]
+        return bool(self._check_lock(keys=keys_, args=["lock", lock_owner, self._lock_ttl_ms]))
+
+    def unlock_check(self, lock_owner: str, account: str) -> None:
+        keys_ = [keys.account_state(account)]
+        self._check_lock(keys=keys_, args=["unlock", lock_owner, self._lock_ttl_ms])
 
     def lock_owner_of(self, account: str) -> str | None:
         """Who holds the account's lock now (None: nobody)."""

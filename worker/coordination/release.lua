@@ -4,14 +4,28 @@
 -- is dropped if this owner still holds it.
 -- Between updates an account's lock hash is gone (a hash with no field left is deleted):
 -- only its applied number stays, in a day's hash (applied.lua).
+-- An applied update of an account with a read-back pending (one of its updates ended
+-- ambiguously: readback.py) becomes the account's intent, unless a newer one is there:
+-- the values the read-back puts back should the vendor hold others.
 -- KEYS: one state hash per account. ARGV: owner, ordering ttl s, then per account: seq,
--- outcome.
+-- outcome, send ("1"/"0"), email, ref (who asked: job:<id> or bulk:<id>:<line>).
 local owner, ordering_ttl = ARGV[1], tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local days = applied_days(tonumber(t[1]), ordering_ttl)
+local function keep_intent(account, seq, send, email, ref)
+  if send == '' or not redis.call('ZSCORE', VERIFY_KEY, account) then return end
+  local intent = INTENT_PREFIX .. '{' .. account .. '}'
+  local newest = tonumber(redis.call('HGET', intent, 's') or '0')
+  if tonumber(seq) >= newest then
+    redis.call('HSET', intent, 's', seq, 'v', send, 'e', email, 'r', ref)
+    redis.call('EXPIRE', intent, ordering_ttl)
+  end
+end
+
 for i = 1, #KEYS do
-  local seq, outcome = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+  local at = 3 + 5 * (i - 1)
+  local seq, outcome = ARGV[at], ARGV[at + 1]
   local claimed = redis.call('HGET', KEYS[i], 'c')
   if outcome == APPLIED_NOW then
     local account = account_of(KEYS[i])
@@ -21,6 +35,7 @@ for i = 1, #KEYS do
       applied = tonumber(seq)
     end
     if claimed and tonumber(claimed) <= applied then redis.call('HDEL', KEYS[i], 'c') end
+    keep_intent(account, seq, ARGV[at + 2], ARGV[at + 3], ARGV[at + 4])
   elseif outcome == NOT_APPLIED and claimed == seq then
     redis.call('HDEL', KEYS[i], 'c')
   end

@@ -45,6 +45,10 @@ DEFAULT_BREAKER_COOLDOWN = 5.0
 DEFAULT_VISIBILITY_TIMEOUT = 60
 
 DEFAULT_RESULT_EXPIRES = 86_400  # one day, in seconds
+# Read an account back this long after an ambiguous answer: the read timeout (15 s) plus
+# a margin, so a request the vendor was still working on when the client gave up has
+# landed by then (docs/reliability.md, "The vendor ends holding the newest update").
+DEFAULT_VERIFY_AFTER = 20.0
 # How long an account's ordering state outlives its last update; an update older than
 # this when a worker reaches it is not applied (Expired).
 DEFAULT_ORDERING_TTL = 7 * 86_400

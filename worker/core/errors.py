@@ -17,7 +17,7 @@
         └── TransientError          retried with backoff, then re-queued
             ├── RateLimited         429, with `.retry_after` seconds when the API says so
             │   └── CircuitOpen     most recent calls failed: every worker pauses (the breaker)
-            ├── ServerError         500/502/503/504 without the API's JSON error shape
+            ├── ServerError         5xx: without the API's JSON error body, a gateway's: ambiguous
             ├── ApiTimeout          connect / read / write / pool timeout
             └── ApiConnectionError  refused, reset, DNS, protocol errors
 
@@ -76,9 +76,16 @@ class Conflict(VoicemailError):
 
 
 class PlusofonError(VoicemailError):
-    def __init__(self, message: str = "", *, status_code: int | None = None) -> None:
+    """`refused`: the answer (or the failure) proves the request was not applied: the
+    API refused it, or it never left this host. Without it, a transient failure is
+    ambiguous: the vendor may have applied the request, now or later."""
+
+    def __init__(
+        self, message: str = "", *, status_code: int | None = None, refused: bool = False
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.refused = refused or isinstance(self, PermanentError | RateLimited)
 
 
 class PermanentError(PlusofonError):

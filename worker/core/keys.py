@@ -45,6 +45,11 @@ BREAKER_WINDOW = PREFIX + "breaker:window"
 BREAKER_HALF_OPEN = PREFIX + "breaker:half_open"
 BREAKER_PROBE = PREFIX + "breaker:probe"
 
+# Read-backs after ambiguous answers (worker.coordination.readback): a zset of accounts
+# scored by when to read them; each account's intent hash, `intent:{account}`.
+READBACK = PREFIX + "readback"
+INTENT_PREFIX = PREFIX + "intent:"
+
 # Bulks that settled with a notification still to send (worker.queue.notify).
 NOTIFY_OUTBOX = PREFIX + "notify:outbox"
 
@@ -60,6 +65,12 @@ def job(job_id: str) -> str:
 
 def reaped(instance: str) -> str:
     return REAPED_PREFIX + instance
+
+
+def intent(account: str) -> str:
+    """The values an account should hold (its newest applied update), kept while a
+    read-back of it is pending."""
+    return f"{INTENT_PREFIX}{{{account}}}"
 
 
 def account_state(account: str) -> str:
@@ -82,6 +93,7 @@ class BulkKeys:
     """The keys of one bulk (their layout: worker.coordination.bulk_records)."""
 
     def __init__(self, bulk_id: str) -> None:
+        self.bulk_id = bulk_id
         base = f"{PREFIX}bulk:{{{bulk_id}}}"
         self.meta = base
         self.done = base + ":done"

@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     journal: bool = env("VOICEMAIL_JOURNAL", True)
     journal_days: int = env("VOICEMAIL_JOURNAL_DAYS", 90, ge=1)
     journal_url: str | None = env("VOICEMAIL_JOURNAL_URL")
+    # Seconds after an ambiguous answer that the account is read back (readback.py): how
+    # long the vendor may take to apply a request whose answer never came.
+    verify_after: float = env("VOICEMAIL_VERIFY_AFTER", C.DEFAULT_VERIFY_AFTER, ge=1, le=3600)
     # Start on a Redis whose maxmemory-policy may evict keys (worker.core.redis_server).
     allow_eviction: bool = env("VOICEMAIL_ALLOW_EVICTION", False)
 

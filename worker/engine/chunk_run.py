@@ -166,7 +166,7 @@ class ChunkRun:
             for task in watchers[1:]:
                 task.cancel()
             for account, seq in list(self.held.items()):  # stopped early: let the next in
-                self.recorder.releases.append((account, seq, Settled.UNKNOWN))
+                self.recorder.releases.append(Release(account, seq, Settled.UNKNOWN))
             await self.recorder.flush()
             watchers[0].cancel()
 
@@ -191,7 +191,7 @@ class ChunkRun:
     async def run_row(self, row: BulkRow, blob: Any, verdict: Verdict) -> None:
         if self.halt.is_set() and verdict in (Verdict.LOCKED, *_SENDABLE):
             unsent = Settled.UNKNOWN if verdict == Verdict.UNSURE else Settled.NOT_APPLIED
-            release = None if verdict == Verdict.LOCKED else (row.account, row.seq, unsent)
+            release = None if verdict == Verdict.LOCKED else Release(row.account, row.seq, unsent)
             await self.hold_back(row, release)
         elif verdict == Verdict.LOCKED and not self.final:  # another update of it runs
             self.report.transient += 1
@@ -212,23 +212,29 @@ class ChunkRun:
                     verdict == Verdict.UNSURE,
                     guard=guard.check,
                     before=self.write_before,
+                    on_failure=lambda exc: self.note_attempt(row, exc),
                 )
         except _Halted:
-            await self.hold_back(row, (row.account, row.seq, Settled.NOT_APPLIED))
+            await self.hold_back(row, Release(row.account, row.seq, Settled.NOT_APPLIED))
         except _ClaimLost as lost:
             await self.claim_lost(row, lost.verdict)
         except (TransientError, TimeoutError) as exc:
             await self.failed_for_now(row, exc)
         except _PERMANENT as exc:
-            await self.settle(row, failed(row, exc), (row.account, row.seq, Settled.NOT_APPLIED))
+            await self.settle(
+                row, failed(row, exc), Release(row.account, row.seq, Settled.NOT_APPLIED)
+            )
         except (RedisError, OSError):
             raise  # the chunk's own trouble: the task re-runs it once Redis is back
         except Exception as exc:  # a poison row fails alone; it may have been sent
             logger.warning("bulk row %d failed unexpectedly: %s", row.line, type(exc).__name__)
             outcome = failed_unexpectedly(row, exc)
-            await self.settle(row, outcome, (row.account, row.seq, Settled.UNKNOWN))
+            await self.settle(row, outcome, Release(row.account, row.seq, Settled.UNKNOWN))
         else:
-            await self.settle(row, Outcome(row.line, code), (row.account, row.seq, Settled.APPLIED))
+            applied = Release(
+                row.account, row.seq, Settled.APPLIED, row.send, row.email, self.ref(row)
+            )
+            await self.settle(row, Outcome(row.line, code), applied)
 
     # -- how a row ends ---------------------------------------------------------------
 
@@ -259,7 +265,7 @@ class ChunkRun:
             await self.settle(row, settled_elsewhere(row, verdict, self.ctx.settings), None)
 
     async def failed_for_now(self, row: BulkRow, exc: BaseException) -> None:
-        release = (row.account, row.seq, settled_by(exc))
+        release = Release(row.account, row.seq, settled_by(exc))
         if self.halt.is_set():  # failed for now, and held back by the cancel or pause
             await self.hold_back(row, release)
         elif self.final:
@@ -272,6 +278,14 @@ class ChunkRun:
             await self.recorder.release_only(release)
 
     # -- beside the rows --------------------------------------------------------------
+
+    def ref(self, row: BulkRow) -> str:
+        return f"bulk:{self.keys.bulk_id}:{row.line}"
+
+    def note_attempt(self, row: BulkRow, exc: BaseException) -> None:
+        """A PATCH attempt that may have reached the vendor: read the account back later."""
+        if settled_by(exc) == Settled.UNKNOWN:
+            self.recorder.ambiguous.append((row.account, self.ref(row)))
 
     async def write_before(self, row: BulkRow, current: VoicemailSettings | None) -> bool:
         """What a revertible bulk found, written (HSETNX: a redelivery keeps the first)

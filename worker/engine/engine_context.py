@@ -8,6 +8,7 @@ from ..coordination.breaker import AsyncBreaker
 from ..coordination.bulk_records import RECORD_SCRIPT
 from ..coordination.ordering import AsyncOrdering
 from ..coordination.ratelimit import AsyncRateLimiter
+from ..coordination.readback import AsyncReadBack
 from ..coordination.stats import Stats
 from ..core.connections import async_redis_client
 from ..core.settings import Settings
@@ -25,6 +26,9 @@ class EngineContext:
         )
         self.record = self.redis.register_script(RECORD_SCRIPT)
         self.ordering = AsyncOrdering.for_settings(self.redis, settings)
+        self.readback = AsyncReadBack(
+            self.redis, after=settings.verify_after, ttl=settings.ordering_ttl
+        )
         self.cipher = Cipher.from_settings(settings)
         self.stats = Stats()
         self.client = AsyncPlusofonClient(

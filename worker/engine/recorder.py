@@ -56,6 +56,8 @@ class Recorder:
     health: RedisHealth
     buffer: list[Outcome] = field(default_factory=list)
     releases: list[Release] = field(default_factory=list)
+    # (account, ref) of rows whose attempt was ambiguous: read back later (readback.py).
+    ambiguous: list[tuple[str, str]] = field(default_factory=list)
     last: float = field(default_factory=time.monotonic)
 
     async def add(self, outcome: Outcome, release: Release | None) -> None:
@@ -71,18 +73,26 @@ class Recorder:
     async def flush(self) -> None:
         """Write what is buffered. With Redis away, keep it all and try again once Redis
         answers (`health`), so no finished row is lost or sent again."""
+        # Taken whole before the first await: other lanes go on adding while it writes.
         batch, self.buffer, self.last = self.buffer, [], time.monotonic()
         releases, self.releases = self.releases, []
+        ambiguous, self.ambiguous = self.ambiguous, []
         while True:
             try:
-                await self._write(batch, releases)
+                await self._write(batch, releases, ambiguous)
                 return
             except (RedisError, OSError) as exc:
                 logger.warning("bulk outcomes kept in memory until Redis answers: %s", exc)
                 self.health.down()
                 await self.health.wait_up()
 
-    async def _write(self, batch: list[Outcome], releases: list[Release]) -> None:
+    async def _write(
+        self, batch: list[Outcome], releases: list[Release], ambiguous: list[tuple[str, str]]
+    ) -> None:
+        if ambiguous:
+            # Before the releases: an applied update then finds its read-back pending.
+            await self.ctx.readback.schedule_many(ambiguous)
+            ambiguous.clear()
         if releases:
             # Applied numbers first: once an outcome is recorded, a redelivery must see it.
             await self.ctx.ordering.release(self.owner, releases)

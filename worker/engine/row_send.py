@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.models import VoicemailSettings
-from ..api.retry import acall_with_retries
+from ..api.retry import OnFailure, acall_with_retries
 from ..coordination.bulk_records import SUCCEEDED, UNCHANGED, BulkRow
 from ..core.errors import Conflict
 from ..core.settings import Settings
@@ -63,9 +63,10 @@ async def apply_row(
     unsure: bool,
     guard: Guard = _no_guard,
     before: Before = _nothing_before,
+    on_failure: OnFailure | None = None,
 ) -> str:
     """GET (when the mode or an unsure claim asks) and PATCH one row; `guard` runs before
-    every attempt. Returns the outcome code."""
+    every attempt, `on_failure` after every failed PATCH attempt. Returns the outcome."""
     creds = ctx.cipher.open(row.account, blob)
 
     async def get() -> VoicemailSettings:
@@ -96,7 +97,7 @@ async def apply_row(
             )
         if mode.revertible:
             await before(row, current)
-    await acall_with_retries(ctx.settings, patch)
+    await acall_with_retries(ctx.settings, patch, on_failure=on_failure)
     return SUCCEEDED
 
 

@@ -24,6 +24,7 @@ from ..coordination import stats as request_stats
 from ..coordination.breaker import Breaker
 from ..coordination.ordering import LockRenewer, Ordering
 from ..coordination.ratelimit import RateLimiter
+from ..coordination.readback import ReadBack
 from ..coordination.stats import Stats
 from ..core.connections import redis_client
 from ..core.settings import Settings
@@ -31,6 +32,7 @@ from ..engine.pool import Engine
 from ..store.credentials import CredentialStore
 from .lease import LeaseKeeper
 from .liveness import new_instance_id
+from .readback_reader import ReadBackReader
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +63,13 @@ class WorkerContext:
     engine: Engine
     ordering: Ordering
     locks: LockRenewer
+    readback: ReadBack
     # False in a prefork pool's main process: its children run the jobs, each with its own.
     runs_jobs: bool = True
     # The main process's lease thread, from the moment the worker is ready.
     lease: LeaseKeeper | None = None
+    # The main process's read-back reader, from the moment the worker is ready.
+    reader: ReadBackReader | None = None
 
     @property
     def instance(self) -> str:
@@ -90,6 +95,7 @@ class WorkerContext:
             engine=Engine(settings),
             ordering=ordering,
             locks=LockRenewer(ordering),
+            readback=ReadBack(client, after=settings.verify_after, ttl=settings.ordering_ttl),
         )
 
     def flush_stats(self, *, force: bool = False) -> None:
@@ -102,6 +108,8 @@ class WorkerContext:
     def close(self) -> None:
         if self.lease is not None:
             self.lease.stop()
+        if self.reader is not None:
+            self.reader.stop()
         self.locks.stop()
         self.flush_stats(force=True)
         self.engine.shutdown()

@@ -23,6 +23,7 @@ from ..core.settings import get_settings
 from . import context, deadletter, kombu_patches, liveness, notify, recovery
 from .app import app, producer_connections, remember_job, remember_published_job
 from .lease import LeaseKeeper
+from .readback_reader import ReadBackReader
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,8 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     )
     lease.beat()  # beat before the first job, not a second after
     lease.start()
+    ctx.reader = reader = ReadBackReader(ctx)
+    reader.start()
     ctx.store.mark_env_account()
     if ctx.runs_jobs:
         # Chunks run in this process (thread or solo pool): start the engine's processes
