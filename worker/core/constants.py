@@ -45,6 +45,7 @@ DEFAULT_BREAKER_COOLDOWN = 5.0
 DEFAULT_VISIBILITY_TIMEOUT = 60
 
 DEFAULT_RESULT_EXPIRES = 86_400  # one day, in seconds
+DEFAULT_PLAN_TTL = 86_400  # how long `bulk plan` keeps a plan, in seconds
 # How long an account's ordering state outlives its last update; an update older than
 # this when a worker reaches it is not applied (Expired).
 DEFAULT_ORDERING_TTL = 7 * 86_400
