@@ -85,9 +85,10 @@ def test_verify_names_the_drifted_accounts_and_fix_puts_them_back(
         assert account["patches"] == 2
     assert all(sim.account(n)["patches"] == 1 for n in names if n not in drifted)
 
-    code, out, err = run("bulk", "verify", str(path), "--timeout", "60")
+    # The real executable, as another host runs it.
+    code, summary, err = voicemail(dict(os.environ), "bulk", "verify", str(path))
     assert code == 0, err
-    assert json.loads(out)["matching"] == 30 and named_rows(err) == []
+    assert summary["matching"] == 30 and named_rows(err) == []
 
 
 def test_verify_counts_unreachable_and_invalid_rows(

@@ -30,7 +30,9 @@ for i = 3, #ARGV, 3 do
     end
   end
 end
-for kind, n in pairs(of_kind) do redis.call('HINCRBY', meta, kind, n) end
+for _, kind in ipairs({'stale', 'drifted', 'invalid'}) do
+  if of_kind[kind] then redis.call('HINCRBY', meta, kind, of_kind[kind]) end
+end
 if counts[SUCCEEDED] > 0 then redis.call('HINCRBY', meta, 'succeeded', counts[SUCCEEDED]) end
 if counts[FAILED] > 0 then redis.call('HINCRBY', meta, 'failed', counts[FAILED]) end
 if counts[UNCHANGED] > 0 then redis.call('HINCRBY', meta, 'unchanged', counts[UNCHANGED]) end
