@@ -18,6 +18,7 @@ from worker.core.errors import VoicemailError
 
 from .accounts import accounts
 from .bulk import bulk
+from .bulk_checks import COMMANDS as BULK_CHECKS
 from .common import Group, fail
 from .dead import dead
 from .history import history  # also adds `bulk journal` to the bulk group
@@ -35,6 +36,8 @@ def cli() -> None:
 for command in (get, update, result, accounts, bulk, dead, health, metrics, demo, simulator):
     cli.add_command(command)
 cli.add_command(history)
+for command in BULK_CHECKS:  # bulk verify, plan and apply
+    bulk.add_command(command)
 
 
 def main() -> None:

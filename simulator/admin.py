@@ -32,6 +32,13 @@ class SimulatorControl:
         response.raise_for_status()
         return dict(response.json())
 
+    def set_values(self, name: str, **values: Any) -> dict[str, Any]:
+        """Set `send` and/or `email` of account `name` directly, as someone else would:
+        no request and no PATCH is counted."""
+        response = self._http.post(f"/_sim/accounts/{name}/values", json=values)
+        response.raise_for_status()
+        return dict(response.json())
+
     def requests(self, account: str) -> int:
         """Requests seen for `account`; an unknown token is counted as "<unauthenticated>"."""
         counts = self.stats()["requests"]

@@ -148,6 +148,20 @@ async def show_account(request: web.Request) -> web.Response:
     raise web.HTTPNotFound(text=f"no account {name!r}")
 
 
+async def set_values(request: web.Request) -> web.Response:
+    """Change an account's settings behind the client's back: counted as no request and
+    no PATCH (`{"send": bool, "email": str}`, either may be left out)."""
+    state = request.app[STATE_KEY]
+    name = request.match_info["name"]
+    body = await request.json()
+    for account in state.accounts.values():
+        if account.name == name:
+            account.send = bool(body.get("send", account.send))
+            account.email = str(body.get("email", account.email))
+            return json_response(200, asdict(account))
+    raise web.HTTPNotFound(text=f"no account {name!r}")
+
+
 async def set_faults(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     body = await request.json()
@@ -202,6 +216,7 @@ def make_app(state: State | None = None) -> web.Application:
     app.router.add_route("PATCH", "/api/v1/voicemail", voicemail)
     app.router.add_post("/_sim/accounts", add_accounts)
     app.router.add_get("/_sim/accounts/{name}", show_account)
+    app.router.add_post("/_sim/accounts/{name}/values", set_values)
     app.router.add_post("/_sim/faults", set_faults)
     app.router.add_post("/_sim/script", set_script)
     app.router.add_get("/_sim/stats", stats)

@@ -7,7 +7,9 @@
 
 - `submit`: `submit_bulk`, `bulk_status`, `bulk_failures`, `bulk_cancelled`, `retry_bulk`;
 - `lifecycle`: `cancel_bulk`, `pause_bulk`, `resume_bulk`, `list_bulks`;
-- `revert`: `revert_bulk`.
+- `revert`: `revert_bulk`;
+- `verify`: `verify_bulk`, `verify_summary`, `drifted_rows`, `fix_drifted`;
+- `plan`: `plan_bulk`, `keep_plan`, `plan_summary`, `plan_rows`, `apply_plan`.
 """
 
 from __future__ import annotations
@@ -15,21 +17,33 @@ from __future__ import annotations
 from worker.coordination.bulk_status import BulkStatus
 
 from .lifecycle import cancel_bulk, change_bulk, list_bulks, pause_bulk, resume_bulk
+from .plan import PlanRefused, apply_plan, keep_plan, plan_bulk, plan_rows, plan_summary
 from .revert import RevertRefused, revert_bulk
 from .submit import bulk_cancelled, bulk_failures, bulk_status, retry_bulk, submit_bulk
+from .verify import drifted_rows, fix_drifted, verify_bulk, verify_summary
 
 __all__ = [
     "BulkStatus",
+    "PlanRefused",
     "RevertRefused",
+    "apply_plan",
     "bulk_cancelled",
     "bulk_failures",
     "bulk_status",
     "cancel_bulk",
     "change_bulk",
+    "drifted_rows",
+    "fix_drifted",
+    "keep_plan",
     "list_bulks",
     "pause_bulk",
+    "plan_bulk",
+    "plan_rows",
+    "plan_summary",
     "resume_bulk",
     "retry_bulk",
     "revert_bulk",
     "submit_bulk",
+    "verify_bulk",
+    "verify_summary",
 ]

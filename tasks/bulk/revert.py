@@ -13,7 +13,7 @@ import itertools
 import json
 import uuid
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from worker.coordination.bulk_records import BulkRow, Keys
@@ -63,9 +63,21 @@ def revert_bulk(bulk_id: str) -> str:
 
 def _rows(client: Any, keys: Keys, page: int = 1000) -> Iterator[BulkRow]:
     """Every account the bulk may have changed, by line: back to what it held, if it still
-    holds what the bulk set. Only the line numbers are held (8 bytes each, sorted, and
-    once each: HSCAN may return a field twice); the rows are read a page at a time."""
-    lines = array("q")
+    holds what the bulk set."""
+    for line, entry in before_entries(client, keys, page):
+        if entry is None:
+            continue
+        account, send, email, new_send, new_email = entry
+        yield BulkRow(line, account, bool(send), email, expect=(bool(new_send), new_email))
+
+
+def before_entries(
+    client: Any, keys: Keys, page: int = 1000, also: Iterable[int] = ()
+) -> Iterator[tuple[int, Any]]:
+    """The bulk's `before` hash, (line, entry or None) in line order, with the lines of
+    `also` among them. Only the line numbers are held (8 bytes each, sorted, and once
+    each: HSCAN may return a field twice); the entries are read a page at a time."""
+    lines = array("q", also)
     for line, _ in client.hscan_iter(keys.before, count=page):
         lines.append(int(line))
     ordered = array("q", (line for line, _ in itertools.groupby(sorted(lines))))
@@ -73,7 +85,4 @@ def _rows(client: Any, keys: Keys, page: int = 1000) -> Iterator[BulkRow]:
     for start in range(0, len(ordered), page):
         batch = ordered[start : start + page].tolist()
         for line, raw in zip(batch, client.hmget(keys.before, batch), strict=True):
-            if raw is None:
-                continue
-            account, send, email, new_send, new_email = json.loads(raw)
-            yield BulkRow(line, account, bool(send), email, expect=(bool(new_send), new_email))
+            yield line, json.loads(raw) if raw is not None else None

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from redis.typing import EncodableT, FieldT
@@ -94,23 +94,48 @@ def submit_bulk(
     bulk's status, to `notify_queue` (default `voicemail.notify`) once the bulk settles.
     With `idempotency_key`, submitting again returns the first bulk's id and queues nothing.
     """
-    options: dict[FieldT, EncodableT] = {
-        "dry_run": int(dry_run),
-        "only_changed": int(only_changed),
-        "revertible": int(revertible),
-    }
-    options.update(_notify_options(notify, notify_queue))
+    options = bulk_options(
+        dry_run=dry_run,
+        only_changed=only_changed,
+        revertible=revertible,
+        notify=notify,
+        notify_queue=notify_queue,
+    )
     bulk_id = uuid.uuid4().hex
-    with redis_errors(), once(idempotency_key, bulk_id, lease=BULK_LEASE) as claimed:
+    return submit_once(idempotency_key, bulk_id, lambda: submit_as(bulk_id, rows, options))
+
+
+def submit_once(key: str | None, bulk_id: str, submit: Callable[[], str]) -> str:
+    """`submit()` (which submits bulk `bulk_id`), once per idempotency `key`: submitting
+    again with it returns the first bulk's id and queues nothing."""
+    with redis_errors(), once(key, bulk_id, lease=BULK_LEASE) as claimed:
         if isinstance(claimed, str):
             return claimed
         if claimed is not None and claimed.took_over:
             # Its submitter died mid-stream: what it queued stops, this bulk sends it all.
             cancel_bulk(claimed.took_over)
         if claimed is None:
-            return submit_as(bulk_id, rows, options)
+            return submit()
         with claimed.kept_alive(bulk_id):
-            return submit_as(bulk_id, rows, options)
+            return submit()
+
+
+def bulk_options(
+    *,
+    dry_run: bool = False,
+    only_changed: bool = False,
+    revertible: bool = False,
+    notify: str | None = None,
+    notify_queue: str | None = None,
+) -> dict[FieldT, EncodableT]:
+    """The bulk record's fields for `submit_bulk`'s options, checked."""
+    options: dict[FieldT, EncodableT] = {
+        "dry_run": int(dry_run),
+        "only_changed": int(only_changed),
+        "revertible": int(revertible),
+    }
+    options.update(_notify_options(notify, notify_queue))
+    return options
 
 
 def _notify_options(notify: str | None, queue: str | None) -> dict[FieldT, EncodableT]:
@@ -132,6 +157,9 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
     keys = Keys(bulk_id)
     ttl = settings.result_expires
     dry_run = bool(options.get("dry_run"))
+    # A bulk that only reads takes no update number: it neither waits for an account's
+    # lock nor is ever superseded; it reads what the account holds when it gets there.
+    numbered = not (options.get("verify") or options.get("plan"))
     with redis_errors():
         client = redis_client()
         record = client.register_script(RECORD_SCRIPT)
@@ -149,7 +177,7 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
             cancelled, paused = client.hmget(keys.meta, ["cancelled_at", "paused_at"])
             if cancelled is not None:
                 break  # cancelled while streaming: `total` is what was accepted so far
-            good, bad = _check_batch(client, store, keys, batch)
+            good, bad = _check_batch(client, store, keys, batch, numbered)
             total += len(batch)
             if bad:
                 record(keys=keys.record_keys(), args=record_args(bad, ttl))
@@ -180,13 +208,15 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
 
 
 def _check_batch(
-    client: Any, store: Any, keys: Keys, batch: Iterable[BulkRow | RowError]
+    client: Any, store: Any, keys: Keys, batch: Iterable[BulkRow | RowError], numbered: bool
 ) -> tuple[list[BulkRow], list[Outcome]]:
+    """The good rows (numbered, when they may write: `coordination.ordering`) and the
+    outcomes of the bad ones."""
     bad: list[Outcome] = []
     candidates: list[BulkRow] = []
     for item in batch:
         if isinstance(item, RowError):
-            bad.append(Outcome.failed(item.line, item.reason, **item.raw))
+            bad.append(Outcome.invalid(item.line, item.reason, **item.raw))
             continue
         try:
             check_update(item.account, item.send, item.email)
@@ -221,14 +251,14 @@ def _check_batch(
             )
         else:
             good.append(row)
-    if good:
+    if good and numbered:
         first = Ordering(client).next_seq(len(good))
         good = [dataclasses.replace(row, seq=first + i) for i, row in enumerate(good)]
     return good, bad
 
 
 def _failed(row: BulkRow, reason: str) -> Outcome:
-    return Outcome.failed(row.line, reason, account=row.account, send=row.send, email=row.email)
+    return Outcome.invalid(row.line, reason, account=row.account, send=row.send, email=row.email)
 
 
 def _queue_chunk(
@@ -286,4 +316,9 @@ def retry_bulk(bulk_id: str) -> str:
         return submit_as(uuid.uuid4().hex, rows, {"dry_run": 0, **options})
 
 
-RETRIED_OPTIONS = ("only_changed", "revertible", "reverts", "notify", "notify_queue")
+# A retry keeps what the bulk was: a verify or a plan stays read-only, a revert's and an
+# applied plan's rows keep what they expect to find.
+RETRIED_OPTIONS = (
+    *("only_changed", "revertible", "reverts", "verify", "plan", "applies"),
+    *("notify", "notify_queue"),
+)

@@ -6,21 +6,26 @@ paused: then none expires (`control.lua` and `record_outcomes.lua` see to it):
 
     voicemail:bulk:{ID}            hash   created_at, started_at, finished_at, rows, total,
                                           chunks, would_send, succeeded, failed, unchanged,
-                                          cancelled, flags (dry_run, only_changed,
-                                          revertible), reverts, reverted_by, notify,
-                                          notify_queue, paused_at, cancelled_at
+                                          cancelled, stale, drifted, invalid, flags
+                                          (dry_run, only_changed, revertible, verify,
+                                          plan), reverts, reverted_by, applies,
+                                          applied_by, notify, notify_queue, paused_at,
+                                          cancelled_at
     voicemail:bulk:{ID}:chunk:N    string JSON rows [[line, account, send, email, seq], ...]
     voicemail:bulk:{ID}:done       bitmap one bit per line, set once its outcome is counted
                                           (the counts are in the meta hash: `recorded`,
                                           `succeeded`, ...)
-    voicemail:bulk:{ID}:failures   list   JSON {line, account, send, email, reason}
+    voicemail:bulk:{ID}:failures   list   JSON {line, account, send, email, reason}, and
+                                          `"invalid": true` for a row refused at submission
     voicemail:bulk:{ID}:cancelled  list   the same, for rows a cancel kept from being sent
     voicemail:bulk:{ID}:rate       hash   epoch second -> outcomes recorded in it
     voicemail:bulk:{ID}:seen       hash   account -> first line (duplicate check, while
                                           the producer streams)
     voicemail:bulk:{ID}:before     hash   line -> JSON [account, send, email, new send,
                                           new email]: what a revertible bulk found, written
-                                          before its PATCH
+                                          before its PATCH; for a plan, what it read (three
+                                          items [account, send, email] when the account
+                                          already holds the file's values)
     voicemail:bulk:{ID}:parked     hash   chunk number -> retries, chunks waiting out a pause
 
 An outcome is recorded once per line (SETBIT on `done`), so a chunk that is
@@ -47,7 +52,18 @@ SUCCEEDED, FAILED, UNCHANGED, CANCELLED = "s", "f", "u", "c"
 COUNTERS: Mapping[str, str] = MappingProxyType(
     {SUCCEEDED: "succeeded", FAILED: "failed", UNCHANGED: "unchanged", CANCELLED: "cancelled"}
 )
+# Failed rows of a kind that has a count of its own too (`stale`, `drifted`, `invalid`
+# in the meta hash): recorded, and counted, as failed.
+STALE, DRIFTED, INVALID = "t", "d", "i"
+FAILED_KINDS: Mapping[str, str] = MappingProxyType(
+    {STALE: "stale", DRIFTED: "drifted", INVALID: "invalid"}
+)
 RATE_WINDOW = 5  # seconds of history behind "current rate"
+
+
+def counter_of(code: str) -> str:
+    """The counter an outcome code adds to: a failed row of any kind is `failed`."""
+    return COUNTERS.get(code) or COUNTERS[FAILED]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +105,15 @@ class Outcome:
     failure: dict[str, Any] | None = None
 
     @classmethod
-    def failed(cls, line: int, reason: str, **row: Any) -> Outcome:
-        return cls(line, FAILED, {"line": line, **row, "reason": reason})
+    def failed(cls, line: int, reason: str, kind: str = FAILED, **row: Any) -> Outcome:
+        """`kind`: FAILED, or one of FAILED_KINDS (counted apart as well)."""
+        return cls(line, kind, {"line": line, **row, "reason": reason})
+
+    @classmethod
+    def invalid(cls, line: int, reason: str, **row: Any) -> Outcome:
+        """A row refused at submission: a bad line, a bad email, a duplicate, an account
+        not in the credential store."""
+        return cls(line, INVALID, {"line": line, **row, "reason": reason, "invalid": True})
 
     @classmethod
     def cancelled(cls, line: int, **row: Any) -> Outcome:
@@ -116,7 +139,8 @@ NOTIFY_OUTBOX = keys.NOTIFY_OUTBOX
 RECORD_SCRIPT = lua.load(
     __package__,
     "record_outcomes.lua",
-    {name.upper(): code for code, name in COUNTERS.items()} | {"OUTBOX": NOTIFY_OUTBOX},
+    {name.upper(): code for code, name in {**COUNTERS, **FAILED_KINDS}.items()}
+    | {"OUTBOX": NOTIFY_OUTBOX},
 )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..core import keys
 from ..core.connections import text
-from .bulk_records import COUNTERS, RATE_WINDOW, Keys
+from .bulk_records import COUNTERS, FAILED_KINDS, RATE_WINDOW, Keys
 
 # Every state a bulk can be in; `done` says which of them are settled.
 STATES = ("UNKNOWN", "SUBMITTING", "RUNNING", "PAUSED", "DONE", "DRY_RUN", "CANCELLED")
@@ -27,6 +27,9 @@ class BulkStatus:
     # Rows whose values a read-back put back after a late landing of an older update; may
     # grow after the bulk is DONE (worker.coordination.readback).
     corrected: int = 0
+    stale: int = 0  # failed rows of an applied plan: the account changed since the plan
+    drifted: int = 0  # failed rows of a verify: the account holds other values
+    invalid: int = 0  # failed rows refused at submission
     would_send: int | None = None
     created_at: float | None = None
     started_at: float | None = None
@@ -37,6 +40,9 @@ class BulkStatus:
     revertible: bool = False
     reverts: str | None = None  # the bulk this one undoes
     reverted_by: str | None = None
+    kind: str = "update"  # or "verify", "plan": bulks that only read
+    applies: str | None = None  # the plan this bulk applies
+    applied_by: str | None = None  # a plan's: the bulk that applied it
 
     @property
     def done(self) -> bool:
@@ -57,11 +63,14 @@ class BulkStatus:
             "unchanged": self.unchanged,
             "cancelled": self.cancelled,
             "corrected": self.corrected,
+            "stale": self.stale,
         }
         if self.would_send is not None:
             out["would_send"] = self.would_send
         if self.reverts:
             out["reverts"] = self.reverts
+        if self.applies:
+            out["plan_id"] = self.applies
         return out
 
     def listing(self) -> dict[str, Any]:
@@ -83,6 +92,10 @@ class BulkStatus:
             out["cancelled_at"] = _iso(self.cancelled_at)
         if self.reverted_by:
             out["reverted_by"] = self.reverted_by
+        if self.kind != "update":
+            out["kind"] = self.kind
+        if self.applied_by:
+            out["applied_by"] = self.applied_by
         return out
 
 
@@ -129,6 +142,7 @@ def status_from(
     else:
         recent_rate = recent / RATE_WINDOW
     would = meta.get("would_send")
+    kinds = {name: int(meta.get(name, 0)) for name in FAILED_KINDS.values()}
     return BulkStatus(
         bulk_id=bulk_id,
         state=state,
@@ -145,8 +159,18 @@ def status_from(
         reverts=meta.get("reverts") or None,
         reverted_by=meta.get("reverted_by") or None,
         corrected=int(meta.get("corrected", 0)),
+        kind=_kind(meta),
+        applies=meta.get("applies") or None,
+        applied_by=meta.get("applied_by") or None,
         **counts,
+        **kinds,
     )
+
+
+def _kind(meta: dict[str, str]) -> str:
+    if meta.get("verify") == "1":
+        return "verify"
+    return "plan" if meta.get("plan") == "1" else "update"
 
 
 def read_status(client: Any, bulk_id: str) -> BulkStatus:

@@ -6,20 +6,32 @@
 -- submitted bulk has an outcome: the bulk has settled, and if it asked to be notified its
 -- id goes to the outbox in the same step, so a crash cannot lose the notification.
 -- The keys expire `ttl` seconds from now, except while the bulk is paused: then they are
--- kept however long the pause lasts. The codes come from Python.
+-- kept however long the pause lasts. The codes come from Python: a failed row of a kind
+-- (STALE, DRIFTED, INVALID) counts as failed and in its kind's own field too.
 local meta, done, failures, rate, cancelled = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now, ttl = ARGV[1], tonumber(ARGV[2])
 local counts = {[SUCCEEDED] = 0, [FAILED] = 0, [UNCHANGED] = 0, [CANCELLED] = 0}
+local kinds = {[STALE] = 'stale', [DRIFTED] = 'drifted', [INVALID] = 'invalid'}
+local of_kind = {}
 local added = 0
 for i = 3, #ARGV, 3 do
   -- One bit per line: a row recorded costs an eighth of a byte, whatever its outcome.
   if redis.call('SETBIT', done, ARGV[i], 1) == 0 then
-    counts[ARGV[i + 1]] = counts[ARGV[i + 1]] + 1
+    local code = ARGV[i + 1]
+    local kind = kinds[code]
+    if kind then
+      of_kind[kind] = (of_kind[kind] or 0) + 1
+      code = FAILED
+    end
+    counts[code] = counts[code] + 1
     added = added + 1
     if ARGV[i + 2] ~= '' then
-      redis.call('RPUSH', ARGV[i + 1] == CANCELLED and cancelled or failures, ARGV[i + 2])
+      redis.call('RPUSH', code == CANCELLED and cancelled or failures, ARGV[i + 2])
     end
   end
+end
+for _, kind in ipairs({'stale', 'drifted', 'invalid'}) do
+  if of_kind[kind] then redis.call('HINCRBY', meta, kind, of_kind[kind]) end
 end
 if counts[SUCCEEDED] > 0 then redis.call('HINCRBY', meta, 'succeeded', counts[SUCCEEDED]) end
 if counts[FAILED] > 0 then redis.call('HINCRBY', meta, 'failed', counts[FAILED]) end

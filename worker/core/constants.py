@@ -49,6 +49,7 @@ DEFAULT_RESULT_EXPIRES = 86_400  # one day, in seconds
 # a margin, so a request the vendor was still working on when the client gave up has
 # landed by then (docs/reliability.md, "The vendor ends holding the newest update").
 DEFAULT_VERIFY_AFTER = 20.0
+DEFAULT_PLAN_TTL = 86_400  # how long `bulk plan` keeps a plan, in seconds
 # How long an account's ordering state outlives its last update; an update older than
 # this when a worker reaches it is not applied (Expired).
 DEFAULT_ORDERING_TTL = 7 * 86_400

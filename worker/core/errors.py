@@ -7,6 +7,8 @@
     ├── CredentialError             the store cannot be read with this VOICEMAIL_SECRET_KEY
     ├── EngineUnavailable           a bulk engine process died; its chunk is re-queued
     ├── Conflict                    a revert found the account changed since: left alone
+    │   ├── Stale                   a plan's row found the account changed since the plan
+    │   └── Drifted                 `bulk verify`: the account holds other values than asked
     ├── Expired                     an update older than VOICEMAIL_ORDERING_TTL: not applied
     └── PlusofonError               anything the Plusofon API answered or failed to answer
         ├── PermanentError          never retried: the same request fails the same way
@@ -73,6 +75,15 @@ class Expired(VoicemailError):
 
 class Conflict(VoicemailError):
     """A revert found the account changed since the bulk it undoes: it is left alone."""
+
+
+class Stale(Conflict):
+    """`bulk apply`: the account no longer holds what the plan read; it is left alone."""
+
+
+class Drifted(Conflict):
+    """`bulk verify`: the account holds other values than the file asks for (nothing is
+    sent; the row is recorded as failed, with what the vendor has)."""
 
 
 class PlusofonError(VoicemailError):

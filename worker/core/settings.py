@@ -122,6 +122,8 @@ class Settings(BaseSettings):
         "VOICEMAIL_VISIBILITY_TIMEOUT", C.DEFAULT_VISIBILITY_TIMEOUT, ge=2, le=86_400
     )
     result_expires: int = env("VOICEMAIL_RESULT_EXPIRES", C.DEFAULT_RESULT_EXPIRES, ge=60)
+    # How long `voicemail bulk plan` keeps a plan for `bulk apply`, from when it is made.
+    plan_ttl: int = env("VOICEMAIL_PLAN_TTL", C.DEFAULT_PLAN_TTL, ge=1)
     ordering_ttl: int = env("VOICEMAIL_ORDERING_TTL", C.DEFAULT_ORDERING_TTL, ge=60)
     # The journal of changes (worker.coordination.journal): on/off, days kept, and where.
     journal: bool = env("VOICEMAIL_JOURNAL", True)

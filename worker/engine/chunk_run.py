@@ -27,7 +27,6 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..api.models import VoicemailSettings
 from ..coordination.bulk_records import BulkRow, Keys, Outcome, record_args, recorded_lines
 from ..coordination.ordering import LOCK_TTL, Release, Settled, Verdict, settled_by
 from ..core.errors import (
@@ -40,12 +39,13 @@ from ..core.errors import (
     TransientError,
 )
 from ..core.keys import ACCOUNTS
+from .before_notes import BeforeNotes
 from .engine_context import EngineContext
 from .halt import Halt, watch_control
 from .outcomes import cancelled, failed, failed_unexpectedly, settled_elsewhere
 from .recorder import ChunkReport, Recorder
 from .redis_health import RedisHealth
-from .row_send import Mode, apply_row, row_deadline
+from .row_send import MODE_FIELDS, Mode, apply_row, row_deadline
 
 __all__ = ["ChunkRun", "process_chunk", "row_deadline"]
 
@@ -89,6 +89,7 @@ class ChunkRun:
         self.halt = Halt()
         self.health = RedisHealth(ctx.redis)
         self.recorder = Recorder(ctx, self.keys, lock_owner, self.health)
+        self.notes = BeforeNotes(ctx.redis, self.keys, self.health)
         self.deadline = row_deadline(ctx.settings)
         self.mode = Mode()
         # Claimed accounts whose row has not settled: renewed while they wait, released
@@ -124,9 +125,9 @@ class ChunkRun:
 
     async def unrecorded(self, rows: list[BulkRow]) -> tuple[list[BulkRow], Any, Any]:
         """The rows no earlier delivery recorded, and the bulk's cancel and pause marks."""
-        fields = ["cancelled_at", "paused_at", "only_changed", "revertible", "reverts"]
+        fields = ["cancelled_at", "paused_at", *MODE_FIELDS]
         cancelled_at, paused_at, *flags = await self.ctx.redis.hmget(self.keys.meta, fields)
-        self.mode = Mode.from_meta(*flags)
+        self.mode = Mode.from_meta(flags)
         recorded = await recorded_lines(self.ctx.redis, self.keys, [row.line for row in rows])
         todo = [row for row, seen in zip(rows, recorded, strict=True) if not seen]
         self.report.skipped = len(rows) - len(todo)
@@ -211,7 +212,8 @@ class ChunkRun:
                     self.mode,
                     verdict == Verdict.UNSURE,
                     guard=guard.check,
-                    before=self.write_before,
+                    before=self.notes.write_before,
+                    note=self.notes.write_plan,
                     on_failure=lambda exc: self.note_attempt(row, exc),
                 )
         except _Halted:
@@ -286,20 +288,6 @@ class ChunkRun:
         """A PATCH attempt that may have reached the vendor: read the account back later."""
         if settled_by(exc) == Settled.UNKNOWN:
             self.recorder.ambiguous.append((row.account, self.ref(row)))
-
-    async def write_before(self, row: BulkRow, current: VoicemailSettings | None) -> bool:
-        """What a revertible bulk found, written (HSETNX: a redelivery keeps the first)
-        before its PATCH; with `current` None, whether an earlier delivery wrote it."""
-        while True:
-            try:
-                if current is None:
-                    return bool(await self.ctx.redis.hexists(self.keys.before, row.line))
-                found = [row.account, current.send, current.email, row.send, row.email]
-                await self.ctx.redis.hsetnx(self.keys.before, row.line, json.dumps(found))
-                return True
-            except (RedisError, OSError):
-                self.health.down()
-                await self.health.wait_up()
 
     async def keep_locks(self) -> None:
         """Renew the account locks of rows still waiting, so none lapses before its PATCH."""

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..coordination.bulk_records import SUCCEEDED, UNCHANGED, BulkRow, Outcome, failure_reason
+from ..coordination.bulk_records import (
+    DRIFTED,
+    FAILED,
+    STALE,
+    SUCCEEDED,
+    UNCHANGED,
+    BulkRow,
+    Outcome,
+    failure_reason,
+)
 from ..coordination.ordering import Verdict, expired_reason
+from ..core.errors import Drifted, Stale
 from ..core.logs import redact
 from ..core.settings import Settings
 
@@ -23,7 +33,9 @@ def cancelled(row: BulkRow) -> Outcome:
 
 
 def failed(row: BulkRow, exc: BaseException) -> Outcome:
-    return Outcome.failed(row.line, failure_reason(exc), **_row(row))
+    """Failed with its reason; a Stale or Drifted row counted in its own field too."""
+    kind = STALE if isinstance(exc, Stale) else DRIFTED if isinstance(exc, Drifted) else FAILED
+    return Outcome.failed(row.line, failure_reason(exc), kind, **_row(row))
 
 
 def failed_unexpectedly(row: BulkRow, exc: BaseException) -> Outcome:

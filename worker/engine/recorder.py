@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from ..coordination.bulk_records import COUNTERS, Keys, Outcome, record_args
+from ..coordination.bulk_records import Keys, Outcome, counter_of, record_args
 from ..coordination.ordering import Release
 from ..coordination.stats import aflush
 from .redis_health import RedisHealth
@@ -39,7 +39,7 @@ class ChunkReport:
     seconds: float = 0.0
 
     def count(self, code: str) -> None:
-        name = COUNTERS[code]
+        name = counter_of(code)
         setattr(self, name, getattr(self, name) + 1)
 
     def as_dict(self) -> dict[str, Any]:
