@@ -7,7 +7,7 @@ unknown or did not finish in time exits 1.
 Commands import the producer API inside their functions: the Celery app reads the
 environment when it is built, and a bad variable must come out as one line on
 stderr from the command, not as a traceback from `voicemail --help`.
-Layer: the top. May import `tasks`, `worker` and `simulator`; nothing imports it.
+Layer: the top. May import `httpapi`, `tasks`, `worker` and `simulator`; nothing imports it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .accounts import accounts
 from .bulk import bulk
 from .common import Group, fail
 from .dead import dead
+from .http import apikeys, serve
 from .jobs import get, result, update
 from .local import demo, simulator
 from .ops import health, metrics
@@ -31,7 +32,20 @@ def cli() -> None:
     """Read and change Plusofon voicemail settings through the job queue."""
 
 
-for command in (get, update, result, accounts, bulk, dead, health, metrics, demo, simulator):
+for command in (
+    get,
+    update,
+    result,
+    accounts,
+    bulk,
+    dead,
+    health,
+    metrics,
+    serve,
+    apikeys,
+    demo,
+    simulator,
+):
     cli.add_command(command)
 
 

@@ -46,6 +46,9 @@ BREAKER_PROBE = PREFIX + "breaker:probe"
 # Bulks that settled with a notification still to send (worker.queue.notify).
 NOTIFY_OUTBOX = PREFIX + "notify:outbox"
 
+# The HTTP API (httpapi): its callers' keys, and which caller made a job or a bulk.
+API_KEYS = PREFIX + "apikeys"  # hash: key name -> sha256 of the key (never the key)
+
 
 def job(job_id: str) -> str:
     return JOB_PREFIX + job_id
@@ -94,6 +97,16 @@ def notify_lock(bulk_id: str) -> str:
 def token_rate(digest: str) -> str:
     """One token's rate-limit bucket, named by a digest (never the token)."""
     return f"{PREFIX}rate:token:{digest}"
+
+
+def api_key(digest: str) -> str:
+    """An HTTP API key's record (name, accounts glob, created), found by the key's sha256."""
+    return f"{PREFIX}apikey:{digest}"
+
+
+def http_owner(job_or_bulk_id: str) -> str:
+    """The name of the API key that enqueued a job or submitted a bulk over HTTP."""
+    return f"{PREFIX}http:owner:{job_or_bulk_id}"
 
 
 class BulkKeys:
