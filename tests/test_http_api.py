@@ -6,6 +6,7 @@ poll against `voicemail serve` run as operators run it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -17,6 +18,7 @@ import httpx
 import pytest
 import redis
 import uvicorn
+from fastapi import FastAPI
 from openapi_spec_validator import validate
 
 from httpapi import keystore
@@ -32,20 +34,26 @@ MakeKey = Callable[..., str]
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture(scope="module")
-def api(worker: stack.Service) -> Iterator[str]:
-    """The app under uvicorn in a thread, on a free port; its base URL."""
+@contextlib.contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """`app` under uvicorn in a thread, on a free port; its base URL."""
     port = stack.free_port()
-    config = uvicorn.Config(
-        create_app(), host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     stack.wait_until(lambda: server.started, 30, "uvicorn")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(15)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def api(worker: stack.Service) -> Iterator[str]:
+    with serving(create_app()) as url:
+        yield url
 
 
 @pytest.fixture
@@ -169,6 +177,23 @@ def test_errors_are_problem_json_named_as_in_python(
         is_problem(http.get("/v1/bulks/no-such-bulk"), 404, "UnknownBulk")
         csv_as_json = http.post("/v1/bulks", content=b"{}", headers={"content-type": "image/png"})
         is_problem(csv_as_json, 415, "UnsupportedMediaType")
+
+
+def test_an_unreachable_redis_is_503_queue_unavailable() -> None:
+    app = create_app()
+    app.state.redis = redis.Redis(port=stack.free_port())  # nothing listens there
+    with serving(app) as url:
+        response = httpx.get(url + "/v1/jobs/x", headers={"Authorization": "Bearer vmk_any"})
+    assert is_problem(response, 503, "QueueUnavailable")["detail"].startswith("cannot reach")
+    assert response.headers["retry-after"] == "1"
+
+
+def test_a_bulk_without_the_csv_header_is_422(api: str, make_key: MakeKey) -> None:
+    with client(api, make_key()) as http:
+        response = http.post(
+            "/v1/bulks", content="a,b\n1,2\n", headers={"content-type": "text/csv"}
+        )
+    assert "account,send,email" in is_problem(response, 422, "InputError")["detail"]
 
 
 def test_idempotency_key_answers_the_first_job_per_api_key(
