@@ -7,7 +7,7 @@ unknown or did not finish in time exits 1.
 Commands import the producer API inside their functions: the Celery app reads the
 environment when it is built, and a bad variable must come out as one line on
 stderr from the command, not as a traceback from `voicemail --help`.
-Layer: the top. May import `tasks`, `worker` and `simulator`; nothing imports it.
+Layer: the top. May import `httpapi`, `tasks`, `worker` and `simulator`; nothing imports it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .bulk_checks import COMMANDS as BULK_CHECKS
 from .common import Group, fail
 from .dead import dead
 from .history import history  # also adds `bulk journal` to the bulk group
+from .http import apikeys, serve
 from .jobs import get, result, update
 from .local import demo, simulator
 from .ops import health, metrics
@@ -33,7 +34,20 @@ def cli() -> None:
     """Read and change Plusofon voicemail settings through the job queue."""
 
 
-for command in (get, update, result, accounts, bulk, dead, health, metrics, demo, simulator):
+for command in (
+    get,
+    update,
+    result,
+    accounts,
+    bulk,
+    dead,
+    health,
+    metrics,
+    serve,
+    apikeys,
+    demo,
+    simulator,
+):
     cli.add_command(command)
 cli.add_command(history)
 for command in BULK_CHECKS:  # bulk verify, plan and apply

@@ -53,6 +53,9 @@ INTENT_PREFIX = PREFIX + "intent:"
 # Bulks that settled with a notification still to send (worker.queue.notify).
 NOTIFY_OUTBOX = PREFIX + "notify:outbox"
 
+# The HTTP API (httpapi): its callers' keys, and which caller made a job or a bulk.
+API_KEYS = PREFIX + "apikeys"  # hash: key name -> sha256 of the key (never the key)
+
 
 def _under(part: str) -> Callable[[str], str]:
     """Names `voicemail:<part>:<what>`."""
@@ -87,6 +90,16 @@ held = _under("held")  # delivery tags a worker instance received and has not ac
 reap_lock = _under("reap")
 notify_lock = _under("notify:lock")
 token_rate = _under("rate:token")  # one token's bucket, named by a digest (never the token)
+
+
+def api_key(digest: str) -> str:
+    """An HTTP API key's record (name, accounts glob, created), found by the key's sha256."""
+    return f"{PREFIX}apikey:{digest}"
+
+
+def http_owner(job_or_bulk_id: str) -> str:
+    """The name of the API key that enqueued a job or submitted a bulk over HTTP."""
+    return f"{PREFIX}http:owner:{job_or_bulk_id}"
 
 
 class BulkKeys:
