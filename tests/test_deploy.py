@@ -84,6 +84,7 @@ READS = {
     "worker": SETTINGS - {"VOICEMAIL_METRICS_BASIC_AUTH"},
     "flower": CELERY_APP | {"FLOWER_BASIC_AUTH"},
     "metrics": REDIS | {"VOICEMAIL_METRICS_BASIC_AUTH"},
+    "web": CELERY_APP | {"PORT"},
     "simulator": set(),
 }
 
@@ -91,7 +92,7 @@ READS = {
 def test_compose_secrets_only_reach_the_worker() -> None:
     services = compose()["services"]
     assert set(services["worker"]["environment"]) >= SECRETS
-    for name in ("flower", "metrics", "simulator"):
+    for name in ("flower", "metrics", "web", "simulator"):
         assert set(services[name].get("environment") or {}) & SECRETS == set(), name
 
 
@@ -145,7 +146,7 @@ def test_docker_compose_config_validates(tmp_path: Path) -> None:
     services = compose_config(command, tmp_path)["services"]
     assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "ops:compose-pass"
     assert services["worker"]["environment"]["PLUSOFON_TOKEN"] == "tok-compose"
-    for name in ("flower", "metrics", "simulator"):
+    for name in ("flower", "metrics", "web", "simulator"):
         leaked = {k: v for k, v in (services[name].get("environment") or {}).items() if v}
         assert "tok-compose" not in leaked.values() and "k" * 40 not in leaked.values(), name
 
