@@ -19,14 +19,10 @@ from typing import Any
 from worker.coordination.bulk_records import BulkRow, Keys
 from worker.coordination.bulk_status import read_status
 from worker.core.connections import text
-from worker.core.errors import InputError
+from worker.core.errors import InputError, RevertRefused
 
-from ..producer import redis_client, redis_errors
+from ..connection import redis_client, redis_errors
 from .submit import submit_as
-
-
-class RevertRefused(InputError):
-    """The bulk cannot be reverted (not revertible, still running, or reverted already)."""
 
 
 def revert_bulk(bulk_id: str) -> str:

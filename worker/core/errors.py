@@ -3,6 +3,8 @@
     VoicemailError
     ├── ConfigError                 a bad environment variable, named
     ├── InputError                  a bad argument, refused before anything is queued
+    │   └── RevertRefused           a bulk that cannot be reverted (now, or at all)
+    ├── QueueUnavailable            Redis (the broker or the result store) cannot be reached
     ├── AccountNotFound             the account is not in the credential store
     ├── CredentialError             the store cannot be read with this VOICEMAIL_SECRET_KEY
     ├── EngineUnavailable           a bulk engine process died; its chunk is re-queued
@@ -53,6 +55,14 @@ class ConfigError(VoicemailError):
 
 class InputError(VoicemailError):
     pass
+
+
+class RevertRefused(InputError):
+    """The bulk cannot be reverted (not revertible, still running, or reverted already)."""
+
+
+class QueueUnavailable(VoicemailError):
+    """Redis (the broker or the result store) cannot be reached."""
 
 
 class AccountNotFound(VoicemailError):
