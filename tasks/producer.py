@@ -34,6 +34,7 @@ from worker.core import keys
 from worker.core.errors import (
     AccountNotFound,
     InputError,
+    NotFound,
     QueueUnavailable,
     RevertRefused,
     VoicemailError,
@@ -63,6 +64,7 @@ __all__ = [
     "InputError",
     "JobError",
     "JobStatus",
+    "NotFound",
     "Producer",
     "QueueUnavailable",
     "RevertRefused",
@@ -242,7 +244,7 @@ def redrive(job_id: str) -> str:
         client = redis_client()
         letter = deadletter.get(client, job_id)
         if letter is None:
-            raise InputError(f"no dead job {job_id}")
+            raise NotFound(f"no dead job {job_id}")
         kwargs = dict(letter.kwargs)
         if letter.error.get("type") == "Expired":
             # Its number is too old to be told from newer ones: it goes as a new update.

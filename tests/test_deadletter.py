@@ -66,5 +66,5 @@ def test_retry_needs_an_id_or_all() -> None:
     result = CliRunner().invoke(cli, ["dead", "retry"])
     assert result.exit_code == 2
     result = CliRunner().invoke(cli, ["dead", "retry", "no-such-job"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # an unknown id, as for `voicemail result`
     assert "no dead job no-such-job" in result.stderr

@@ -3,7 +3,8 @@
     VoicemailError
     ├── ConfigError                 a bad environment variable, named
     ├── InputError                  a bad argument, refused before anything is queued
-    │   └── RevertRefused           a bulk that cannot be reverted (now, or at all)
+    │   ├── RevertRefused           a bulk that cannot be reverted (now, or at all)
+    │   └── NotFound                an id that names nothing: a dead job, a bulk
     ├── QueueUnavailable            Redis (the broker or the result store) cannot be reached
     ├── AccountNotFound             the account is not in the credential store
     ├── CredentialError             the store cannot be read with this VOICEMAIL_SECRET_KEY
@@ -59,6 +60,10 @@ class InputError(VoicemailError):
 
 class RevertRefused(InputError):
     """The bulk cannot be reverted (not revertible, still running, or reverted already)."""
+
+
+class NotFound(InputError):
+    """An id that names nothing (never issued, or expired): a dead job, a bulk."""
 
 
 class QueueUnavailable(VoicemailError):
