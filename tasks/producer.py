@@ -238,6 +238,12 @@ def dead_letters() -> Iterator[deadletter.DeadLetter]:
         yield from deadletter.iterate(redis_client())
 
 
+def purge_dead_letters(older_than: float | None = None) -> int:
+    """Drop dead letters that failed more than `older_than` seconds ago (all, without it)."""
+    with redis_errors():
+        return deadletter.purge(redis_client(), older_than)
+
+
 def redrive(job_id: str) -> str:
     """Send a dead job again, under a new id with the same arguments; returns the new id."""
     with redis_errors():
@@ -311,6 +317,7 @@ class Producer:
     wait = _within(wait)
     dead_letters = _within(lambda: list(dead_letters()))
     redrive = _within(redrive)
+    purge_dead_letters = _within(purge_dead_letters)
     submit_bulk = _within(bulk.submit_bulk)
     bulk_status = _within(bulk.bulk_status)
     bulk_failures = _within(bulk.bulk_failures)

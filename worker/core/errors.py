@@ -156,6 +156,22 @@ class ApiConnectionError(TransientError):
     pass
 
 
+# What a task never retries (its `throws`), and `voicemail dead retry --all` leaves alone.
+PERMANENT: tuple[type[VoicemailError], ...] = (
+    PermanentError,
+    InputError,
+    AccountNotFound,
+    CredentialError,
+    Expired,
+)
+
+
+def is_permanent(type_name: str) -> bool:
+    """Whether an error stored by its class name (a result, a dead letter) is permanent."""
+    found = globals().get(type_name)
+    return isinstance(found, type) and issubclass(found, PERMANENT)
+
+
 def describe(exc: BaseException) -> dict[str, Any]:
     """The `{"type", "message"}` pair a poller sees for a failure."""
     return {"type": type(exc).__name__, "message": str(exc)}
