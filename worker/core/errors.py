@@ -49,6 +49,11 @@ class VoicemailError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __repr__(self) -> str:
+        # What Flower shows of a failure (the task page's `exception`, `/api/task/result`'s
+        # `result`), and `JobError.__str__`'s shape: `UserNotFound: User not found.`
+        return f"{type(self).__name__}: {self.message}"
+
 
 class ConfigError(VoicemailError):
     pass
