@@ -9,6 +9,9 @@ COPY worker ./worker
 COPY tasks ./tasks
 COPY cli ./cli
 COPY simulator ./simulator
-RUN pip install --no-deps . && useradd --system --uid 10001 voicemail
+COPY voicemail_worker ./voicemail_worker
+# The worker's own dependencies (the `worker` extra) are in the lock file; this installs
+# the project as `.[worker]` without resolving again.
+RUN pip install --no-deps '.[worker]' && useradd --system --uid 10001 voicemail
 USER voicemail
 CMD ["celery", "-A", "worker", "worker", "--pool", "threads", "--concurrency", "32", "--loglevel", "INFO"]

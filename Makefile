@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[local]'
+	$(BIN)/python -m pip install --quiet -e '.[worker,local]'
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
@@ -40,7 +40,7 @@ bench: $(VENV)/.installed-test
 
 # The Docker image's pinned dependencies.
 lock: $(VENV)/.installed-test
-	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 \
+	$(BIN)/uv pip compile pyproject.toml --extra worker --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 -q -o requirements.lock
 
 # The fault and race tests (with those filed by area: sentinel, breaker, client, engine,

@@ -1,8 +1,9 @@
 """The `voicemail` command line, one module per command group.
 
-Job commands print one JSON object on stdout and exit 0 only on SUCCESS.
-Expected errors print one line on stderr and exit 2; a job that failed, is
-unknown or did not finish in time exits 1.
+Job commands print one JSON object on stdout and exit 0 only on SUCCESS. Expected errors
+print one line on stderr. Exit codes, one table for every command (`common`, docs/cli.md):
+0 ok; 1 not found or a failed job; 2 usage or a refusal; 3 a check found something;
+4 Redis or the broker unreachable.
 
 Commands import the producer API inside their functions: the Celery app reads the
 environment when it is built, and a bad variable must come out as one line on
@@ -19,7 +20,7 @@ from worker.core.errors import VoicemailError
 from .accounts import accounts
 from .bulk import bulk
 from .bulk_checks import COMMANDS as BULK_CHECKS
-from .common import Group, fail
+from .common import Group, exit_code_for, fail
 from .dead import dead
 from .history import history  # also adds `bulk journal` to the bulk group
 from .http import apikeys, serve
@@ -58,7 +59,7 @@ def main() -> None:
     try:
         cli.main(standalone_mode=True)
     except VoicemailError as exc:
-        fail(str(exc))
+        fail(str(exc), exit_code_for(exc))
 
 
 __all__ = ["cli", "main"]

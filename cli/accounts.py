@@ -16,7 +16,7 @@ from worker.core.errors import VoicemailError
 from worker.core.validation import check_account, check_token
 from worker.store.credentials import AccountRow
 
-from .common import EXIT_JOB_NOT_OK, emit, fail
+from .common import EXIT_JOB_NOT_OK, EXIT_NOT_OK, emit, fail
 
 
 @click.group()
@@ -138,5 +138,5 @@ def accounts_remove(name: str) -> None:
     from tasks.producer import credential_store
 
     if not credential_store().remove(name):
-        fail(f"account {name!r} is not in the credential store")
+        fail(f"account {name!r} is not in the credential store", EXIT_NOT_OK)
     click.echo(f"removed {name}", err=True)

@@ -1,7 +1,9 @@
 """The contract other services use: the producer API and the task definitions.
 
-Other services import `enqueue_get`, `enqueue_update`, `poll` and `wait` from here
-(`producer`), bulk operations from `tasks.bulk`, or send `voicemail.get` /
+Other services import `enqueue_get`, `enqueue_update`, `poll`, `wait`, `Producer` and
+every error the API raises from here (`producer`; also `voicemail_worker.producer`, for
+a service with a `tasks` module of its own), bulk operations from `tasks.bulk`, or send
+`voicemail.get` /
 `voicemail.update` by name without importing anything. The task definitions
 (`voicemail`, `chunk`) are loaded by workers only: a producer never imports them.
 
@@ -17,9 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .producer import (
+        AccountNotFound,
+        InputError,
         JobError,
         JobStatus,
+        Producer,
         QueueUnavailable,
+        RevertRefused,
+        VoicemailError,
         enqueue_get,
         enqueue_update,
         poll,
@@ -27,9 +34,14 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "AccountNotFound",
+    "InputError",
     "JobError",
     "JobStatus",
+    "Producer",
     "QueueUnavailable",
+    "RevertRefused",
+    "VoicemailError",
     "enqueue_get",
     "enqueue_update",
     "poll",

@@ -1,9 +1,15 @@
-"""The producer API other Python services import: enqueue, poll, wait.
+"""The producer API other Python services import: enqueue, poll, wait, and bulk updates.
 
-    from tasks import enqueue_update, wait
+    from tasks import enqueue_update, wait          # or: from voicemail_worker.producer import ...
     job = enqueue_update("acme", True, "vm@acme.ru")
     status = wait(job, timeout=30)     # JobStatus(state="SUCCESS", result={...}, error=None)
 
+    producer = Producer("redis://redis:6379/0")    # or Producer(redis=client), like arq's pool
+    job = producer.enqueue_update("acme", True, "vm@acme.ru")
+
+The module-level functions are the default producer's, configured from the environment
+(REDIS_URL, CELERY_BROKER_URL, CELERY_RESULT_BACKEND); a `Producer` brings its own
+connections. Neither sets a current Celery app, connects a signal or patches kombu.
 Input is checked before anything is queued; a bad argument raises `InputError`,
 an account missing from the credential store raises `AccountNotFound`, and an
 unreachable Redis raises `QueueUnavailable` within seconds.
@@ -14,27 +20,65 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-import kombu.exceptions
 import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from worker.coordination.ordering import Ordering
 from worker.core import keys
-from worker.core.errors import AccountNotFound, InputError, VoicemailError, describe
-from worker.core.settings import get_settings
+from worker.core.errors import (
+    AccountNotFound,
+    InputError,
+    NotFound,
+    QueueUnavailable,
+    RevertRefused,
+    VoicemailError,
+    describe,
+)
+from worker.core.settings import Settings
 from worker.core.validation import check_account, check_update
 from worker.queue import deadletter
-from worker.queue.app import BULK_QUEUE, CHUNK_TASK, app, job_key, producer_connections
-from worker.store.credentials import CredentialStore
+from worker.queue.app import BULK_QUEUE, CHUNK_TASK, create_app, job_key
 
-from .idempotency import JOB_LEASE, IdempotencyKey
+from . import bulk
+from .connection import (
+    Connection,
+    active,
+    credential_store,
+    current,
+    once,
+    redis_client,
+    redis_errors,
+    safe_url,
+    settings_for,
+    url_of,
+)
+
+__all__ = [
+    "AccountNotFound",
+    "InputError",
+    "JobError",
+    "JobStatus",
+    "NotFound",
+    "Producer",
+    "QueueUnavailable",
+    "RevertRefused",
+    "VoicemailError",
+    "credential_store",
+    "enqueue_get",
+    "enqueue_update",
+    "once",
+    "poll",
+    "redis_client",
+    "redis_errors",
+    "safe_url",
+    "wait",
+]
 
 PENDING, STARTED, RETRY, SUCCESS, FAILURE, UNKNOWN = (
     "PENDING",
@@ -45,10 +89,6 @@ PENDING, STARTED, RETRY, SUCCESS, FAILURE, UNKNOWN = (
     "UNKNOWN",
 )
 READY_STATES = frozenset({SUCCESS, FAILURE, "REVOKED", UNKNOWN})
-
-
-class QueueUnavailable(VoicemailError):
-    """Redis (the broker or the result store) cannot be reached."""
 
 
 @dataclass(frozen=True)
@@ -84,34 +124,6 @@ class JobStatus:
         return out
 
 
-def safe_url(url: str) -> str:
-    """`url` with its password starred out, fit for a message or a log line."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
-@contextmanager
-def redis_errors() -> Iterator[None]:
-    """Turn an unreachable Redis (or broker) into `QueueUnavailable`, naming the URL."""
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError) as exc:
-        url = safe_url(get_settings().redis_url)
-        raise QueueUnavailable(f"cannot reach Redis at {url}: {exc}") from None
-
-
-def redis_client() -> redis.Redis:
-    """This producer's client for REDIS_URL (job records, idempotency keys, bulk records)."""
-    return producer_connections().redis
-
-
-def credential_store() -> CredentialStore:
-    return producer_connections().store
-
-
 def _require_account(account: str) -> None:
     with redis_errors():
         known = credential_store().exists(account)
@@ -120,31 +132,6 @@ def _require_account(account: str) -> None:
             f"account {account!r} is not in the credential store "
             "(add it with `voicemail accounts import`)"
         )
-
-
-@contextmanager
-def once(
-    key: str | None, new_id: str, *, lease: float = JOB_LEASE
-) -> Iterator[IdempotencyKey | str | None]:
-    """With an idempotency key: the id already queued for it (a `str`), or, the first
-    time, the key itself (claimed for `new_id`; the caller queues the work and `once`
-    settles it). Without one: None. Queueing that fails drops the claim again, so a
-    retried call is never told about work that never was; a caller that dies before
-    settling leaves a claim that lapses after `lease` seconds (tasks/idempotency.py)."""
-    if key is None:
-        yield None
-        return
-    idem = IdempotencyKey(redis_client(), key, lease, get_settings().result_expires)
-    found = idem.wait_settled(new_id, lease + 1) if lease <= JOB_LEASE else idem.claim(new_id)
-    if found.state in ("done", "busy"):
-        yield found.id
-        return
-    try:
-        yield idem
-    except BaseException:
-        idem.drop(new_id)
-        raise
-    idem.settle(new_id)
 
 
 def _numbered_if_known(account: str) -> int:
@@ -166,7 +153,7 @@ def enqueue_get(account: str) -> str:
     name = check_account(account)
     _require_account(name)
     with redis_errors():
-        return str(app.send_task("voicemail.get", args=[name]).id)
+        return current().publish("voicemail.get", [name])
 
 
 def enqueue_update(
@@ -179,8 +166,8 @@ def enqueue_update(
         if isinstance(existing, str):
             return existing
         seq = _numbered_if_known(name)
-        app.send_task(
-            "voicemail.update", args=[name, send_, email_], kwargs={"seq": seq}, task_id=job_id
+        current().publish(
+            "voicemail.update", [name, send_, email_], kwargs={"seq": seq}, task_id=job_id
         )
         return job_id
 
@@ -205,7 +192,7 @@ def _status(result: AsyncResult, check_known: bool = True) -> JobStatus:  # type
 def poll(job_id: str) -> JobStatus:
     """The job's state now: PENDING, STARTED, RETRY, SUCCESS, FAILURE or UNKNOWN."""
     with redis_errors():
-        return _status(AsyncResult(job_id, app=app))
+        return _status(AsyncResult(job_id, app=current().app))
 
 
 def wait(job_id: str, timeout: float = 30.0) -> JobStatus:
@@ -219,7 +206,7 @@ def wait(job_id: str, timeout: float = 30.0) -> JobStatus:
     started = time.monotonic()
     deadline = started + timeout
     with redis_errors():
-        result: AsyncResult = AsyncResult(job_id, app=app)  # type: ignore[type-arg]
+        result: AsyncResult = AsyncResult(job_id, app=current().app)  # type: ignore[type-arg]
         first = True
         while True:
             # Whether the id was ever issued matters only once the job is slow to show:
@@ -251,21 +238,100 @@ def dead_letters() -> Iterator[deadletter.DeadLetter]:
         yield from deadletter.iterate(redis_client())
 
 
+def purge_dead_letters(older_than: float | None = None) -> int:
+    """Drop dead letters that failed more than `older_than` seconds ago (all, without it)."""
+    with redis_errors():
+        return deadletter.purge(redis_client(), older_than)
+
+
 def redrive(job_id: str) -> str:
     """Send a dead job again, under a new id with the same arguments; returns the new id."""
     with redis_errors():
         client = redis_client()
         letter = deadletter.get(client, job_id)
         if letter is None:
-            raise InputError(f"no dead job {job_id}")
-        new_id = str(uuid.uuid4())
-        options: dict[str, Any] = {}
+            raise NotFound(f"no dead job {job_id}")
         kwargs = dict(letter.kwargs)
         if letter.error.get("type") == "Expired":
             # Its number is too old to be told from newer ones: it goes as a new update.
             kwargs["seq"] = Ordering(client).next_seq()
-        if letter.task == CHUNK_TASK:
-            options["queue"] = BULK_QUEUE
-        app.send_task(letter.task, args=letter.args, kwargs=kwargs, task_id=new_id, **options)
+        queue = BULK_QUEUE if letter.task == CHUNK_TASK else "celery"
+        new_id = current().publish(letter.task, letter.args, kwargs=kwargs, queue=queue)
         deadletter.forget(client, job_id)
         return new_id
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _within(function: Callable[P, R]) -> Callable[Concatenate[Producer, P], R]:
+    """`function`, run with this producer's connection as the current one."""
+
+    def method(self: Producer, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.use():
+            return function(*args, **kwargs)
+
+    method.__name__ = method.__qualname__ = function.__name__
+    method.__doc__ = function.__doc__
+    return method
+
+
+class Producer:
+    """A producer with connections of its own, from arguments: a Redis URL (for the broker
+    and results too unless `broker_url` / `result_backend` say otherwise), or a
+    `redis.Redis` client (`redis=`), as arq's `create_pool` is. Other settings (the
+    secret key, expiries) come from `settings` or the environment. Its methods are the
+    module's functions; `with producer.use():` makes it the one they use."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        broker_url: str | None = None,
+        *,
+        result_backend: str | None = None,
+        redis: redis.Redis | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        if redis is not None and redis_url is None:
+            redis_url = url_of(redis)
+        self.settings = settings_for(settings, redis_url, broker_url, result_backend)
+        client = redis if redis is not None else _client_for(self.settings)
+        self.connection = Connection(self.settings, create_app(self.settings), client)
+
+    def use(self) -> AbstractContextManager[Connection]:
+        return active(self.connection)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    enqueue_get = _within(enqueue_get)
+    enqueue_update = _within(enqueue_update)
+    poll = _within(poll)
+    wait = _within(wait)
+    dead_letters = _within(lambda: list(dead_letters()))
+    redrive = _within(redrive)
+    purge_dead_letters = _within(purge_dead_letters)
+    submit_bulk = _within(bulk.submit_bulk)
+    bulk_status = _within(bulk.bulk_status)
+    bulk_failures = _within(bulk.bulk_failures)
+    bulk_cancelled = _within(bulk.bulk_cancelled)
+    retry_bulk = _within(bulk.retry_bulk)
+    cancel_bulk = _within(bulk.cancel_bulk)
+    pause_bulk = _within(bulk.pause_bulk)
+    resume_bulk = _within(bulk.resume_bulk)
+    change_bulk = _within(bulk.change_bulk)
+    list_bulks = _within(bulk.list_bulks)
+    revert_bulk = _within(bulk.revert_bulk)
+
+
+def _client_for(settings: Settings) -> redis.Redis:
+    from worker.core.connections import redis_client as connect
+
+    return connect(settings.redis_url)

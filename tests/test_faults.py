@@ -96,7 +96,7 @@ def test_redis_restart(isolated: Isolated) -> None:
     port, data_dir = isolated.redis.extra["port"], isolated.redis.extra["dir"]
     isolated.redis.stop()  # SIGTERM: Redis writes its AOF and exits
     down = isolated.cli("get", "acct-000001")
-    assert down.returncode == 2
+    assert down.returncode == 4
     assert "cannot reach Redis" in down.stderr
 
     argv = [

@@ -65,3 +65,39 @@ def test_flower_shows_bulk_chunks_readably(
     stack.wait_until(lambda: expected in chunks(), 20, "Flower listing the chunk")
     # The result says what the bulk was doing: RUNNING, or PAUSED / CANCELLED when cut short.
     assert "'bulk_state': 'RUNNING'" in chunks()[expected]
+
+
+def test_a_failure_reads_the_same_in_flower_the_producer_and_the_cli(
+    flower: stack.Service, make_account: Callable[..., SimAccount]
+) -> None:
+    """One failure shape: `{"type", "message"}` as JSON (producer, `voicemail result`),
+    `Type: message` as text (Flower's task page and `/api/task/result`, which print it)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cli import cli
+    from tasks import enqueue_get, wait
+
+    job_id = enqueue_get(make_account("missing-200").name)
+    status = wait(job_id, timeout=30)
+    assert status.error is not None
+    shape = {"type": "UserNotFound", "message": "User not found."}
+    assert status.as_dict()["error"] == shape
+    shown = CliRunner().invoke(cli, ["result", job_id])
+    assert shown.exit_code == 1
+    assert json.loads(shown.stdout)["error"] == shape
+    text = "UserNotFound: User not found."
+    assert str(status.error) == text
+    auth = tuple(flower.extra["auth"].split(":"))
+    with httpx.Client(base_url=flower.url, auth=auth, timeout=10) as http:
+        assert http.get(f"/api/task/result/{job_id}").json()["result"] == text
+        deadline = time.monotonic() + 15
+        while (info := http.get(f"/api/task/info/{job_id}")).status_code != 200 or (
+            info.json().get("state") != "FAILURE"
+        ):
+            assert time.monotonic() < deadline, info.text
+            time.sleep(0.1)
+        assert info.json()["exception"] == text
+        # Where Flower differs (docs/operations.md, "One failure shape"): its task page also
+        # shows the traceback the worker's task-failed event carries.

@@ -72,3 +72,17 @@ def test_json_logs_carry_job_fields_and_no_token(isolated: Isolated) -> None:
     assert lines[failed["id"]]["outcome"] == "failed"
     assert "UserNotFound" in lines[failed["id"]]["message"]
     assert "tok-acct-" not in worker.log()
+
+
+def test_json_log_times_are_iso_8601_in_utc() -> None:
+    import datetime as dt
+    import json
+    import logging
+
+    from worker.core.logs import JsonFormatter
+
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
+    record.created = 1_700_000_000.25
+    line = json.loads(JsonFormatter().format(record))
+    assert line["ts"] == "2023-11-14T22:13:20.250Z"
+    assert dt.datetime.fromisoformat(line["ts"]).utcoffset() == dt.timedelta(0)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("worker", "tasks", "cli", "simulator")
+PACKAGES = ("worker", "tasks", "cli", "simulator", "voicemail_worker")
 PIP = (sys.executable, "-m", "pip")
 
 
@@ -23,7 +23,8 @@ def shipped_files() -> set[str]:
         str(path.relative_to(ROOT))
         for package in PACKAGES
         for path in (ROOT / package).rglob("*")
-        if path.suffix in (".py", ".lua") and "__pycache__" not in path.parts
+        if (path.suffix in (".py", ".lua") or path.name == "py.typed")
+        and "__pycache__" not in path.parts
     }
 
 

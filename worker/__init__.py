@@ -37,6 +37,7 @@ def __getattr__(name: str) -> Any:
         from .queue.app import app as celery_app
 
         worker_signals.install()
+        celery_app.set_current()  # the worker's own process: its app is the current one
         globals()["app"] = celery_app
         return celery_app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

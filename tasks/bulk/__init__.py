@@ -15,10 +15,11 @@
 from __future__ import annotations
 
 from worker.coordination.bulk_status import BulkStatus
+from worker.core.errors import RevertRefused
 
 from .lifecycle import cancel_bulk, change_bulk, list_bulks, pause_bulk, resume_bulk
 from .plan import PlanRefused, apply_plan, keep_plan, plan_bulk, plan_rows, plan_summary
-from .revert import RevertRefused, revert_bulk
+from .revert import revert_bulk
 from .submit import bulk_cancelled, bulk_failures, bulk_status, retry_bulk, submit_bulk
 from .verify import drifted_rows, fix_drifted, verify_bulk, verify_summary
 

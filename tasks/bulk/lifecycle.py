@@ -12,9 +12,8 @@ from worker.coordination.bulk_status import BulkStatus, read_status, recent_bulk
 from worker.core.errors import InputError
 from worker.core.settings import get_settings
 from worker.queue import notify as _notify
-from worker.queue.app import app, send_chunk
 
-from ..producer import redis_client, redis_errors
+from ..connection import current, redis_client, redis_errors
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ def _apply(bulk_id: str, op: bulk_control.Op) -> tuple[bool, BulkStatus]:
             client.register_script(RECORD_SCRIPT)(
                 keys=keys.record_keys(), args=record_args([], ttl)
             )
-            _notify.drain(client, app)
+            _notify.drain(client, current().app)
         return change.changed, read_status(client, bulk_id)
 
 
@@ -40,7 +39,7 @@ def _wake(client: Any, bulk_id: str, parked: dict[int, int]) -> None:
     """Queue the chunks a pause parked, with the retries they had spent."""
     for number, retries in sorted(parked.items()):
         try:
-            send_chunk(bulk_id, number, retries)
+            current().send_chunk(bulk_id, number, retries)
         except Exception:
             # Not lost: parked again, for the next resume (or cancel) to queue.
             keys = Keys(bulk_id)

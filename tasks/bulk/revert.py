@@ -19,14 +19,10 @@ from typing import Any
 from worker.coordination.bulk_records import BulkRow, Keys
 from worker.coordination.bulk_status import read_status
 from worker.core.connections import text
-from worker.core.errors import InputError
+from worker.core.errors import NotFound, RevertRefused
 
-from ..producer import redis_client, redis_errors
+from ..connection import redis_client, redis_errors
 from .submit import submit_as
-
-
-class RevertRefused(InputError):
-    """The bulk cannot be reverted (not revertible, still running, or reverted already)."""
 
 
 def revert_bulk(bulk_id: str) -> str:
@@ -35,7 +31,7 @@ def revert_bulk(bulk_id: str) -> str:
         client = redis_client()
         status = read_status(client, bulk_id)
         if status.state == "UNKNOWN":
-            raise InputError(f"no bulk {bulk_id} (never submitted, or expired)")
+            raise NotFound(f"no bulk {bulk_id} (never submitted, or expired)")
         if status.state == "DRY_RUN":
             raise RevertRefused(f"bulk {bulk_id} was a dry run: it changed nothing")
         if not status.revertible:

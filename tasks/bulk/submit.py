@@ -36,10 +36,9 @@ from worker.core.keys import ACCOUNTS, BULKS
 from worker.core.settings import get_settings
 from worker.core.validation import check_update, parse_send
 from worker.queue import notify as _notify
-from worker.queue.app import app, send_chunk
 
+from ..connection import credential_store, current, once, redis_client, redis_errors
 from ..idempotency import BULK_LEASE
-from ..producer import credential_store, once, redis_client, redis_errors
 from .lifecycle import cancel_bulk
 
 logger = logging.getLogger(__name__)
@@ -202,7 +201,7 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
         client.delete(keys.seen)  # no row comes any more: the duplicate check is done
         # Stamps finished_at if workers already recorded every row.
         record(keys=keys.record_keys(), args=record_args([], ttl))
-        _notify.drain(client, app)
+        _notify.drain(client, current().app)
     logger.info("bulk %s: %d rows in %d chunks", bulk_id, total, chunks)
     return bulk_id
 
@@ -274,7 +273,7 @@ def _queue_chunk(
         )
         pipe.hset(keys.meta, "chunks", number + 1)
         pipe.execute()
-    send_chunk(bulk_id, number, what=f"{len(rows)} accounts of bulk {bulk_id}")
+    current().send_chunk(bulk_id, number, what=f"{len(rows)} accounts of bulk {bulk_id}")
 
 
 def bulk_status(bulk_id: str) -> BulkStatus:

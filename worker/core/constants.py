@@ -53,6 +53,7 @@ DEFAULT_PLAN_TTL = 86_400  # how long `bulk plan` keeps a plan, in seconds
 # How long an account's ordering state outlives its last update; an update older than
 # this when a worker reaches it is not applied (Expired).
 DEFAULT_ORDERING_TTL = 7 * 86_400
+DEFAULT_DEAD_LETTER_DAYS = 30  # dead letters older are dropped on write and by `dead purge`
 
 DEFAULT_ACCOUNT = "default"
 SECRET_KEY_MIN_LENGTH = 32

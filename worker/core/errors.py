@@ -3,6 +3,9 @@
     VoicemailError
     ├── ConfigError                 a bad environment variable, named
     ├── InputError                  a bad argument, refused before anything is queued
+    │   ├── RevertRefused           a bulk that cannot be reverted (now, or at all)
+    │   └── NotFound                an id that names nothing: a dead job, a bulk
+    ├── QueueUnavailable            Redis (the broker or the result store) cannot be reached
     ├── AccountNotFound             the account is not in the credential store
     ├── CredentialError             the store cannot be read with this VOICEMAIL_SECRET_KEY
     ├── EngineUnavailable           a bulk engine process died; its chunk is re-queued
@@ -48,6 +51,11 @@ class VoicemailError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __repr__(self) -> str:
+        # What Flower shows of a failure (the task page's `exception`, `/api/task/result`'s
+        # `result`), and `JobError.__str__`'s shape: `UserNotFound: User not found.`
+        return f"{type(self).__name__}: {self.message}"
+
 
 class ConfigError(VoicemailError):
     pass
@@ -55,6 +63,18 @@ class ConfigError(VoicemailError):
 
 class InputError(VoicemailError):
     pass
+
+
+class RevertRefused(InputError):
+    """The bulk cannot be reverted (not revertible, still running, or reverted already)."""
+
+
+class NotFound(InputError):
+    """An id that names nothing (never issued, or expired): a dead job, a bulk."""
+
+
+class QueueUnavailable(VoicemailError):
+    """Redis (the broker or the result store) cannot be reached."""
 
 
 class AccountNotFound(VoicemailError):
@@ -157,6 +177,22 @@ class ApiTimeout(TransientError):
 
 class ApiConnectionError(TransientError):
     pass
+
+
+# What a task never retries (its `throws`), and `voicemail dead retry --all` leaves alone.
+PERMANENT: tuple[type[VoicemailError], ...] = (
+    PermanentError,
+    InputError,
+    AccountNotFound,
+    CredentialError,
+    Expired,
+)
+
+
+def is_permanent(type_name: str) -> bool:
+    """Whether an error stored by its class name (a result, a dead letter) is permanent."""
+    found = globals().get(type_name)
+    return isinstance(found, type) and issubclass(found, PERMANENT)
 
 
 def describe(exc: BaseException) -> dict[str, Any]:

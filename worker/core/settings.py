@@ -125,6 +125,7 @@ class Settings(BaseSettings):
     # How long `voicemail bulk plan` keeps a plan for `bulk apply`, from when it is made.
     plan_ttl: int = env("VOICEMAIL_PLAN_TTL", C.DEFAULT_PLAN_TTL, ge=1)
     ordering_ttl: int = env("VOICEMAIL_ORDERING_TTL", C.DEFAULT_ORDERING_TTL, ge=60)
+    dead_letter_days: int = env("VOICEMAIL_DEAD_LETTER_DAYS", C.DEFAULT_DEAD_LETTER_DAYS, ge=1)
     # The journal of changes (worker.coordination.journal): on/off, days kept, and where.
     journal: bool = env("VOICEMAIL_JOURNAL", True)
     journal_days: int = env("VOICEMAIL_JOURNAL_DAYS", 90, ge=1)

@@ -1,11 +1,13 @@
 """The Celery application and what publishing needs: this is all a producer loads.
 
-`app` is configured from the environment when this module is imported. Publishing a
-job runs `remember_job`, which records the id so `poll` can tell a queued job from one
-never heard of, and tracks the job until it finishes (`recovery`). A producer does it
-with its own connections (`producer_connections`); what only a worker process needs
-(signal handlers, leases, the kombu work-around, the worker context, which a worker
-publishes with instead) is in `worker.queue.worker_signals`, installed by
+Importing this module builds nothing and changes nothing in the host process: no app is
+made the current one (`set_as_current=False`), no signal handler is connected, kombu is
+not patched. `app`, the default app configured from the environment, is built on first
+use (`default_app`). A producer publishes with `publish`, which records the job id so
+`poll` can tell a queued job from one never heard of, and tracks the job until it
+finishes (`recovery`), then sends it. What only a worker process needs (signal handlers,
+leases, the kombu patches, the worker context; a worker records what it publishes
+through `before_task_publish`) is in `worker.queue.worker_signals`, installed by
 `celery -A worker worker`, never by an import of this module.
 """
 
@@ -14,17 +16,18 @@ from __future__ import annotations
 import functools
 import json
 import time
-from typing import Any
+import uuid
+from typing import TYPE_CHECKING, Any
 
 import redis
-from celery import Celery, signals
+from celery import Celery
 from kombu import Queue
 
 from ..core import keys
 from ..core.connections import is_sentinel, redis_client
 from ..core.settings import Settings, get_settings
 from ..store.credentials import CredentialStore
-from . import kombu_patches, recovery
+from . import recovery
 from .backend import backend_url
 
 # Where the task definitions live; a worker imports them, a producer sends by name.
@@ -87,9 +90,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(settings: Settings | None = None) -> Celery:
+    """An app of ours, never made the process's current one (a host service keeps its own);
+    the worker makes it current itself when it starts."""
     settings = settings or get_settings()
-    kombu_patches.reuse_clients()  # kombu's per-command redis.Redis costs as much as the round trip
-    celery = Celery("voicemail", include=TASK_MODULES)
+    celery = Celery("voicemail", include=TASK_MODULES, set_as_current=False)
     config = celery_config(settings)
     # Redis Sentinel: kombu and Celery find the master by name through transport options.
     if is_sentinel(settings.broker_url):
@@ -100,7 +104,20 @@ def create_app(settings: Settings | None = None) -> Celery:
     return celery
 
 
-app = create_app()
+if TYPE_CHECKING:
+    app: Celery
+
+
+@functools.cache
+def default_app() -> Celery:
+    """The app configured from the environment, built on first use."""
+    return create_app()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # PEP 562: `from worker.queue.app import app` builds it then
+        return default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ProducerConnections:
@@ -127,15 +144,59 @@ def producer_connections() -> ProducerConnections:
     return ProducerConnections(get_settings())
 
 
-def send_chunk(bulk_id: str, number: int, retries: int = 0, what: str = "") -> None:
-    """Queue chunk `number` of a bulk (again, after a pause, with the `retries` it had spent)."""
-    app.send_task(
-        CHUNK_TASK,
-        args=[bulk_id, number],
-        queue=BULK_QUEUE,
+def send_chunk(
+    bulk_id: str,
+    number: int,
+    retries: int = 0,
+    what: str = "",
+    *,
+    celery: Celery | None = None,
+    client: redis.Redis | None = None,
+) -> None:
+    """Queue chunk `number` of a bulk (again, after a pause, with the `retries` it had spent).
+    With `client`, as a producer: recorded there first (`publish`); without, a worker's
+    publish, recorded by its `before_task_publish` handler."""
+    options: dict[str, Any] = {
+        "queue": BULK_QUEUE,
+        "retries": retries,
+        "argsrepr": f"{what or f'bulk {bulk_id}'} (chunk {number})",
+    }
+    celery = celery or default_app()
+    if client is None:
+        celery.send_task(CHUNK_TASK, args=[bulk_id, number], **options)
+    else:
+        publish(celery, client, CHUNK_TASK, [bulk_id, number], **options)
+
+
+def publish(
+    celery: Celery,
+    client: redis.Redis,
+    task: str,
+    args: list[Any],
+    kwargs: dict[str, Any] | None = None,
+    *,
+    task_id: str | None = None,
+    queue: str = "celery",
+    retries: int = 0,
+    argsrepr: str | None = None,
+) -> str:
+    """A producer's publish: the job recorded in `client` (`remember_job`), then sent.
+    Nothing global is involved, so a host's own Celery app and signals are untouched."""
+    job_id = task_id or str(uuid.uuid4())
+    kwargs = kwargs or {}
+    headers: dict[str, Any] = {"id": job_id, "retries": retries, "argsrepr": argsrepr}
+    remember_job(client, task, headers, [args, kwargs, {}], queue)
+    celery.send_task(
+        task,
+        args=args,
+        kwargs=kwargs,
+        task_id=job_id,
+        queue=queue,
         retries=retries,
-        argsrepr=f"{what or f'bulk {bulk_id}'} (chunk {number})",
+        argsrepr=argsrepr,
+        headers={recovery.HEADER: headers[recovery.HEADER]},
     )
+    return job_id
 
 
 def job_key(job_id: str) -> str:
@@ -165,9 +226,3 @@ def remember_job(
             record = {"task": sender, "argsrepr": headers.get("argsrepr"), "at": time.time()}
             pipe.set(job_key(job_id), json.dumps(record), ex=get_settings().result_expires)
         pipe.execute()
-
-
-@signals.before_task_publish.connect
-def remember_published_job(**kwargs: Any) -> None:
-    """A producer's publishes; `worker.queue.worker_signals` swaps in a worker's own."""
-    remember_job(producer_connections().redis, **kwargs)

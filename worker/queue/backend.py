@@ -17,6 +17,7 @@ from celery import states
 from celery.backends.redis import RedisBackend as _CeleryRedisBackend
 from celery.backends.redis import SentinelBackend as _CelerySentinelBackend
 
+from ..core.settings import get_settings
 from . import deadletter
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def _dead_letter(client: Any, task_id: str, request: Any, exc: Any) -> None:
     retries = getattr(request, "retries", 0) or 0
     letter = deadletter.letter_from(task_id, name, args, kwargs, exc, retries)
     try:
-        deadletter.record(client, letter)
+        deadletter.record(client, letter, keep_days=get_settings().dead_letter_days)
     except Exception:  # the failure itself is still stored; log that the list missed it
         logger.exception("could not record dead letter for job %s", task_id)
 

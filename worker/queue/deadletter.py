@@ -7,6 +7,10 @@ none). `voicemail dead list` shows them,
 (an update keeps its sequence number, so a re-drive never overwrites a newer
 update of the account). A job id that later succeeds leaves the list by itself.
 Bulk rows that fail are listed per bulk instead (`voicemail bulk failures`).
+
+Letters older than VOICEMAIL_DEAD_LETTER_DAYS are dropped whenever one is written, and
+`voicemail dead purge [--older-than DURATION]` drops them on demand. `failed_at` is
+stored as epoch seconds (the index's score) and shown in ISO 8601 UTC (`as_dict`).
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from ..core import keys
+from ..core.errors import is_permanent
 
 DEAD_KEY = keys.DEAD_LETTERS
 DEAD_INDEX = keys.DEAD_LETTER_INDEX
@@ -33,15 +39,44 @@ class DeadLetter:
     failed_at: float
     retries: int = 0
 
+    @property
+    def permanent(self) -> bool:
+        """Failed in a way that a re-drive repeats (the task's `throws`)."""
+        return is_permanent(str(self.error.get("type", "")))
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """For output: `failed_at` in ISO 8601, UTC."""
+        return {**asdict(self), "failed_at": iso_utc(self.failed_at)}
 
 
-def record(client: Any, letter: DeadLetter) -> None:
+def iso_utc(epoch: float) -> str:
+    """`2025-01-31T12:00:00.123Z`: how every time of ours is shown."""
+    stamp = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def record(client: Any, letter: DeadLetter, keep_days: float | None = None) -> None:
+    """Keep `letter`; with `keep_days`, drop the letters older than that in the same go."""
     with client.pipeline(transaction=True) as pipe:
-        pipe.hset(DEAD_KEY, letter.id, json.dumps(letter.as_dict(), default=repr))
+        pipe.hset(DEAD_KEY, letter.id, json.dumps(asdict(letter), default=repr))
         pipe.zadd(DEAD_INDEX, {letter.id: letter.failed_at})
         pipe.execute()
+    if keep_days is not None:
+        purge(client, older_than=keep_days * 86_400)
+
+
+def purge(client: Any, older_than: float | None = None, page: int = 500) -> int:
+    """Drop the letters that failed more than `older_than` seconds ago (all, without it);
+    returns how many went."""
+    cutoff = "+inf" if older_than is None else time.time() - older_than
+    dropped = 0
+    while ids := client.zrangebyscore(DEAD_INDEX, "-inf", cutoff, start=0, num=page):
+        with client.pipeline(transaction=True) as pipe:
+            pipe.hdel(DEAD_KEY, *ids)
+            pipe.zrem(DEAD_INDEX, *ids)
+            removed, _ = pipe.execute()
+        dropped += int(removed)
+    return dropped
 
 
 def forget(client: Any, job_id: str) -> bool:

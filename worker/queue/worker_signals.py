@@ -21,7 +21,7 @@ from ..core.logs import install_redaction, use_json
 from ..core.redis_server import check_server
 from ..core.settings import get_settings
 from . import context, deadletter, kombu_patches, liveness, notify, recovery
-from .app import app, producer_connections, remember_job, remember_published_job
+from .app import app, producer_connections, remember_job
 from .lease import LeaseKeeper
 from .readback_reader import ReadBackReader
 
@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 def install() -> None:
     """Connect the worker-side handlers (idempotent: Celery connects a handler once)."""
     kombu_patches.install_settle_patch()
-    signals.before_task_publish.disconnect(remember_published_job)
+    # kombu's per-command redis.Redis costs as much as the round trip; a worker's only.
+    kombu_patches.reuse_clients()
     for signal, handler in (
         (signals.worker_init, _on_init),
         (signals.worker_process_init, _on_process_init),
@@ -139,7 +140,9 @@ def _on_shutdown(**_: Any) -> None:
 
 def _published(**kwargs: Any) -> None:
     ctx = context.started()
-    # None only where the app was loaded without a worker (Flower, `celery call`).
+    # None only where the app was loaded without a worker (Flower, `celery call`). A
+    # producer's own publishes (`app.publish`) are recorded already: recording again is
+    # harmless (the same keys, the same values).
     client = ctx.redis if ctx is not None else producer_connections().redis
     remember_job(client, **kwargs)
 
