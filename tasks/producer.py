@@ -329,6 +329,9 @@ class Producer:
     change_bulk = _within(bulk.change_bulk)
     list_bulks = _within(bulk.list_bulks)
     revert_bulk = _within(bulk.revert_bulk)
+    verify_bulk = _within(bulk.verify_bulk)
+    plan_bulk = _within(bulk.plan_bulk)
+    apply_plan = _within(bulk.apply_plan)
 
 
 def _client_for(settings: Settings) -> redis.Redis:

@@ -28,7 +28,7 @@ from worker.core.connections import text
 from worker.core.errors import InputError
 from worker.core.settings import get_settings
 
-from ..producer import redis_client, redis_errors
+from ..connection import redis_client, redis_errors
 from .revert import before_entries
 from .submit import bulk_failures, bulk_options, submit_as, submit_once
 

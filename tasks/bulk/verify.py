@@ -17,7 +17,7 @@ from typing import Any
 
 from worker.coordination.bulk_status import BulkStatus
 
-from ..producer import redis_errors
+from ..connection import redis_errors
 from .submit import bulk_failures, submit_as, submit_bulk
 
 DRIFTED_PREFIX = "Drifted: "
