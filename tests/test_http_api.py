@@ -289,7 +289,13 @@ def test_every_request_is_logged_with_the_key_name_never_the_key(
         http.get("/v1/jobs/no-such-job")
         with client(api, "vmk_wrong") as stranger:
             stranger.get("/v1/jobs/no-such-job")
-    lines = [r.getMessage() for r in caplog.records if r.name == "httpapi.access"]
+
+    def logged() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "httpapi.access"]
+
+    # The server's thread logs a request once its answer is out: wait for the third line.
+    stack.wait_until(lambda: len(logged()) >= 3, 10, "three access lines")
+    lines = logged()
     assert any(
         line.startswith(f"POST /v1/accounts/{account.name}/reads 202 key=svc-logged ")
         for line in lines

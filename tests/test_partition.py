@@ -153,3 +153,52 @@ def test_a_cut_off_worker_never_writes_older_values(link: Link, tmp_path: Path) 
         sim_service.stop()
         client.close()
         own_redis.stop()
+
+
+def test_a_single_job_retrying_while_cut_off_sends_nothing_after_the_link_returns(
+    link: Link, tmp_path: Path
+) -> None:
+    """Issue 17: a job retrying in process while its host is cut off; a newer update of the
+    account goes through on another worker. When the link returns, the cut-off worker's
+    next attempt finds its claim gone (it was declared dead) and sends nothing: the newer
+    values stay."""
+    own_redis = stack.start_redis(tmp_path, bind=link.host_ip, appendonly=True)
+    sim_service = stack.start_simulator(tmp_path, host=link.host_ip, generate=1)
+    sim = stack.SimulatorControl(sim_service.url)
+    account = "acct-000001"
+    client = redis.Redis.from_url(own_redis.url)
+    CredentialStore(client, TEST_SECRET_KEY).put(account, f"tok-{account}")
+    env = worker_env(sim_service.url, REDIS_URL=own_redis.url)
+    # The cut-off worker waits 30 to 60 s before its second attempt: the partition and the
+    # newer update both fit in that wait.
+    slow = {**env, "VOICEMAIL_RETRY_BASE_DELAY": "60", "VOICEMAIL_RETRY_MAX_DELAY": "60"}
+    workers: list[stack.Service] = []
+    try:
+        cut = stack.start_worker(
+            tmp_path, slow, name="cut1", prefix=["ip", "netns", "exec", link.namespace]
+        )
+        workers.append(cut)
+        sim.script(account, ["503"])  # its first attempt fails; it sleeps before the next
+        _cli(env, "update", account, "--send", "--email", "older@e.ru")
+        stack.wait_until(lambda: sim.requests(account) >= 1, 30, "the first attempt")
+        link.down()
+        workers.append(stack.start_worker(tmp_path, env, name="other1"))
+        _cli(env, "update", account, "--send", "--email", "newer@e.ru")
+        stack.wait_until(
+            lambda: sim.account(account)["email"] == "newer@e.ru", 60, "the newer update"
+        )
+        link.up()
+        stack.wait_until(
+            lambda: "declared dead" in cut.log(), 90, "the cut-off job's next attempt", 0.5
+        )
+        state = sim.account(account)
+        assert state["email"] == "newer@e.ru"
+        assert [email for _, email in state["applied"]] == ["newer@e.ru"]
+    finally:
+        link.up()
+        for worker in workers:
+            worker.stop()
+        sim.close()
+        sim_service.stop()
+        client.close()
+        own_redis.stop()
