@@ -7,6 +7,7 @@ node name, so the name alone would not do) keeps, in Redis:
     voicemail:hb:{instance}     string  heartbeat, renewed every second, TTL `HEARTBEAT_TTL`
     voicemail:held:{instance}   set     delivery tags it received and has not acknowledged
     voicemail:reaped:{instance} string  set once a reaper gave its messages back (a day)
+    voicemail:nodes             hash    node name -> the instance it runs as now
 
 Each second, in the lease thread (`worker.queue.lease`), a worker:
 - renews its heartbeat and records the deliveries it holds;
@@ -110,6 +111,8 @@ class Liveness:
         with self.store.pipeline(transaction=False) as pipe:
             pipe.set(heartbeat_key(self.instance), "1", px=int(HEARTBEAT_TTL * 1000))
             pipe.hset(INSTANCES_KEY, self.instance, json.dumps({"node": self.node}))
+            if self.node:  # `voicemail health` tells a worker running as a reaped instance
+                pipe.hset(keys.NODES, self.node, self.instance)
             if held:
                 pipe.sadd(held_key(self.instance), *held)
             pipe.smembers(held_key(self.instance))
