@@ -122,7 +122,7 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
         restore=restore,
         tick=_tick,
     )
-    lease.beat()  # beat before the first job, not a second after
+    lease.beat()  # the first tick now; `start` beats at once, before the first job
     lease.start()
     ctx.reader = reader = ReadBackReader(ctx)
     reader.start()
