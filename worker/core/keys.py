@@ -30,7 +30,8 @@ NODES = PREFIX + "nodes"  # hash: worker node name -> the instance it runs as no
 
 # Lost-job recovery (worker.queue.recovery).
 PENDING = PREFIX + "pending"  # zset: job id -> when it was (last) published
-PENDING_MSG = PREFIX + "pending:msg"  # hash: job id -> {task, args, kwargs, queue, at}
+PENDING_MSG = PREFIX + "pending:msg"  # hash: job id -> {task, args, kwargs, queue}
+PENDING_AT = PREFIX + "pending:at"  # zset: job id -> when it was published (Redis's clock)
 RECEIVED_THROUGH = PREFIX + "received_through"  # zset: queue -> latest publish received
 SWEEP_LOCK = PREFIX + "recovery:lock"
 

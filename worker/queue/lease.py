@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -44,10 +43,12 @@ def held_delivery_tags() -> set[str]:
 
 
 def renew(client: Any, tags: Iterable[str], now: float | None = None) -> int:
-    stamp = time.time() if now is None else now
-    mapping = {tag: stamp for tag in tags}
-    if not mapping:
+    """Stamp the held deliveries with Redis's clock (any worker may compare the stamps)."""
+    tags = list(tags)
+    if not tags:
         return 0
+    stamp = recovery.redis_now(client) if now is None else now
+    mapping = {tag: stamp for tag in tags}
     # XX: only renew entries still there; an acked message must not come back.
     return int(client.zadd(UNACKED_INDEX, mapping, xx=True, ch=True))
 

@@ -146,18 +146,20 @@ def _published(**kwargs: Any) -> None:
 
 def _received(request: Any = None, **_: Any) -> None:
     # Runs in the main process (the consumer), whatever the pool.
-    published_at = (getattr(request, "_request_dict", None) or {}).get(recovery.HEADER)
     tag = getattr(getattr(request, "message", None), "delivery_tag", None)
+    job_id = getattr(request, "id", None)
     try:
         with context.current().redis.pipeline(transaction=False) as pipe:  # one round trip
             if tag:
                 liveness.record_received(pipe, context.instance(), str(tag))
-            if published_at is not None:
+            if job_id:
+                # Moves the queue's mark to the publish time *we* recorded for this job
+                # (Redis's clock); no header a sender sets is read.
                 queue = (request.delivery_info or {}).get("routing_key") or "celery"
-                recovery.on_received(pipe, queue, float(published_at))
+                recovery.on_received(pipe, queue, str(job_id))
             pipe.execute()
     except Exception:  # bookkeeping must never cost a job
-        logger.warning("could not record receipt of job %s", request.id, exc_info=True)
+        logger.warning("could not record receipt of job %s", job_id, exc_info=True)
 
 
 def _finished(task_id: str | None = None, state: str | None = None, **_: Any) -> None:
