@@ -20,7 +20,7 @@ from celery.concurrency import get_implementation
 from ..core.logs import install_redaction, use_json
 from ..core.redis_server import check_server
 from ..core.settings import get_settings
-from . import context, deadletter, kombu_patches, liveness, notify, recovery
+from . import context, deadletter, internals, kombu_patches, liveness, notify, recovery
 from .app import app, producer_connections, remember_job, remember_published_job
 from .lease import LeaseKeeper
 from .readback_reader import ReadBackReader
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 def install() -> None:
     """Connect the worker-side handlers (idempotent: Celery connects a handler once)."""
+    internals.require()  # every kombu and Celery internal used, checked before any is
     kombu_patches.install_settle_patch()
     signals.before_task_publish.disconnect(remember_published_job)
     for signal, handler in (
