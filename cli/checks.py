@@ -10,7 +10,7 @@ import httpx
 
 from worker.core import constants as C
 from worker.core.connections import redis_client, text
-from worker.core.keys import ACCOUNTS, ACCOUNTS_CHECK
+from worker.core.keys import ACCOUNTS, ACCOUNTS_CHECK, NODES, reaped
 from worker.core.settings import Settings
 from worker.store.credentials import key_fingerprint
 
@@ -67,7 +67,7 @@ def check_redis_fitness(settings: Settings) -> Check:
     return Check("redis policy", True, notes or "noeviction, and persisted")
 
 
-def check_workers(node: str | None) -> Check:
+def check_workers(settings: Settings, node: str | None) -> Check:
     from worker.queue.app import app
 
     def probe() -> str:
@@ -75,9 +75,34 @@ def check_workers(node: str | None) -> Check:
         names = sorted(name for reply in replies or [] for name in reply)
         if not names:
             raise RuntimeError(f"no worker answered a ping{f' as {node}' if node else ''}")
+        ghosts = reaped_workers(settings, names)
+        if ghosts:
+            raise RuntimeError(
+                "; ".join(
+                    f"{name} runs as instance {inst}, marked reaped: its claims are refused"
+                    for name, inst in ghosts.items()
+                )
+            )
         return ", ".join(names)
 
     return _timed("workers", probe)
+
+
+def reaped_workers(settings: Settings, names: list[str]) -> dict[str, str]:
+    """The workers among `names` whose current instance (as their heartbeat records it) is
+    marked reaped: found dead by another worker, they claim nothing until they go on
+    under a new instance, a second later when all is well."""
+    client = redis_client(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
+    try:
+        current = [text(i) if i is not None else None for i in client.hmget(NODES, names)]
+        known = {name: inst for name, inst in zip(names, current, strict=True) if inst}
+        with client.pipeline(transaction=False) as pipe:
+            for inst in known.values():
+                pipe.exists(reaped(inst))
+            marked = pipe.execute()
+    finally:
+        client.close()
+    return {name: inst for (name, inst), dead in zip(known.items(), marked, strict=True) if dead}
 
 
 def check_store(settings: Settings) -> Check:
@@ -118,7 +143,11 @@ def check_api(settings: Settings) -> Check:
 def run_checks(settings: Settings, *, node: str | None, api: bool) -> list[Check]:
     checks = [check_redis(settings)]
     if checks[0].ok:
-        checks += [check_redis_fitness(settings), check_workers(node), check_store(settings)]
+        checks += [
+            check_redis_fitness(settings),
+            check_workers(settings, node),
+            check_store(settings),
+        ]
     if api:
         checks.append(check_api(settings))
     return checks

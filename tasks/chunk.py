@@ -15,13 +15,19 @@ from worker.api.retry import capped_retry_after, requeue_delay
 from worker.coordination.bulk_control import park
 from worker.coordination.bulk_records import Keys
 from worker.coordination.ordering import new_lock_owner
+from worker.core import keys
 from worker.core.errors import EngineUnavailable
+from worker.engine.halt import owner_instance
 from worker.engine.recorder import ChunkReport
 from worker.queue import context, notify
 from worker.queue.app import CHUNK_TASK, app, send_chunk
 from worker.queue.context import WorkerContext
 
 logger = logging.getLogger(__name__)
+
+
+class _FoundDead(Exception):
+    """The chunk's worker instance was marked reaped while the chunk ran."""
 
 
 @app.task(name=CHUNK_TASK, bind=True, acks_late=True, max_retries=None)
@@ -50,7 +56,16 @@ def _run(task: Any, ctx: WorkerContext, bulk_id: str, number: int) -> ChunkRepor
     try:
         # One lock owner per delivery: a duplicate of this message is a different owner.
         owner = new_lock_owner(ctx.instance)
-        return ctx.engine.run_chunk(bulk_id, number, final=final, lock_owner=owner)
+        report = ctx.engine.run_chunk(bulk_id, number, final=final, lock_owner=owner)
+        if ctx.redis.exists(keys.reaped(owner_instance(owner))):
+            raise _FoundDead
+        return report
+    except _FoundDead:
+        # Found dead while it ran: its claims were refused and the rest held back. The
+        # reaper gave this delivery back (unless it came after the reap): queue it again,
+        # under the worker's new identity; a chunk delivered twice records each row once.
+        logger.warning("bulk %s chunk %d: this worker was found dead; re-queued", bulk_id, number)
+        raise task.retry(countdown=1, max_retries=None) from None
     except EngineUnavailable as exc:
         raise task.retry(exc=exc, countdown=1, max_retries=settings.requeue_max + 5) from None
     except (RedisError, OSError) as exc:

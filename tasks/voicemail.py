@@ -298,7 +298,9 @@ def _check_claim(ctx: WorkerContext, account: str, lock_owner: str) -> None:
     """Before every attempt but the first (one round trip, only on retries)."""
     with ctx.redis.pipeline(transaction=False) as pipe:
         pipe.hget(keys.account_state(account), "o")
-        pipe.exists(keys.reaped(ctx.instance))
+        # The owner's instance, not the worker's current one: a worker found dead goes on
+        # under a new identity, and the claims of the old one are what no longer hold.
+        pipe.exists(keys.reaped(lock_owner.partition(":")[0]))
         holder, reaped = pipe.execute()
     if reaped:
         raise ClaimGone("this worker was declared dead: its claims no longer hold")

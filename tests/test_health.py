@@ -85,3 +85,19 @@ def test_healthy_in_one_account_mode() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ok   credential store: one-account mode" in proc.stdout
+
+
+def test_health_names_a_worker_running_as_a_reaped_instance(redis_url: str) -> None:
+    """Finding 3: a worker whose current instance is marked reaped claims nothing; health
+    said nothing of it."""
+    import redis
+
+    from cli.checks import reaped_workers
+    from worker.core import keys
+    from worker.core.settings import load_settings
+
+    client = redis.Redis.from_url(redis_url)
+    client.hset(keys.NODES, mapping={"ghost@h": "a" * 16, "alive@h": "b" * 16})
+    client.set(keys.reaped("a" * 16), 1, ex=60)
+    settings = load_settings()
+    assert reaped_workers(settings, ["ghost@h", "alive@h", "unknown@h"]) == {"ghost@h": "a" * 16}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,17 +67,16 @@ def test_installing_twice_patches_once() -> None:
 
 
 def test_api_connections_reset_on_close() -> None:
-    """worker/api/aclient.py overrides aiohttp's `_wrap_create_connection` (an internal):
-    every socket it opens carries SO_LINGER 0, so an abandoned request is never replayed."""
+    """worker/api/aclient.py gives aiohttp's public `socket_factory` a factory: every
+    socket it opens carries SO_LINGER 0, so an abandoned request is never replayed."""
     import asyncio
     import socket
     import struct
 
     import aiohttp
 
-    from worker.api.aclient import CAN_ABORT, AbortingConnector
+    from worker.api.aclient import aborting_connector
 
-    assert CAN_ABORT, f"aiohttp {aiohttp.__version__} lost _wrap_create_connection"
     linger: list[bytes] = []
 
     async def probe() -> None:
@@ -96,7 +96,7 @@ def test_api_connections_reset_on_close() -> None:
         port = server.sockets[0].getsockname()[1]
         async with (
             server,
-            aiohttp.ClientSession(connector=AbortingConnector()) as session,
+            aiohttp.ClientSession(connector=aborting_connector()) as session,
             session.get(f"http://127.0.0.1:{port}/") as response,
         ):
             sock = response.connection.transport.get_extra_info("socket")  # type: ignore[union-attr]
@@ -147,3 +147,53 @@ def test_reusing_clients_is_installed_once() -> None:
     kombu_patches.reuse_clients()
     assert channel._create_client is create
     assert kombu_patches.client_reuse_fits()
+
+
+def test_a_missing_internal_fails_the_start_up_check_naming_the_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Finding 12: `scheduled_requests` was read by the lease thread unchecked; gone, every
+    tick would fail inside a catch-all and no heartbeat, lease or sweep would run."""
+    from importlib.metadata import version
+
+    from celery.worker import state
+
+    from worker.queue import internals
+
+    monkeypatch.delattr(state, "scheduled_requests")
+    with pytest.raises(SystemExit) as stopped:
+        internals.require()
+    line = str(stopped.value.code)
+    assert f"celery {version('celery')}" in line and "scheduled_requests" in line
+    assert "\n" not in line
+
+
+WITHOUT_SCHEDULED_REQUESTS = """
+import sys
+import celery.bin.celery  # Celery's own modules read it at import: take it away after
+from celery.worker import state
+del state.scheduled_requests
+sys.argv = ["celery", "-A", "worker", "worker", "--pool", "solo"]
+from celery.__main__ import main
+main()
+"""
+
+
+def test_a_worker_without_an_internal_stops_at_start_in_one_line() -> None:
+    import os
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_SCHEDULED_REQUESTS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"celery {version('celery')}" in lines[0] and "scheduled_requests" in lines[0]

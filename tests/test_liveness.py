@@ -17,6 +17,9 @@ import redis
 from simulator import stack
 from worker.coordination import ordering as O
 from worker.queue import liveness as L
+from worker.store.credentials import AccountRow, CredentialStore
+
+from .conftest import TEST_SECRET_KEY, voicemail, worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,6 +68,7 @@ def test_a_dead_instance_has_its_messages_given_back_and_its_locks_freed(
     gone = make(redis_client, dead)
     tag = f"tag-{uuid.uuid4().hex}"
     _unacked(redis_client, tag, str(uuid.uuid4()))
+    gone.beat()
     gone.tick({tag})
     account = f"live-{uuid.uuid4().hex[:8]}"
     assert claimed_by(redis_client, f"{gone.instance}:f1", account, 5) == O.Verdict.CLAIMED
@@ -85,6 +89,7 @@ def test_a_live_instance_is_left_alone(redis_client: redis.Redis) -> None:
     alive = make(redis_client, [])
     tag = f"tag-{uuid.uuid4().hex}"
     _unacked(redis_client, tag, str(uuid.uuid4()))
+    alive.beat()
     alive.tick({tag})
     restored: list[str] = []
     make(redis_client, restored).tick(set())
@@ -93,7 +98,7 @@ def test_a_live_instance_is_left_alone(redis_client: redis.Redis) -> None:
 
 def test_a_worker_back_from_an_outage_waits_before_reaping(redis_client: redis.Redis) -> None:
     silent = make(redis_client, [])
-    silent.tick(set())
+    silent.beat()
     redis_client.delete(L.heartbeat_key(silent.instance))
     restored: list[str] = []
     clock = Clock()
@@ -174,9 +179,99 @@ def test_engine_processes_die_with_the_worker() -> None:
 
 def test_a_worker_found_dead_goes_on_under_a_new_identity(redis_client: redis.Redis) -> None:
     ghost = make(redis_client, [])
-    ghost.tick(set())
+    ghost.beat()
     old = ghost.instance
-    redis_client.set(L.dead_key(old), "1")  # reaped while it was cut off
-    ghost.tick(set())
+    redis_client.delete(L.heartbeat_key(old))  # cut off: its heartbeat lapsed
+    redis_client.set(L.dead_key(old), "1")  # and it was reaped
+    tag = f"tag-{uuid.uuid4().hex}"
+    ghost.tick({tag})  # nothing recorded under a reaped instance: nobody would give it back
+    assert not redis_client.exists(L.held_key(old))
+    assert ghost.beat() is False  # the heartbeat refused, it goes on as another at once
     assert ghost.instance != old
+    assert not redis_client.exists(L.heartbeat_key(old))
+    ghost.tick({tag})
+    assert redis_client.smembers(L.held_key(ghost.instance)) == {tag.encode()}
     assert redis_client.exists(L.heartbeat_key(ghost.instance))
+
+
+def test_a_slow_tick_does_not_delay_the_heartbeat(redis_client: redis.Redis) -> None:
+    """Finding 4: the lease tick (held deliveries, the unacked hash, the sweep, the bulk
+    notifications) once wrote the heartbeat too; a tick past 4 s made a live worker look
+    dead, and it was reaped."""
+    from worker.core.settings import load_settings
+    from worker.queue.lease import LeaseKeeper
+
+    instance = L.new_instance_id()
+    lease = LeaseKeeper(
+        load_settings(),
+        instance=instance,
+        reborn=L.new_instance_id,
+        node="",
+        republish=lambda record, job: None,
+        restore=lambda tags: None,
+        tick=lambda: time.sleep(7),  # a tick far slower than the heartbeat's TTL
+    )
+    lease.start()
+    try:
+        beating = L.heartbeat_key(instance)
+        stack.wait_until(lambda: bool(redis_client.exists(beating)), 5, "the first beat")
+        deadline = time.monotonic() + 7
+        while time.monotonic() < deadline:
+            assert redis_client.exists(beating), "the heartbeat lapsed behind a slow tick"
+            time.sleep(0.2)
+    finally:
+        lease.stop()
+
+
+BULK_ROWS = 1000
+
+
+def test_a_worker_found_dead_stops_its_bulk_sends_within_a_second(tmp_path: Path) -> None:
+    """Finding 4: a reaped worker's engine went on sending on its old claims (its guard
+    only checked that Redis answered). Every instance the worker takes is marked reaped
+    while we count, as a reaper would, so no claim of it can hold."""
+    own_redis = stack.start_redis(tmp_path)
+    sim_service = stack.start_simulator(tmp_path, generate=BULK_ROWS)
+    sim = stack.SimulatorControl(sim_service.url)
+    names = [f"acct-{i:06d}" for i in range(1, BULK_ROWS + 1)]
+    client = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    CredentialStore(client, TEST_SECRET_KEY).put_many(AccountRow(n, f"tok-{n}") for n in names)
+    env = worker_env(
+        sim_service.url,
+        REDIS_URL=own_redis.url,
+        VOICEMAIL_RATE_LIMIT="100",  # about 10 s for the bulk: one chunk, running
+        VOICEMAIL_BULK_CHUNK_SIZE=str(BULK_ROWS),
+    )
+    worker = stack.start_worker(tmp_path, env, name="ghost")
+    try:
+        rows = "account,send,email\n" + "".join(f"{n},true,{n}-x@e.ru\n" for n in names)
+        code, _, err = voicemail(env, "bulk", "submit", "-", stdin=rows)
+        assert code in (0, 1), err
+
+        def patches() -> int:
+            return sum(sim.stats()["patches"].values())
+
+        stack.wait_until(lambda: patches() >= 100, 60, "the bulk sending")
+
+        def reap_every_instance() -> None:
+            for instance in client.hkeys(L.INSTANCES_KEY):
+                seconds, micros = client.time()
+                client.set(L.dead_key(str(instance)), seconds * 1000 + micros // 1000, ex=3600)
+                client.hdel(L.INSTANCES_KEY, instance)
+
+        reap_every_instance()
+        marked = time.monotonic()
+        while time.monotonic() < marked + 1.0:
+            reap_every_instance()
+            time.sleep(0.05)
+        before = patches()
+        while time.monotonic() < marked + 4.0:
+            reap_every_instance()
+            time.sleep(0.05)
+        assert patches() == before, "a reaped worker went on sending on its old claims"
+        assert before < BULK_ROWS
+    finally:
+        worker.stop()
+        sim.close()
+        sim_service.stop()
+        own_redis.stop()

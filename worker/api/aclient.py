@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -46,23 +47,23 @@ logger = logging.getLogger(__name__)
 Ready = Callable[[], Awaitable[None] | None]
 
 
-class AbortingConnector(aiohttp.TCPConnector):
-    """aiohttp's connector with `ABORT_ON_CLOSE` on every socket it opens.
+def aborting_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    """Every API socket carries `ABORT_ON_CLOSE` (SO_LINGER 0): a request abandoned at its
+    timeout is dropped, never retransmitted by TCP when a link comes back. Given to
+    aiohttp's public `TCPConnector(socket_factory=...)` (aiohttp 3.12 and later: the
+    pyproject floor), so no aiohttp internal is touched."""
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    try:
+        sock.setsockopt(*ABORT_ON_CLOSE)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
-    Overrides `_wrap_create_connection`, an internal of aiohttp 3.10 to 3.14 (tested in
-    tests/test_kombu_patches.py); where it is missing, `AiohttpSender` falls back to the
-    plain connector and says so.
-    """
 
-    async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> Any:
-        transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(*ABORT_ON_CLOSE)
-        return transport, protocol
-
-
-CAN_ABORT = hasattr(aiohttp.TCPConnector, "_wrap_create_connection")
+def aborting_connector(limit: int = 100) -> aiohttp.TCPConnector:
+    return aiohttp.TCPConnector(limit=limit, keepalive_timeout=30, socket_factory=aborting_socket)
 
 
 Answer = tuple[int, Mapping[str, str], bytes]
@@ -89,13 +90,10 @@ class AiohttpSender:
             sock_read=settings.read_timeout,
         )
         self._session: aiohttp.ClientSession | None = None
-        if not CAN_ABORT:
-            logger.warning("aiohttp %s: connections close gracefully", aiohttp.__version__)
 
     def _open(self) -> aiohttp.ClientSession:
-        connector = AbortingConnector if CAN_ABORT else aiohttp.TCPConnector
         self._session = aiohttp.ClientSession(
-            connector=connector(limit=self._limit, keepalive_timeout=30),
+            connector=aborting_connector(self._limit),
             timeout=self._timeout,
             skip_auto_headers=("User-Agent",),
         )

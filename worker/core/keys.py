@@ -26,10 +26,12 @@ APPLIED_PREFIX = PREFIX + "applied:"  # + day: hash account -> highest applied n
 # Liveness (worker.queue.liveness); claim.lua reads REAPED_PREFIX.
 INSTANCES = PREFIX + "instances"  # hash: instance -> node name, pid
 REAPED_PREFIX = PREFIX + "reaped:"  # + instance: set once a reaper gave its messages back
+NODES = PREFIX + "nodes"  # hash: worker node name -> the instance it runs as now (health)
 
 # Lost-job recovery (worker.queue.recovery).
 PENDING = PREFIX + "pending"  # zset: job id -> when it was (last) published
-PENDING_MSG = PREFIX + "pending:msg"  # hash: job id -> {task, args, kwargs, queue, at}
+PENDING_MSG = PREFIX + "pending:msg"  # hash: job id -> {task, args, kwargs, queue}
+PENDING_AT = PREFIX + "pending:at"  # zset: job id -> when it was published (Redis's clock)
 RECEIVED_THROUGH = PREFIX + "received_through"  # zset: queue -> latest publish received
 SWEEP_LOCK = PREFIX + "recovery:lock"
 

@@ -159,7 +159,7 @@ class ChunkRun:
         watchers = [
             asyncio.create_task(self.health.watch()),
             asyncio.create_task(self.keep_locks()),
-            asyncio.create_task(watch_control(self.ctx, self.keys, self.halt)),
+            asyncio.create_task(watch_control(self.ctx, self.keys, self.halt, self.lock_owner)),
         ]
         try:
             await self.run_lanes(iter(zip(todo, blobs, verdicts, strict=True)), len(todo))

@@ -1,41 +1,65 @@
-"""A running chunk's view of its bulk's cancel and pause: `Halt`, set within
-`CONTROL_POLL` seconds of either on every worker (`watch_control`)."""
+"""A running chunk's view of its bulk's cancel and pause, and of its own worker being
+found dead: `Halt`, set within `CONTROL_POLL` seconds of any of them (`watch_control`)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from redis.exceptions import RedisError
 
 from ..coordination.bulk_records import Keys
+from ..core import keys as key_names
 from .engine_context import EngineContext
+
+logger = logging.getLogger(__name__)
 
 CONTROL_POLL = 0.5  # seconds between looks at the bulk's cancel and pause flags
 
 
 class Halt:
-    """Set within half a second of a cancel or a pause of the bulk, on every worker."""
+    """Set within half a second of a cancel or a pause of the bulk, on every worker, and
+    of the chunk's own worker instance being marked reaped."""
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
         self.cancelled = False
+        self.reaped = False
 
     def is_set(self) -> bool:
         return self.event.is_set()
 
-    def seen(self, cancelled: bool, paused: bool) -> None:
+    def seen(self, cancelled: bool, paused: bool, reaped: bool = False) -> None:
         self.cancelled = self.cancelled or cancelled
-        if cancelled or paused:
+        self.reaped = self.reaped or reaped
+        if cancelled or paused or reaped:
             self.event.set()
 
 
-async def watch_control(ctx: EngineContext, keys: Keys, halt: Halt) -> None:
+def owner_instance(lock_owner: str) -> str:
+    """The worker instance of a lock owner, `<instance>:<token>`."""
+    return lock_owner.partition(":")[0]
+
+
+async def watch_control(
+    ctx: EngineContext, keys: Keys, halt: Halt, lock_owner: str | None = None
+) -> None:
+    """Polls the bulk's flags and, with `lock_owner`, its instance's reaped mark: a worker
+    found dead had this delivery given back and its claims are another's to make, so it
+    sends nothing more on them (in the same round trip: nothing added per row)."""
+    mark = key_names.reaped(owner_instance(lock_owner)) if lock_owner else None
     while not halt.cancelled:
         await asyncio.sleep(CONTROL_POLL)
         try:
-            cancelled_at, paused_at = await ctx.redis.hmget(
-                keys.meta, ["cancelled_at", "paused_at"]
-            )
+            async with ctx.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(keys.meta, ["cancelled_at", "paused_at"])
+                if mark is not None:
+                    pipe.exists(mark)
+                answers = await pipe.execute()
         except RedisError:  # Redis away: the health watcher holds every request back
             continue
-        halt.seen(cancelled_at is not None, paused_at is not None)
+        cancelled_at, paused_at = answers[0]
+        reaped = bool(answers[1]) if mark is not None else False
+        if reaped and not halt.reaped:
+            logger.warning("this worker was found dead: its chunk sends nothing more")
+        halt.seen(cancelled_at is not None, paused_at is not None, reaped)

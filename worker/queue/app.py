@@ -194,7 +194,6 @@ def publish(
         queue=queue,
         retries=retries,
         argsrepr=argsrepr,
-        headers={recovery.HEADER: headers[recovery.HEADER]},
     )
     return job_id
 

@@ -14,7 +14,9 @@ A worker process uses this and nothing else: the producer's holder
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import multiprocessing
 from dataclasses import dataclass
 
 import redis
@@ -37,20 +39,44 @@ from .readback_reader import ReadBackReader
 logger = logging.getLogger(__name__)
 
 # This worker process instance: made when the worker side is installed, before a prefork
-# pool forks, so its children share it; account locks and held deliveries carry it.
-_instance = new_instance_id()
+# pool forks. It lives in shared memory (an anonymous shared mapping the children inherit),
+# so when the main process goes on under a new identity (`new_instance`, after it was
+# found dead) every child fences its account locks with the new one at once: a module
+# global would change in the main process only, and the children would go on claiming
+# as the dead instance, refused every time. A sequence counter (odd while written) lets a
+# reader take a consistent copy without a lock a killed child could leave held.
+_ID_BYTES = 16
+_shared_id = multiprocessing.RawArray(ctypes.c_char, _ID_BYTES)
+_shared_generation = multiprocessing.RawValue(ctypes.c_uint64, 0)
+
+
+def _publish(value: str) -> str:
+    raw = value.encode("ascii")
+    if len(raw) != _ID_BYTES:
+        raise ValueError(f"an instance id is {_ID_BYTES} characters, got {value!r}")
+    _shared_generation.value += 1  # odd: being written
+    _shared_id.raw = raw
+    _shared_generation.value += 1
+    return value
 
 
 def instance() -> str:
-    return _instance
+    """This worker's current instance, the same in the main process and every child."""
+    while True:
+        before = _shared_generation.value
+        raw = _shared_id.raw
+        if before % 2 == 0 and _shared_generation.value == before:
+            return raw.decode("ascii")
 
 
 def new_instance() -> str:
     """Found dead by another worker (cut off longer than its heartbeat): its deliveries were
-    given back and its old claims are refused, so it goes on under a new identity."""
-    global _instance
-    _instance = new_instance_id()
-    return _instance
+    given back and its old claims are refused, so it goes on under a new identity, in the
+    main process and in every prefork child alike."""
+    return _publish(new_instance_id())
+
+
+_publish(new_instance_id())
 
 
 @dataclass

@@ -6,16 +6,17 @@ puts it back in its queue once it is older than `visibility_timeout`. This threa
 stamps "now" on every message the worker holds (running, reserved or waiting for an
 ETA; `celery.worker.state.scheduled_requests` needs Celery 5.7), so that timeout
 (`VOICEMAIL_VISIBILITY_TIMEOUT`, 60 s) is only the last resort. What brings a dead
-worker's messages back within seconds is the heartbeat (`worker.queue.liveness`),
-which this thread also keeps, with the sweep for lost jobs (`worker.queue.recovery`)
-and the flush of request statistics. Nothing that goes wrong in a tick stops it.
+worker's messages back within seconds is the heartbeat (`worker.queue.liveness`): this
+thread records what the worker holds and reaps the dead, with the sweep for lost jobs
+(`worker.queue.recovery`) and the flush of request statistics, while the heartbeat
+itself beats in a thread of its own (`worker.queue.heartbeat`), so however long a tick
+takes, the worker never looks dead. Nothing that goes wrong in a tick stops it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,6 +25,7 @@ from celery.worker import state
 
 from ..core.connections import redis_client
 from . import recovery
+from .heartbeat import Heartbeat
 from .liveness import UNACKED_INDEX, Liveness
 
 logger = logging.getLogger(__name__)
@@ -41,10 +43,12 @@ def held_delivery_tags() -> set[str]:
 
 
 def renew(client: Any, tags: Iterable[str], now: float | None = None) -> int:
-    stamp = time.time() if now is None else now
-    mapping = {tag: stamp for tag in tags}
-    if not mapping:
+    """Stamp the held deliveries with Redis's clock (any worker may compare the stamps)."""
+    tags = list(tags)
+    if not tags:
         return 0
+    stamp = recovery.redis_now(client) if now is None else now
+    mapping = {tag: stamp for tag in tags}
     # XX: only renew entries still there; an acked message must not come back.
     return int(client.zadd(UNACKED_INDEX, mapping, xx=True, ch=True))
 
@@ -85,7 +89,14 @@ class LeaseKeeper(threading.Thread):
             restore=restore,
             reborn=reborn,
         )
+        self.heartbeat = Heartbeat(settings.redis_url, self.liveness)
         self._stop_event = threading.Event()
+
+    def start(self) -> None:
+        """Beat at once (before the first job, not a second after), then both threads."""
+        self.heartbeat.beat()
+        self.heartbeat.start()
+        super().start()
 
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
@@ -106,6 +117,7 @@ class LeaseKeeper(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
+        self.heartbeat.stop()  # first: it must not beat again after `leave`
         try:
             self.liveness.leave()
         except Exception:  # shutting down with Redis gone: the heartbeat lapses by itself

@@ -7,9 +7,12 @@ node name, so the name alone would not do) keeps, in Redis:
     voicemail:hb:{instance}     string  heartbeat, renewed every second, TTL `HEARTBEAT_TTL`
     voicemail:held:{instance}   set     delivery tags it received and has not acknowledged
     voicemail:reaped:{instance} string  set once a reaper gave its messages back (a day)
+    voicemail:nodes             hash    node name -> the instance it runs as now
 
+Each second, in a thread of its own that does nothing else (`worker.queue.heartbeat`), a
+worker renews its heartbeat (`beat`); one found reaped goes on under a new identity.
 Each second, in the lease thread (`worker.queue.lease`), a worker:
-- renews its heartbeat and records the deliveries it holds;
+- records the deliveries it holds;
 - gives back its own deliveries that Celery dropped (a lost broker connection drops the
   reserved requests; their messages stay in kombu's `unacked` hash): a tag it recorded
   but no longer holds, two ticks in a row, goes back to its queue, or is simply
@@ -30,7 +33,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..core import keys
+from ..core import keys, lua
 from ..core.connections import text
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,8 @@ REAP_GRACE = 10.0  # seconds after Redis (or the reaper's link to it) came back 
 INSTANCES_KEY = keys.INSTANCES
 UNACKED = "unacked"  # kombu's default `unacked_key`
 UNACKED_INDEX = "unacked_index"  # kombu's default `unacked_index_key`
+_BEAT = lua.load(__package__, "beat.lua")
+_RECORD_HELD = lua.load(__package__, "record_held.lua")
 
 
 def heartbeat_key(instance: str) -> str:
@@ -91,6 +96,7 @@ class Liveness:
         self._reborn = reborn
         self._clock = clock
         self._missing: dict[str, int] = {}  # tag -> ticks it was seen recorded but not held
+        self._ticked_as = instance
         self._healthy_since: float | None = None
         self._outage = False
 
@@ -99,24 +105,43 @@ class Liveness:
         self._healthy_since = None
         self._outage = True
 
+    def beat(self, client: Any = None) -> bool:
+        """The heartbeat, alone in its thread (`worker.queue.heartbeat`) with its own
+        `client`, so no other work ever delays it. An instance found dead (cut off, or
+        paused, longer than its heartbeat) is refused: what it held went back to the
+        queues and its claims are refused, so it goes on under a new identity at once.
+        False when it had to."""
+        client = client or self.store
+        if self._beat_script(client, self.instance):
+            return True
+        old, self.instance = self.instance, self._reborn()
+        logger.warning("this worker was found dead as %s; going on as %s", old, self.instance)
+        self._beat_script(client, self.instance)
+        return False
+
+    def _beat_script(self, client: Any, instance: str) -> bool:
+        script = client.register_script(_BEAT)
+        keys_ = [heartbeat_key(instance), INSTANCES_KEY, dead_key(instance), keys.NODES]
+        ttl = int(HEARTBEAT_TTL * 1000)
+        return bool(
+            script(keys=keys_, args=[instance, ttl, json.dumps({"node": self.node}), self.node])
+        )
+
     def tick(self, held: set[str]) -> None:
+        """The lease thread's part, once a second: record what it holds, give back what
+        Celery dropped, reap the dead. The heartbeat is not here (`beat`)."""
         now = self._clock()
-        if self.store.exists(dead_key(self.instance)):
-            # Cut off long enough to be reaped: what it held went back to the queues, so it
-            # starts afresh under a new identity instead of beating as a ghost.
-            old, self.instance = self.instance, self._reborn()
+        instance = self.instance
+        if instance != self._ticked_as:  # gone on under a new identity since the last tick
             self._missing.clear()
-            logger.warning("this worker was found dead as %s; going on as %s", old, self.instance)
-        with self.store.pipeline(transaction=False) as pipe:
-            pipe.set(heartbeat_key(self.instance), "1", px=int(HEARTBEAT_TTL * 1000))
-            pipe.hset(INSTANCES_KEY, self.instance, json.dumps({"node": self.node}))
-            if held:
-                pipe.sadd(held_key(self.instance), *held)
-            pipe.smembers(held_key(self.instance))
-            recorded = {text(t) for t in pipe.execute()[-1]}
+            self._ticked_as = instance
+        script = self.store.register_script(_RECORD_HELD)
+        recorded_raw = script(keys=[held_key(instance), dead_key(instance)], args=sorted(held))
         if self._healthy_since is None:
             self._healthy_since = now
-        self._give_back_dropped(recorded - held)
+        if recorded_raw is None:  # reaped: the heartbeat thread goes on as a new instance
+            return
+        self._give_back_dropped({text(t) for t in recorded_raw} - held)
         if not self._outage or now - self._healthy_since >= REAP_GRACE:
             self.reap()
 

@@ -6,9 +6,17 @@ for good: nothing is queued, nothing is unacked. The soak test (SIGKILL every
 few seconds) lost about one job in 25,000 that way. So every job this app
 publishes is tracked until it finishes:
 
-    voicemail:pending           zset  job id -> when it was (last) published
-    voicemail:pending:msg       hash  job id -> {task, args, kwargs, queue, at}
+    voicemail:pending           zset  job id -> when to look at it (published, looked at)
+    voicemail:pending:at        zset  job id -> when it was (last) published
+    voicemail:pending:msg       hash  job id -> {task, args, kwargs, queue}
     voicemail:received_through  zset  queue -> the latest publish time a worker received
+
+Every time is Redis's clock (`TIME`, in the scripts and the sweep), never a host's: a
+producer's clock ahead of the sweeper's would make jobs in a backlog look lost. And a
+receipt moves `received_through` only to the publish time this app recorded for that
+job id: a job sent by name, whatever its headers say, moves nothing (a forged
+`voicemail_published_at` far in the future once made every job in a backlog look lost
+and published again every 10 s).
 
 Queues are FIFO, so once a worker has received a job published after ours, ours
 should have been received too; and a job whose queue is empty is not waiting in
@@ -24,10 +32,9 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
-from ..core import keys
+from ..core import keys, lua
 from ..core.connections import text
 
 logger = logging.getLogger(__name__)
@@ -36,7 +43,9 @@ PENDING_KEY = keys.PENDING
 PENDING_MSG = keys.PENDING_MSG
 THROUGH_KEY = keys.RECEIVED_THROUGH
 SWEEP_LOCK = keys.SWEEP_LOCK
-HEADER = "voicemail_published_at"
+PENDING_AT = keys.PENDING_AT
+_PUBLISH = lua.load(__package__, "publish.lua")
+_RECEIVED = lua.load(__package__, "received.lua")
 SWEEP_AFTER = 10.0  # seconds a job may sit before a sweep looks at it
 MARGIN = 1.0  # seconds of publish-order slack between producers
 
@@ -45,25 +54,32 @@ def on_publish(
     client: Any, job_id: str, task: str, body: Any, queue: str, headers: dict[str, Any]
 ) -> None:
     """Track the job; `client` may be a pipeline, for the caller to execute with its own."""
-    now = time.time()
-    headers[HEADER] = now
     args, kwargs = (
         (body[0], body[1]) if isinstance(body, list | tuple) and len(body) >= 2 else ([], {})
     )
-    record = {"task": task, "args": args, "kwargs": kwargs, "queue": queue, "at": now}
-    client.zadd(PENDING_KEY, {job_id: now})
-    client.hset(PENDING_MSG, job_id, json.dumps(record, default=repr))
+    record = {"task": task, "args": args, "kwargs": kwargs, "queue": queue}
+    script = client.register_script(_PUBLISH)
+    script(
+        keys=[PENDING_KEY, PENDING_AT, PENDING_MSG], args=[job_id, json.dumps(record, default=repr)]
+    )
 
 
-def on_received(client: Any, queue: str, published_at: float) -> None:
+def on_received(client: Any, queue: str, job_id: str) -> None:
     """`client` may be a pipeline."""
-    client.zadd(THROUGH_KEY, {queue: published_at}, gt=True)  # only ever moves forward
+    script = client.register_script(_RECEIVED)
+    script(keys=[THROUGH_KEY, PENDING_AT], args=[queue, job_id])
 
 
 def on_finished(client: Any, job_id: str) -> None:
     """`client` may be a pipeline."""
     client.zrem(PENDING_KEY, job_id)
+    client.zrem(PENDING_AT, job_id)
     client.hdel(PENDING_MSG, job_id)
+
+
+def redis_now(client: Any) -> float:
+    seconds, micros = client.time()
+    return float(seconds) + float(micros) / 1_000_000
 
 
 def _unacked_ids(client: Any) -> set[str]:
@@ -75,6 +91,17 @@ def _unacked_ids(client: Any) -> set[str]:
         except (ValueError, KeyError, IndexError, TypeError):
             continue
     return ids
+
+
+def _received_through(client: Any, now: float) -> dict[str, float]:
+    """Each queue's mark; one ahead of Redis's clock was forged (a header trusted before
+    Redis's clock was used): it is dropped and starts again from the next receipt."""
+    marks = {text(k): float(v) for k, v in client.zrange(THROUGH_KEY, 0, -1, withscores=True)}
+    forged = [queue for queue, at in marks.items() if at > now + MARGIN]
+    if forged:
+        logger.warning("dropping received-through marks ahead of Redis's clock: %s", forged)
+        client.zrem(THROUGH_KEY, *forged)
+    return {queue: at for queue, at in marks.items() if queue not in forged}
 
 
 def sweep(
@@ -92,7 +119,7 @@ def sweep(
     """
     broker = broker or client
     results = results or client
-    now = time.time() if now is None else now
+    now = redis_now(client) if now is None else now
     if not client.set(SWEEP_LOCK, "1", nx=True, ex=5):
         return 0  # another worker is sweeping
     candidates = [
@@ -100,25 +127,28 @@ def sweep(
     ]
     if not candidates:
         return 0
-    through = {text(k): float(v) for k, v in client.zrange(THROUGH_KEY, 0, -1, withscores=True)}
+    through = _received_through(client, now)
     held = _unacked_ids(broker)
     empty: dict[str, bool] = {}
     metas = results.mget([f"celery-task-meta-{job}" for job in candidates])
     records = client.hmget(PENDING_MSG, candidates)
+    published = client.zmscore(PENDING_AT, candidates)
     republished = 0
-    for job, meta, raw in zip(candidates, metas, records, strict=True):
+    for job, meta, raw, at_ in zip(candidates, metas, records, published, strict=True):
         state = json.loads(meta).get("status") if meta else None
         if state in ("SUCCESS", "FAILURE", "REVOKED") or raw is None:
             on_finished(client, job)  # finished, its cleanup was missed
             continue
         record = json.loads(raw)
         queue = record["queue"]
+        # A record from before publish times were kept apart has its own "at".
+        at = float(at_) if at_ is not None else float(record.get("at", now))
         if queue not in empty:
             empty[queue] = broker.llen(queue) == 0
         lost = (
             state is None
             and job not in held
-            and (empty[queue] or through.get(queue, 0.0) > record["at"] + MARGIN)
+            and (empty[queue] or through.get(queue, 0.0) > at + MARGIN)
         )
         if lost:
             logger.warning(

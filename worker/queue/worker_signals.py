@@ -20,7 +20,7 @@ from celery.concurrency import get_implementation
 from ..core.logs import install_redaction, use_json
 from ..core.redis_server import check_server
 from ..core.settings import get_settings
-from . import context, deadletter, kombu_patches, liveness, notify, recovery
+from . import context, deadletter, internals, kombu_patches, liveness, notify, recovery
 from .app import app, producer_connections, remember_job
 from .lease import LeaseKeeper
 from .readback_reader import ReadBackReader
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 def install() -> None:
     """Connect the worker-side handlers (idempotent: Celery connects a handler once)."""
+    internals.require()  # every kombu and Celery internal used, checked before any is
     kombu_patches.install_settle_patch()
     # kombu's per-command redis.Redis costs as much as the round trip; a worker's only.
     kombu_patches.reuse_clients()
@@ -123,7 +124,7 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
         restore=restore,
         tick=_tick,
     )
-    lease.beat()  # beat before the first job, not a second after
+    lease.beat()  # the first tick now; `start` beats at once, before the first job
     lease.start()
     ctx.reader = reader = ReadBackReader(ctx)
     reader.start()
@@ -149,18 +150,20 @@ def _published(**kwargs: Any) -> None:
 
 def _received(request: Any = None, **_: Any) -> None:
     # Runs in the main process (the consumer), whatever the pool.
-    published_at = (getattr(request, "_request_dict", None) or {}).get(recovery.HEADER)
     tag = getattr(getattr(request, "message", None), "delivery_tag", None)
+    job_id = getattr(request, "id", None)
     try:
         with context.current().redis.pipeline(transaction=False) as pipe:  # one round trip
             if tag:
                 liveness.record_received(pipe, context.instance(), str(tag))
-            if published_at is not None:
+            if job_id:
+                # Moves the queue's mark to the publish time *we* recorded for this job
+                # (Redis's clock); no header a sender sets is read.
                 queue = (request.delivery_info or {}).get("routing_key") or "celery"
-                recovery.on_received(pipe, queue, float(published_at))
+                recovery.on_received(pipe, queue, str(job_id))
             pipe.execute()
     except Exception:  # bookkeeping must never cost a job
-        logger.warning("could not record receipt of job %s", request.id, exc_info=True)
+        logger.warning("could not record receipt of job %s", job_id, exc_info=True)
 
 
 def _finished(task_id: str | None = None, state: str | None = None, **_: Any) -> None:
