@@ -195,7 +195,10 @@ def test_a_single_job_retrying_while_cut_off_sends_nothing_after_the_link_return
         )
         state = sim.account(account)
         assert state["email"] == "newer@e.ru"
-        assert [email for _, email in state["applied"]] == ["newer@e.ru"]
+        # The older update may have gone through first (its message, given back when its
+        # worker was reaped, ran elsewhere); nothing older ever came after the newer one.
+        emails = [email for _, email in state["applied"]]
+        assert "older@e.ru" not in emails[emails.index("newer@e.ru") :], emails
     finally:
         link.up()
         for worker in workers:
