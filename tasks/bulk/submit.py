@@ -26,6 +26,7 @@ from worker.coordination.bulk_records import (
     Keys,
     Outcome,
     RowError,
+    line_runs,
     record_args,
 )
 from worker.coordination.bulk_status import BulkStatus, read_status
@@ -163,38 +164,15 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
     with redis_errors():
         client = redis_client()
         record = client.register_script(RECORD_SCRIPT)
-        store = credential_store()
         meta: dict[FieldT, EncodableT] = {"created_at": repr(time.time()), "rows": 0, **options}
         client.hset(keys.meta, mapping=meta)
         # An index of recent bulks, for `voicemail metrics`; old entries pruned as we go.
         now = time.time()
         client.zadd(BULKS, {bulk_id: now})
         client.zremrangebyscore(BULKS, 0, now - ttl)
-        client.expire(keys.meta, ttl)
-        chunks = total = would_send = 0
-        pending: list[BulkRow] = []
-        for batch in _batched(_normalize(rows), settings.bulk_chunk_size):
-            cancelled, paused = client.hmget(keys.meta, ["cancelled_at", "paused_at"])
-            if cancelled is not None:
-                break  # cancelled while streaming: `total` is what was accepted so far
-            good, bad = _check_batch(client, store, keys, batch, numbered)
-            total += len(batch)
-            if bad:
-                record(keys=keys.record_keys(), args=record_args(bad, ttl))
-            client.hincrby(keys.meta, "rows", len(batch))
-            if dry_run:
-                would_send += len(good)
-                continue
-            pending.extend(good)
-            while len(pending) >= settings.bulk_chunk_size:
-                rows_now = pending[: settings.bulk_chunk_size]
-                _queue_chunk(client, keys, bulk_id, chunks, rows_now, keep=paused is not None)
-                del pending[: settings.bulk_chunk_size]
-                chunks += 1
-        if pending:
-            paused = client.hget(keys.meta, "paused_at")
-            _queue_chunk(client, keys, bulk_id, chunks, pending, keep=paused is not None)
-            chunks += 1
+        # No TTL on the bulk's keys until it settles (record_outcomes.lua): a chunk queued
+        # behind a slow bulk must find its rows.
+        total, chunks, would_send = _stream(client, keys, rows, numbered, dry_run)
         final: dict[FieldT, EncodableT] = {"total": total, "chunks": chunks}
         if dry_run:
             final["would_send"] = would_send
@@ -205,6 +183,39 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
         _notify.drain(client, app)
     logger.info("bulk %s: %d rows in %d chunks", bulk_id, total, chunks)
     return bulk_id
+
+
+def _stream(
+    client: Any, keys: Keys, rows: Iterable[Any], numbered: bool, dry_run: bool
+) -> tuple[int, int, int]:
+    """Check, record and queue the rows as they come: (rows accepted, chunks queued, rows
+    a dry run would send)."""
+    settings = get_settings()
+    size, ttl = settings.bulk_chunk_size, settings.result_expires
+    record = client.register_script(RECORD_SCRIPT)
+    store = credential_store()
+    chunks = total = would_send = 0
+    pending: list[BulkRow] = []
+    for batch in _batched(_normalize(rows), size):
+        if client.hexists(keys.meta, "cancelled_at"):
+            break  # cancelled while streaming: `total` is what was accepted so far
+        good, bad = _check_batch(client, store, keys, batch, numbered)
+        total += len(batch)
+        if bad:
+            record(keys=keys.record_keys(), args=record_args(bad, ttl))
+        client.hincrby(keys.meta, "rows", len(batch))
+        if dry_run:
+            would_send += len(good)
+            continue
+        pending.extend(good)
+        while len(pending) >= size:
+            _queue_chunk(client, keys, keys.bulk_id, chunks, pending[:size])
+            del pending[:size]
+            chunks += 1
+    if pending:
+        _queue_chunk(client, keys, keys.bulk_id, chunks, pending)
+        chunks += 1
+    return total, chunks, would_send
 
 
 def _check_batch(
@@ -230,9 +241,7 @@ def _check_batch(
         for row in candidates:
             pipe.hexists(ACCOUNTS, row.account)
             pipe.hsetnx(keys.seen, row.account, row.line)
-        # A producer that dies mid-stream leaves it behind: let it go with the bulk.
-        pipe.expire(keys.seen, get_settings().result_expires)
-        answers = pipe.execute()[:-1]
+        answers = pipe.execute()
     exists, fresh = answers[0::2], answers[1::2]
     repeated = [row.account for row, new in zip(candidates, fresh, strict=True) if not new]
     first_lines = (
@@ -261,17 +270,14 @@ def _failed(row: BulkRow, reason: str) -> Outcome:
     return Outcome.invalid(row.line, reason, account=row.account, send=row.send, email=row.email)
 
 
-def _queue_chunk(
-    client: Any, keys: Keys, bulk_id: str, number: int, rows: list[BulkRow], *, keep: bool
-) -> None:
-    """Store a chunk's rows and queue its task; `keep`: the bulk is paused, so the rows
-    must not expire (`control.lua` made the chunks before this one persistent)."""
+def _queue_chunk(client: Any, keys: Keys, bulk_id: str, number: int, rows: list[BulkRow]) -> None:
+    """Store a chunk's rows (kept, like every key of the bulk, until it settles) and its
+    lines (so a chunk whose rows are lost fails them by line), then queue its task."""
     with client.pipeline(transaction=False) as pipe:
         pipe.set(
-            keys.chunk(number),
-            json.dumps([row.to_json() for row in rows], ensure_ascii=False),
-            ex=None if keep else get_settings().result_expires,
+            keys.chunk(number), json.dumps([row.to_json() for row in rows], ensure_ascii=False)
         )
+        pipe.hset(keys.lines, number, line_runs(row.line for row in rows))
         pipe.hset(keys.meta, "chunks", number + 1)
         pipe.execute()
     send_chunk(bulk_id, number, what=f"{len(rows)} accounts of bulk {bulk_id}")
