@@ -1,24 +1,29 @@
 """Issue 18, "no silent loss in production conditions": a slow bulk outlives the result
 expiry, a lost chunk fails its rows by name, a resume interrupted before its re-queue
-loses nothing. Real worker processes, a
+loses nothing, and the caps and the notify allow-list hold. Real worker processes, a
 Redis and a simulator of their own, driven through the `voicemail` executable."""
 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
+import uuid
+from typing import Any
 
 import pytest
 import redis
 
 from simulator import stack
-from worker.coordination.bulk_records import Keys
+from worker.coordination.bulk_records import NOTIFY_OUTBOX, Keys
 from worker.core.keys import WAKING
+from worker.core.settings import load_settings
+from worker.queue import notify
 
 from . import test_bulk_safety
-from .conftest import VOICEMAIL, Isolated
+from .conftest import VOICEMAIL, Isolated, voicemail
 from .test_bulk_safety import Setup, name, rows_csv
 
 pytestmark = [pytest.mark.integration]
@@ -118,3 +123,67 @@ def test_a_resume_interrupted_before_its_requeue_loses_no_chunk(setup: Setup) ->
     assert applied == [1] * 200  # sent once, though a chunk may be queued twice
     stack.wait_until(lambda: not setup.redis.sismember(WAKING, bulk_id), 10, "sweep done")
     assert setup.redis.exists(keys.waking) == 0
+
+
+def test_a_bulk_over_the_row_cap_is_refused_and_cancelled(setup: Setup) -> None:
+    env = {**setup.env, "VOICEMAIL_BULK_MAX_ROWS": "120"}
+    code, _, err = voicemail(env, "bulk", "submit", "-", stdin=rows_csv(1, 200))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "VOICEMAIL_BULK_MAX_ROWS" in err and "more than 120 rows" in err
+    bulk_id = err.split("bulk ", 1)[1].split()[0]
+    final = setup.wait_settled(bulk_id)
+    assert final["state"] == "CANCELLED" and final["total"] <= 120
+    counted = final["succeeded"] + final["failed"] + final["cancelled"] + final["unchanged"]
+    assert counted == final["total"]
+    # At the cap exactly, a bulk runs.
+    code, out, err = voicemail(env, "bulk", "submit", "-", "--wait", stdin=rows_csv(1, 120))
+    assert code == 0 and out["state"] == "DONE" and out["succeeded"] == 120, err
+
+
+def test_notify_allow_list_is_checked_at_submit(setup: Setup) -> None:
+    env = {**setup.env, "VOICEMAIL_NOTIFY_TASKS": "billing.*", "VOICEMAIL_NOTIFY_QUEUES": "bill*"}
+    rows = rows_csv(1, 3)
+    for options, setting in (
+        (["--notify", "evil.task", "--notify-queue", "billing"], "VOICEMAIL_NOTIFY_TASKS"),
+        (["--notify", "billing.done", "--notify-queue", "celery"], "VOICEMAIL_NOTIFY_QUEUES"),
+        (["--notify", "billing.done"], "VOICEMAIL_NOTIFY_QUEUES"),  # the default queue
+    ):
+        code, _, err = voicemail(env, "bulk", "submit", "-", *options, stdin=rows)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and setting in err, err
+    code, out, err = voicemail(
+        env,
+        "bulk",
+        "submit",
+        "-",
+        "--notify",
+        "billing.done",
+        "--notify-queue",
+        "billing",
+        stdin=rows,
+    )
+    assert code == 0 and out.get("bulk_id"), err
+
+
+class _App:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def send_task(self, name: str, **options: Any) -> None:
+        self.sent.append((name, options))
+
+
+def test_a_worker_drops_a_notification_the_allow_list_refuses(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    allowed, refused = uuid.uuid4().hex, uuid.uuid4().hex
+    for bulk_id, task in ((allowed, "billing.done"), (refused, "evil.task")):
+        meta = {"created_at": "1", "total": "0", "notify": task, "notify_queue": "billing"}
+        redis_client.hset(Keys(bulk_id).meta, mapping=meta)  # type: ignore[arg-type]
+        redis_client.sadd(NOTIFY_OUTBOX, bulk_id)
+    settings = load_settings(VOICEMAIL_NOTIFY_TASKS="billing.*", VOICEMAIL_NOTIFY_QUEUES="*")
+    app = _App()
+    with caplog.at_level(logging.ERROR, logger=notify.__name__):
+        assert notify.drain(redis_client, app, settings) == 1
+    assert [name for name, _ in app.sent] == ["billing.done"]
+    assert not redis_client.sismember(NOTIFY_OUTBOX, refused)  # dropped, not retried
+    assert any("VOICEMAIL_NOTIFY_TASKS" in r.getMessage() for r in caplog.records)

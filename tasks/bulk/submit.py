@@ -4,7 +4,8 @@
 Rows are streamed: checked, de-duplicated and cut into chunks of
 `VOICEMAIL_BULK_CHUNK_SIZE` as they arrive, each chunk stored in Redis and queued
 as one `voicemail.bulk_chunk` task (tasks.chunk); the producer never holds more than a chunk.
-A bad row is recorded as failed with its line number and reason; the rest run.
+A bad row is recorded as failed with its line number and reason; the rest run. A bulk
+of more than `VOICEMAIL_BULK_MAX_ROWS` rows stops at the cap, is cancelled, and raises.
 """
 
 from __future__ import annotations
@@ -135,20 +136,8 @@ def bulk_options(
         "only_changed": int(only_changed),
         "revertible": int(revertible),
     }
-    options.update(_notify_options(notify, notify_queue))
+    options.update(_notify.checked_options(notify, notify_queue))
     return options
-
-
-def _notify_options(notify: str | None, queue: str | None) -> dict[FieldT, EncodableT]:
-    if notify is None:
-        if queue is not None:
-            raise InputError("notify_queue is given without notify (the task to send)")
-        return {}
-    if not notify.strip() or any(ch.isspace() for ch in notify):
-        raise InputError(f"notify must be a Celery task name, got {notify!r}")
-    if queue is not None and (not queue.strip() or any(ch.isspace() for ch in queue)):
-        raise InputError(f"notify_queue must be a queue name, got {queue!r}")
-    return {"notify": notify, "notify_queue": queue or _notify.DEFAULT_QUEUE}
 
 
 def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, EncodableT]) -> str:
@@ -172,7 +161,9 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
         client.zremrangebyscore(BULKS, 0, now - ttl)
         # No TTL on the bulk's keys until it settles (record_outcomes.lua): a chunk queued
         # behind a slow bulk must find its rows.
-        total, chunks, would_send = _stream(client, keys, rows, numbered, dry_run)
+        total, chunks, would_send, over = _stream(client, keys, rows, numbered, dry_run)
+        if over:  # nothing more of it is sent: its queued chunks record rows as cancelled
+            cancel_bulk(bulk_id)
         final: dict[FieldT, EncodableT] = {"total": total, "chunks": chunks}
         if dry_run:
             final["would_send"] = would_send
@@ -181,24 +172,33 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
         # Stamps finished_at if workers already recorded every row.
         record(keys=keys.record_keys(), args=record_args([], ttl))
         _notify.drain(client, app)
+    if over:
+        raise InputError(
+            f"bulk {bulk_id} has more than {settings.bulk_max_rows} rows "
+            f"(VOICEMAIL_BULK_MAX_ROWS): cancelled after {total}; split the file"
+        )
     logger.info("bulk %s: %d rows in %d chunks", bulk_id, total, chunks)
     return bulk_id
 
 
 def _stream(
     client: Any, keys: Keys, rows: Iterable[Any], numbered: bool, dry_run: bool
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, bool]:
     """Check, record and queue the rows as they come: (rows accepted, chunks queued, rows
-    a dry run would send)."""
+    a dry run would send, whether reading stopped at `VOICEMAIL_BULK_MAX_ROWS`)."""
     settings = get_settings()
     size, ttl = settings.bulk_chunk_size, settings.result_expires
     record = client.register_script(RECORD_SCRIPT)
     store = credential_store()
     chunks = total = would_send = 0
+    over = False
     pending: list[BulkRow] = []
     for batch in _batched(_normalize(rows), size):
         if client.hexists(keys.meta, "cancelled_at"):
             break  # cancelled while streaming: `total` is what was accepted so far
+        if total + len(batch) > settings.bulk_max_rows:
+            over = True  # the rows past the cap are not read; the caller cancels the bulk
+            break
         good, bad = _check_batch(client, store, keys, batch, numbered)
         total += len(batch)
         if bad:
@@ -212,10 +212,16 @@ def _stream(
             _queue_chunk(client, keys, keys.bulk_id, chunks, pending[:size])
             del pending[:size]
             chunks += 1
-    if pending:
+    if pending and over:  # accepted, never queued: nothing of them is sent
+        held = [
+            Outcome.cancelled(r.line, account=r.account, send=r.send, email=r.email)
+            for r in pending
+        ]
+        record(keys=keys.record_keys(), args=record_args(held, ttl))
+    elif pending:
         _queue_chunk(client, keys, keys.bulk_id, chunks, pending)
         chunks += 1
-    return total, chunks, would_send
+    return total, chunks, would_send, over
 
 
 def _check_batch(
