@@ -5,7 +5,6 @@ Runs in the worker only: it hands the chunk to the worker context's bulk engine.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
@@ -13,10 +12,9 @@ from redis.exceptions import RedisError
 
 from worker.api.retry import capped_retry_after, requeue_delay
 from worker.coordination.bulk_control import park
-from worker.coordination.bulk_records import Keys
 from worker.coordination.ordering import new_lock_owner
 from worker.core import keys
-from worker.core.errors import EngineUnavailable
+from worker.core.errors import ChunkLost, EngineUnavailable
 from worker.engine.halt import owner_instance
 from worker.engine.recorder import ChunkReport
 from worker.queue import context, notify
@@ -43,6 +41,13 @@ def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
         except RedisError as exc:  # neither parked nor re-sent: run again once Redis is back
             raise self.retry(exc=exc, countdown=1, max_retries=None) from None
     _log(self, bulk_id, number, report)
+    if report.lost:
+        # Its rows are recorded as failed, by line (`ChunkLost: ...`): say it loudly, and
+        # end in FAILURE rather than a SUCCESS that hides them.
+        logger.error(
+            "bulk %s chunk %d: its rows were gone; %d lines failed", bulk_id, number, report.lost
+        )
+        raise ChunkLost(f"chunk {number} of bulk {bulk_id} was gone: {report.lost} rows failed")
     if report.transient:
         _requeue(self, ctx, bulk_id, number, report)
     # Flower shows this as the task's result: say when the bulk's cancel cut it short.
@@ -118,10 +123,7 @@ def _requeue(task: Any, ctx: WorkerContext, bulk_id: str, number: int, report: C
         if hint is not None
         else requeue_delay(settings, task.request.retries, None)
     )
-    # The chunk's rows must outlive the wait, however long the bulk's records live.
-    # (Redis away: they keep the TTL they were stored with, VOICEMAIL_RESULT_EXPIRES.)
-    with contextlib.suppress(RedisError):
-        ctx.redis.expire(Keys(bulk_id).chunk(number), int(countdown) + settings.result_expires)
+    # The chunk's rows outlive the wait: nothing of a bulk expires before it settles.
     logger.info(
         "bulk %s chunk %d: %d rows still failing, re-queued in %.1fs",
         bulk_id,

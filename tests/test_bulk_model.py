@@ -75,8 +75,8 @@ def test_pause_keeps_records_parks_chunks_and_resume_hands_them_back(
     redis_client.set(keys.chunk(1), "[]", ex=60)
     record(keys=keys.record_keys(), args=record_args([Outcome(2, SUCCEEDED)], 60))
 
-    assert bulk_control.control(redis_client, bulk_id, "pause", 60).changed
-    assert not bulk_control.control(redis_client, bulk_id, "pause", 60).changed
+    assert bulk_control.control(redis_client, bulk_id, "pause").changed
+    assert not bulk_control.control(redis_client, bulk_id, "pause").changed
     assert [redis_client.ttl(k) for k in (keys.meta, keys.done, keys.chunk(1))] == [-1] * 3
     # Outcomes recorded while paused keep the records from expiring too.
     record(keys=keys.record_keys(), args=record_args([Outcome(3, SUCCEEDED)], 60))
@@ -85,12 +85,16 @@ def test_pause_keeps_records_parks_chunks_and_resume_hands_them_back(
     status = status_from(bulk_id, meta(redis_client, keys), {}, now=2.0)
     assert (status.state, status.pending) == ("PAUSED", 1)
 
-    change = bulk_control.control(redis_client, bulk_id, "resume", 60)
-    assert change.changed and change.parked == {1: 2}
-    assert 0 < redis_client.ttl(keys.chunk(1)) <= 60 and 0 < redis_client.ttl(keys.meta) <= 60
+    change = bulk_control.control(redis_client, bulk_id, "resume")
+    assert change.changed and list(change.parked) == [1]
+    assert bulk_control.retries_of(change.parked[1]) == 2
+    # Handed out, not dropped: the entry stays until the chunk is queued (a sweep's, else).
+    assert redis_client.hlen(keys.waking) == 1 and redis_client.hlen(keys.parked) == 0
+    # Nothing of an unsettled bulk expires, resumed or not.
+    assert [redis_client.ttl(k) for k in (keys.meta, keys.done, keys.chunk(1))] == [-1] * 3
     assert not bulk_control.park(redis_client, bulk_id, 1, retries=2)  # not paused: run it
-    assert not bulk_control.control(redis_client, bulk_id, "resume", 60).changed
-    assert not bulk_control.control(redis_client, "no-such-bulk", "pause", 60).known
+    assert not bulk_control.control(redis_client, bulk_id, "resume").changed
+    assert not bulk_control.control(redis_client, "no-such-bulk", "pause").known
 
 
 def test_a_revert_reads_the_recorded_accounts_by_line_a_page_at_a_time(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from worker.coordination import bulk_control
 from worker.coordination.bulk_records import RECORD_SCRIPT, Keys, record_args
@@ -23,8 +22,12 @@ def _apply(bulk_id: str, op: bulk_control.Op) -> tuple[bool, BulkStatus]:
     ttl = get_settings().result_expires
     with redis_errors():
         client = redis_client()
-        change = bulk_control.control(client, bulk_id, op, ttl)
-        _wake(client, bulk_id, change.parked)
+        change = bulk_control.control(client, bulk_id, op)
+        # Parked chunks stay on record until each is queued: interrupted here, a worker's
+        # sweep queues the rest (bulk_control.wake_orphans).
+        bulk_control.queue_woken(client, bulk_id, change.parked, _send)
+        if change.parked:
+            logger.info("bulk %s: %d parked chunks queued again", bulk_id, len(change.parked))
         if change.changed and op == "cancel":
             # Every row may have been recorded by now: stamp finished_at in that case.
             keys = Keys(bulk_id)
@@ -35,19 +38,8 @@ def _apply(bulk_id: str, op: bulk_control.Op) -> tuple[bool, BulkStatus]:
         return change.changed, read_status(client, bulk_id)
 
 
-def _wake(client: Any, bulk_id: str, parked: dict[int, int]) -> None:
-    """Queue the chunks a pause parked, with the retries they had spent."""
-    for number, retries in sorted(parked.items()):
-        try:
-            current().send_chunk(bulk_id, number, retries)
-        except Exception:
-            # Not lost: parked again, for the next resume (or cancel) to queue.
-            keys = Keys(bulk_id)
-            rest = {n: r for n, r in parked.items() if n >= number}
-            client.hset(keys.parked, mapping=rest)
-            raise
-    if parked:
-        logger.info("bulk %s: %d parked chunks queued again", bulk_id, len(parked))
+def _send(bulk_id: str, number: int, retries: int) -> None:
+    current().send_chunk(bulk_id, number, retries)
 
 
 def cancel_bulk(bulk_id: str) -> BulkStatus:

@@ -4,7 +4,8 @@
 Rows are streamed: checked, de-duplicated and cut into chunks of
 `VOICEMAIL_BULK_CHUNK_SIZE` as they arrive, each chunk stored in Redis and queued
 as one `voicemail.bulk_chunk` task (tasks.chunk); the producer never holds more than a chunk.
-A bad row is recorded as failed with its line number and reason; the rest run.
+A bad row is recorded as failed with its line number and reason; the rest run. A bulk
+of more than `VOICEMAIL_BULK_MAX_ROWS` rows stops at the cap, is cancelled, and raises.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from worker.coordination.bulk_records import (
     Keys,
     Outcome,
     RowError,
+    line_runs,
     record_args,
 )
 from worker.coordination.bulk_status import BulkStatus, read_status
@@ -133,20 +135,8 @@ def bulk_options(
         "only_changed": int(only_changed),
         "revertible": int(revertible),
     }
-    options.update(_notify_options(notify, notify_queue))
+    options.update(_notify.checked_options(notify, notify_queue))
     return options
-
-
-def _notify_options(notify: str | None, queue: str | None) -> dict[FieldT, EncodableT]:
-    if notify is None:
-        if queue is not None:
-            raise InputError("notify_queue is given without notify (the task to send)")
-        return {}
-    if not notify.strip() or any(ch.isspace() for ch in notify):
-        raise InputError(f"notify must be a Celery task name, got {notify!r}")
-    if queue is not None and (not queue.strip() or any(ch.isspace() for ch in queue)):
-        raise InputError(f"notify_queue must be a queue name, got {queue!r}")
-    return {"notify": notify, "notify_queue": queue or _notify.DEFAULT_QUEUE}
 
 
 def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, EncodableT]) -> str:
@@ -162,38 +152,17 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
     with redis_errors():
         client = redis_client()
         record = client.register_script(RECORD_SCRIPT)
-        store = credential_store()
         meta: dict[FieldT, EncodableT] = {"created_at": repr(time.time()), "rows": 0, **options}
         client.hset(keys.meta, mapping=meta)
         # An index of recent bulks, for `voicemail metrics`; old entries pruned as we go.
         now = time.time()
         client.zadd(BULKS, {bulk_id: now})
         client.zremrangebyscore(BULKS, 0, now - ttl)
-        client.expire(keys.meta, ttl)
-        chunks = total = would_send = 0
-        pending: list[BulkRow] = []
-        for batch in _batched(_normalize(rows), settings.bulk_chunk_size):
-            cancelled, paused = client.hmget(keys.meta, ["cancelled_at", "paused_at"])
-            if cancelled is not None:
-                break  # cancelled while streaming: `total` is what was accepted so far
-            good, bad = _check_batch(client, store, keys, batch, numbered)
-            total += len(batch)
-            if bad:
-                record(keys=keys.record_keys(), args=record_args(bad, ttl))
-            client.hincrby(keys.meta, "rows", len(batch))
-            if dry_run:
-                would_send += len(good)
-                continue
-            pending.extend(good)
-            while len(pending) >= settings.bulk_chunk_size:
-                rows_now = pending[: settings.bulk_chunk_size]
-                _queue_chunk(client, keys, bulk_id, chunks, rows_now, keep=paused is not None)
-                del pending[: settings.bulk_chunk_size]
-                chunks += 1
-        if pending:
-            paused = client.hget(keys.meta, "paused_at")
-            _queue_chunk(client, keys, bulk_id, chunks, pending, keep=paused is not None)
-            chunks += 1
+        # No TTL on the bulk's keys until it settles (record_outcomes.lua): a chunk queued
+        # behind a slow bulk must find its rows.
+        total, chunks, would_send, over = _stream(client, keys, rows, numbered, dry_run)
+        if over:  # nothing more of it is sent: its queued chunks record rows as cancelled
+            cancel_bulk(bulk_id)
         final: dict[FieldT, EncodableT] = {"total": total, "chunks": chunks}
         if dry_run:
             final["would_send"] = would_send
@@ -202,8 +171,56 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
         # Stamps finished_at if workers already recorded every row.
         record(keys=keys.record_keys(), args=record_args([], ttl))
         _notify.drain(client, current().app)
+    if over:
+        raise InputError(
+            f"bulk {bulk_id} has more than {settings.bulk_max_rows} rows "
+            f"(VOICEMAIL_BULK_MAX_ROWS): cancelled after {total}; split the file"
+        )
     logger.info("bulk %s: %d rows in %d chunks", bulk_id, total, chunks)
     return bulk_id
+
+
+def _stream(
+    client: Any, keys: Keys, rows: Iterable[Any], numbered: bool, dry_run: bool
+) -> tuple[int, int, int, bool]:
+    """Check, record and queue the rows as they come: (rows accepted, chunks queued, rows
+    a dry run would send, whether reading stopped at `VOICEMAIL_BULK_MAX_ROWS`)."""
+    settings = get_settings()
+    size, ttl = settings.bulk_chunk_size, settings.result_expires
+    record = client.register_script(RECORD_SCRIPT)
+    store = credential_store()
+    chunks = total = would_send = 0
+    over = False
+    pending: list[BulkRow] = []
+    for batch in _batched(_normalize(rows), size):
+        if client.hexists(keys.meta, "cancelled_at"):
+            break  # cancelled while streaming: `total` is what was accepted so far
+        if total + len(batch) > settings.bulk_max_rows:
+            over = True  # the rows past the cap are not read; the caller cancels the bulk
+            break
+        good, bad = _check_batch(client, store, keys, batch, numbered)
+        total += len(batch)
+        if bad:
+            record(keys=keys.record_keys(), args=record_args(bad, ttl))
+        client.hincrby(keys.meta, "rows", len(batch))
+        if dry_run:
+            would_send += len(good)
+            continue
+        pending.extend(good)
+        while len(pending) >= size:
+            _queue_chunk(client, keys, keys.bulk_id, chunks, pending[:size])
+            del pending[:size]
+            chunks += 1
+    if pending and over:  # accepted, never queued: nothing of them is sent
+        held = [
+            Outcome.cancelled(r.line, account=r.account, send=r.send, email=r.email)
+            for r in pending
+        ]
+        record(keys=keys.record_keys(), args=record_args(held, ttl))
+    elif pending:
+        _queue_chunk(client, keys, keys.bulk_id, chunks, pending)
+        chunks += 1
+    return total, chunks, would_send, over
 
 
 def _check_batch(
@@ -229,9 +246,7 @@ def _check_batch(
         for row in candidates:
             pipe.hexists(ACCOUNTS, row.account)
             pipe.hsetnx(keys.seen, row.account, row.line)
-        # A producer that dies mid-stream leaves it behind: let it go with the bulk.
-        pipe.expire(keys.seen, get_settings().result_expires)
-        answers = pipe.execute()[:-1]
+        answers = pipe.execute()
     exists, fresh = answers[0::2], answers[1::2]
     repeated = [row.account for row, new in zip(candidates, fresh, strict=True) if not new]
     first_lines = (
@@ -260,17 +275,14 @@ def _failed(row: BulkRow, reason: str) -> Outcome:
     return Outcome.invalid(row.line, reason, account=row.account, send=row.send, email=row.email)
 
 
-def _queue_chunk(
-    client: Any, keys: Keys, bulk_id: str, number: int, rows: list[BulkRow], *, keep: bool
-) -> None:
-    """Store a chunk's rows and queue its task; `keep`: the bulk is paused, so the rows
-    must not expire (`control.lua` made the chunks before this one persistent)."""
+def _queue_chunk(client: Any, keys: Keys, bulk_id: str, number: int, rows: list[BulkRow]) -> None:
+    """Store a chunk's rows (kept, like every key of the bulk, until it settles) and its
+    lines (so a chunk whose rows are lost fails them by line), then queue its task."""
     with client.pipeline(transaction=False) as pipe:
         pipe.set(
-            keys.chunk(number),
-            json.dumps([row.to_json() for row in rows], ensure_ascii=False),
-            ex=None if keep else get_settings().result_expires,
+            keys.chunk(number), json.dumps([row.to_json() for row in rows], ensure_ascii=False)
         )
+        pipe.hset(keys.lines, number, line_runs(row.line for row in rows))
         pipe.hset(keys.meta, "chunks", number + 1)
         pipe.execute()
     current().send_chunk(bulk_id, number, what=f"{len(rows)} accounts of bulk {bulk_id}")

@@ -1,8 +1,9 @@
 """A bulk job's state in Redis, shared by the producer that fills it and the workers that run it.
 
-Keys, all under one hash tag so a Redis Cluster keeps them on one node, all
-expiring with the results (`VOICEMAIL_RESULT_EXPIRES`), except while the bulk is
-paused: then none expires (`control.lua` and `record_outcomes.lua` see to it):
+Keys, all under one hash tag so a Redis Cluster keeps them on one node. None expires
+before the bulk settles, however long it is queued, runs or is paused; the step that
+settles it (`record_outcomes.lua`) gives them all, chunks included, the TTL of the results
+(`VOICEMAIL_RESULT_EXPIRES`):
 
     voicemail:bulk:{ID}            hash   created_at, started_at, finished_at, rows, total,
                                           chunks, would_send, succeeded, failed, unchanged,
@@ -10,7 +11,7 @@ paused: then none expires (`control.lua` and `record_outcomes.lua` see to it):
                                           (dry_run, only_changed, revertible, verify,
                                           plan), reverts, reverted_by, applies,
                                           applied_by, notify, notify_queue, paused_at,
-                                          cancelled_at
+                                          cancelled_at, waking_until
     voicemail:bulk:{ID}:chunk:N    string JSON rows [[line, account, send, email, seq], ...]
     voicemail:bulk:{ID}:done       bitmap one bit per line, set once its outcome is counted
                                           (the counts are in the meta hash: `recorded`,
@@ -26,7 +27,12 @@ paused: then none expires (`control.lua` and `record_outcomes.lua` see to it):
                                           before its PATCH; for a plan, what it read (three
                                           items [account, send, email] when the account
                                           already holds the file's values)
+    voicemail:bulk:{ID}:lines      hash   chunk number -> its lines, "2-999,1001-1002": a
+                                          chunk whose data is gone records those still
+                                          unrecorded as failed, `ChunkLost: ...`
     voicemail:bulk:{ID}:parked     hash   chunk number -> retries, chunks waiting out a pause
+    voicemail:bulk:{ID}:waking     hash   chunk number -> "retries:stamp", parked chunks a
+                                          resume or cancel is queueing (bulk_control)
 
 An outcome is recorded once per line (SETBIT on `done`), so a chunk that is
 retried or redelivered neither double-counts nor re-sends a row already done.
@@ -150,6 +156,27 @@ def record_args(outcomes: Iterable[Outcome], ttl: int, now: float | None = None)
         failure = json.dumps(outcome.failure, ensure_ascii=False) if outcome.failure else ""
         args += [outcome.line, outcome.code, failure]
     return args
+
+
+def line_runs(lines: Iterable[int]) -> str:
+    """A chunk's lines as runs of consecutive numbers, "2-999,1001-1002" (a row refused at
+    submission leaves a gap): what a lost chunk's rows are recorded by."""
+    runs: list[list[int]] = []
+    for line in lines:
+        if runs and line == runs[-1][1] + 1:
+            runs[-1][1] = line
+        else:
+            runs.append([line, line])
+    return ",".join(f"{a}-{b}" for a, b in runs)
+
+
+def lines_of(runs: str) -> list[int]:
+    """The lines `line_runs` wrote down."""
+    out: list[int] = []
+    for run in filter(None, runs.split(",")):
+        first, _, last = run.partition("-")
+        out.extend(range(int(first), int(last) + 1))
+    return out
 
 
 def failure_reason(exc: BaseException) -> str:

@@ -1,24 +1,41 @@
 -- Pause, resume or cancel a bulk, atomically against the workers that park its chunks.
--- KEYS: Keys.all() (meta first, parked last). ARGV: op ('pause', 'resume' or 'cancel'),
--- now, ttl, the prefix of its chunk keys.
--- Returns {-1} for an unknown bulk, else {1 if it changed and 0 if not, then number, retries,
--- ...}: the chunks parked by the pause, for the caller to queue again.
-local meta, parked = KEYS[1], KEYS[#KEYS]
-local op, now, ttl, prefix = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+-- KEYS: Keys.all() (meta first, then ..., parked, waking last). ARGV: op ('pause',
+-- 'resume' or 'cancel'), now, lease (seconds the caller has to queue what it is handed),
+-- the prefix of its chunk keys, the bulk id.
+-- Returns {-1} for an unknown bulk, else {1 if it changed and 0 if not, then number, entry,
+-- ...}: the chunks to queue again (entry: "retries:stamp").
+-- Parked chunks are never deleted here: they move to `waking` in the same step that
+-- clears the pause, and the caller removes each entry only once it has queued that chunk.
+-- A caller killed in between (Ctrl-C, a kill, Redis away) leaves them there, and the bulk
+-- in WAKING: once `waking_until` has passed, any worker's once-a-second sweep queues them
+-- (bulk_control.wake_orphans).
+local meta, parked, waking = KEYS[1], KEYS[#KEYS - 1], KEYS[#KEYS]
+local op, now, lease, prefix, bulk_id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 if redis.call('EXISTS', meta) == 0 then return {-1} end
 local f = redis.call('HMGET', meta, 'cancelled_at', 'paused_at', 'finished_at', 'dry_run')
 local cancelled, paused, finished, dry = f[1], f[2], f[3], f[4] == '1'
 
-local function every_key(command)
-  for _, key in ipairs(KEYS) do redis.call(command, key, ttl) end
-  local chunks = tonumber(redis.call('HGET', meta, 'chunks') or '0')
-  for n = 0, chunks - 1 do redis.call(command, prefix .. n, ttl) end
+local function hand_out(out)
+  local items = redis.call('HGETALL', parked)
+  for i = 1, #items, 2 do
+    -- A fresh stamp per hand-out: a caller's late HDEL of an older entry for the same
+    -- chunk (re-parked and handed out again meanwhile) leaves this one alone.
+    redis.call('HSET', waking, items[i], items[i + 1] .. ':' .. now)
+  end
+  redis.call('DEL', parked)
+  local all = redis.call('HGETALL', waking)
+  if #all > 0 then
+    redis.call('HSET', meta, 'waking_until', tonumber(now) + lease)
+    redis.call('SADD', WAKING, bulk_id)
+  end
+  for _, item in ipairs(all) do out[#out + 1] = item end
 end
 
 if op == 'pause' then
   if cancelled or finished or dry or paused then return {0} end
   redis.call('HSET', meta, 'paused_at', now)
-  -- However long the pause lasts, nothing of the bulk expires.
+  -- However long the pause lasts, nothing of the bulk expires (nothing of an unsettled
+  -- bulk does; a bulk from before that rule may still carry a TTL).
   for _, key in ipairs(KEYS) do redis.call('PERSIST', key) end
   local chunks = tonumber(redis.call('HGET', meta, 'chunks') or '0')
   for n = 0, chunks - 1 do redis.call('PERSIST', prefix .. n) end
@@ -33,19 +50,14 @@ else
   return redis.error_reply('unknown op ' .. op)
 end
 if out[1] == 0 then
-  -- Nothing to change; but chunks left parked by a resume whose queueing failed (the bulk
-  -- is no longer paused) are handed out again.
-  if not paused then
-    for _, item in ipairs(redis.call('HGETALL', parked)) do out[#out + 1] = item end
-    redis.call('DEL', parked)
-  end
+  -- Nothing to change; but chunks a resume left to queue (the bulk is no longer paused)
+  -- are handed out again.
+  if not paused then hand_out(out) end
   return out
 end
 if op == 'cancel' then redis.call('HSET', meta, 'cancelled_at', now) end
 if paused then
   redis.call('HDEL', meta, 'paused_at')
-  for _, item in ipairs(redis.call('HGETALL', parked)) do out[#out + 1] = item end
-  redis.call('DEL', parked)
-  every_key('EXPIRE')
+  hand_out(out)
 end
 return out

@@ -1,13 +1,15 @@
 -- Record bulk rows' outcomes, each line at most once.
--- KEYS: meta, done, failures, rate, cancelled, before. ARGV: now, ttl, then
+-- KEYS: Keys.record_keys(), meta first. ARGV: now, ttl, then
 -- (line, code, row-json or '')*: the row's JSON goes to `failures` for a failed row, to
 -- `cancelled` for a cancelled one.
 -- Bumps the counters by what was new, and stamps finished_at when every line of a fully
 -- submitted bulk has an outcome: the bulk has settled, and if it asked to be notified its
 -- id goes to the outbox in the same step, so a crash cannot lose the notification.
--- The keys expire `ttl` seconds from now, except while the bulk is paused: then they are
--- kept however long the pause lasts. The codes come from Python: a failed row of a kind
--- (STALE, DRIFTED, INVALID) counts as failed and in its kind's own field too.
+-- Nothing of a bulk expires before it settles, however slow, queued or paused it is: until
+-- then its keys are kept (PERSIST). The step that settles it gives every key of the bulk,
+-- its chunks included, a TTL of `ttl` seconds; later calls renew it. The codes come from
+-- Python: a failed row of a kind (STALE, DRIFTED, INVALID) counts as failed and in its
+-- kind's own field too.
 local meta, done, failures, rate, cancelled = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now, ttl = ARGV[1], tonumber(ARGV[2])
 local counts = {[SUCCEEDED] = 0, [FAILED] = 0, [UNCHANGED] = 0, [CANCELLED] = 0}
@@ -47,16 +49,23 @@ local total = redis.call('HGET', meta, 'total')
 if total and recorded >= tonumber(total) then
   settled = redis.call('HSETNX', meta, 'finished_at', now)
   if settled == 1 then
-    -- Nothing is left to pause: the keys expire as usual from here.
+    -- Nothing is left to pause.
     redis.call('HDEL', meta, 'paused_at')
     if redis.call('HEXISTS', meta, 'notify') == 1 then
       redis.call('SADD', OUTBOX, string.match(meta, '{(.*)}'))
     end
   end
 end
-if redis.call('HEXISTS', meta, 'paused_at') == 1 then
+if redis.call('HEXISTS', meta, 'finished_at') == 0 then
   for _, key in ipairs(KEYS) do redis.call('PERSIST', key) end
-else
-  for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
+  return {added, settled}
+end
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
+if settled == 1 then
+  -- Every line has its outcome: a chunk's lines (KEYS[8]) serve no more.
+  redis.call('DEL', KEYS[8])
+  -- Chunks still stored (a lost or cancelled run's) go with the rest.
+  local chunks = tonumber(redis.call('HGET', meta, 'chunks') or '0')
+  for n = 0, chunks - 1 do redis.call('EXPIRE', meta .. ':chunk:' .. n, ttl) end
 end
 return {added, settled}

@@ -32,6 +32,7 @@ DEFAULT_RATE_LIMITED_MAX = 10
 
 # Bulk: rows per chunk task, concurrent requests per bulk process.
 DEFAULT_BULK_CHUNK_SIZE = 1000
+DEFAULT_BULK_MAX_ROWS = 10_000_000  # a bulk with more rows is refused
 DEFAULT_BULK_IN_FLIGHT = 100
 
 # Circuit breaker: open for COOLDOWN s when at least THRESHOLD of the calls in a

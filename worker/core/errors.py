@@ -89,6 +89,11 @@ class EngineUnavailable(VoicemailError):
     """The engine process died (killed, out of memory): the chunk is re-queued."""
 
 
+class ChunkLost(VoicemailError):
+    """A bulk chunk's rows were gone from Redis before it ran: its unrecorded lines are
+    recorded as failed, and the chunk task fails loudly."""
+
+
 class Expired(VoicemailError):
     """An update older than VOICEMAIL_ORDERING_TTL when a worker reached it: not applied."""
 

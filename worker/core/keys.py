@@ -54,6 +54,10 @@ INTENT_PREFIX = PREFIX + "intent:"
 
 # Bulks that settled with a notification still to send (worker.queue.notify).
 NOTIFY_OUTBOX = PREFIX + "notify:outbox"
+# Bulks whose parked chunks are being queued again after a resume or a cancel (a set of
+# ids, small: a resume empties it within a second); any worker's tick finishes the job
+# of a resumer that died (worker.coordination.bulk_control).
+WAKING = PREFIX + "bulks:waking"
 
 # The HTTP API (httpapi): its callers' keys, and which caller made a job or a bulk.
 API_KEYS = PREFIX + "apikeys"  # hash: key name -> sha256 of the key (never the key)
@@ -117,19 +121,26 @@ class BulkKeys:
         self.rate = base + ":rate"
         self.seen = base + ":seen"
         self.before = base + ":before"  # a revertible bulk's accounts as they were
+        self.lines = base + ":lines"  # chunk number -> its lines, as runs "2-999,1001-1002"
         self.parked = base + ":parked"
+        self.waking = base + ":waking"  # parked chunks handed out to be queued again
         self.chunk_prefix = base + ":chunk:"
 
     def chunk(self, number: int) -> str:
         return f"{self.chunk_prefix}{number}"
 
     def record_keys(self) -> list[str]:
-        """For `record_outcomes.lua`, meta first (the outbox is a constant of the script)."""
-        return [self.meta, self.done, self.failures, self.rate, self.cancelled, self.before]
+        """For `record_outcomes.lua`: every key of the bulk but its chunks, meta first
+        (the outbox is a constant of the script), so that settling gives them all their
+        TTL in one step."""
+        return self.all()
 
     def all(self) -> list[str]:
-        """Every key of the bulk but its chunks, meta first, `parked` last (`control.lua`)."""
-        return [*self.record_keys(), self.seen, self.parked]
+        """Every key of the bulk but its chunks: meta, done, failures, rate, cancelled,
+        before, seen, lines (8th: `record_outcomes.lua`), then `parked` and `waking` last
+        (`control.lua`)."""
+        head = [self.meta, self.done, self.failures, self.rate, self.cancelled, self.before]
+        return [*head, self.seen, self.lines, self.parked, self.waking]
 
 
 # The journal of changes (worker.coordination.journal), when it lives in Redis.

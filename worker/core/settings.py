@@ -108,6 +108,13 @@ class Settings(BaseSettings):
     bulk_chunk_size: int = env(
         "VOICEMAIL_BULK_CHUNK_SIZE", C.DEFAULT_BULK_CHUNK_SIZE, ge=1, le=100_000
     )
+    # A bulk with more rows is refused (docs/bulk.md#limits).
+    bulk_max_rows: int = env(
+        "VOICEMAIL_BULK_MAX_ROWS", C.DEFAULT_BULK_MAX_ROWS, ge=1, le=1_000_000_000
+    )
+    # Comma-separated fnmatch globs of the tasks and queues `--notify` may name (unset: any).
+    notify_tasks: str | None = env("VOICEMAIL_NOTIFY_TASKS")
+    notify_queues: str | None = env("VOICEMAIL_NOTIFY_QUEUES")
     bulk_in_flight: int = env("VOICEMAIL_BULK_IN_FLIGHT", C.DEFAULT_BULK_IN_FLIGHT, ge=1, le=10_000)
     bulk_processes: int | None = env("VOICEMAIL_BULK_PROCESSES", ge=0, le=64)
     breaker_threshold: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = env(
@@ -155,6 +162,8 @@ class Settings(BaseSettings):
         "rate_limit",
         "token_rate_limit",
         "bulk_processes",
+        "notify_tasks",
+        "notify_queues",
         "broker_url_override",
         "result_backend_override",
         mode="before",

@@ -27,7 +27,13 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..coordination.bulk_records import BulkRow, Keys, Outcome, record_args, recorded_lines
+from ..coordination.bulk_records import (
+    BulkRow,
+    Keys,
+    Outcome,
+    record_args,
+    recorded_lines,
+)
 from ..coordination.ordering import LOCK_TTL, Release, Settled, Verdict, settled_by
 from ..core.errors import (
     AccountNotFound,
@@ -42,6 +48,7 @@ from ..core.keys import ACCOUNTS
 from .before_notes import BeforeNotes
 from .engine_context import EngineContext
 from .halt import Halt, watch_control
+from .lost import record_lost
 from .outcomes import cancelled, failed, failed_unexpectedly, settled_elsewhere
 from .recorder import ChunkReport, Recorder
 from .redis_health import RedisHealth
@@ -99,8 +106,9 @@ class ChunkRun:
     async def run(self) -> ChunkReport:
         started = time.perf_counter()
         rows = await self.load()
-        if rows is None:  # finished and cleaned up by an earlier delivery
-            return ChunkReport(missing=True)
+        if rows is None:  # finished and cleaned up by an earlier delivery, or lost
+            await record_lost(self.ctx, self.keys, self.number, self.report)
+            return self.report
         todo, cancelled_at, paused_at = await self.unrecorded(rows)
         if cancelled_at is not None:  # cancelled: nothing of it is sent any more
             await self.record_cancelled(todo)

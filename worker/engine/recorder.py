@@ -35,7 +35,8 @@ class ChunkReport:
     paused: int = 0  # held back by a pause: left for the run after the resume
     transient: int = 0  # left for the next run
     retry_after: float | None = None
-    missing: bool = False
+    missing: bool = False  # its data was gone: finished before, or lost (then `lost`)
+    lost: int = 0  # rows recorded as failed because their chunk's data was gone
     seconds: float = 0.0
 
     def count(self, code: str) -> None:

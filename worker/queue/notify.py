@@ -7,6 +7,11 @@ sends, for each id there, the Celery task `TASK` by name to the bulk's notify qu
 object `voicemail bulk status` prints. Workers drain after every chunk and once a
 second; the producer drains after a submit or a cancel.
 
+`VOICEMAIL_NOTIFY_TASKS` and `VOICEMAIL_NOTIFY_QUEUES` (comma-separated fnmatch globs;
+unset: any) limit which tasks and queues a submitter may name: checked at submit
+(`refusal`, an InputError naming the setting), and again here before sending, so a
+notification refused since (or written by hand) is logged and dropped from the outbox.
+
 The task id is derived from the bulk id, so the rare repeat (a drainer killed between
 sending and clearing the outbox; the lock lapses after `LOCK_SECONDS` and another
 drainer sends again) carries the same id, and a consumer can drop it.
@@ -14,6 +19,7 @@ drainer sends again) carries the same id, and a consumer can drop it.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from typing import Any
 
@@ -21,6 +27,8 @@ from ..coordination.bulk_records import NOTIFY_OUTBOX, Keys
 from ..coordination.bulk_status import read_status
 from ..core import keys
 from ..core.connections import text
+from ..core.errors import InputError
+from ..core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +41,41 @@ def task_id(bulk_id: str) -> str:
     return f"voicemail-bulk-{bulk_id}-settled"
 
 
-def drain(client: Any, app: Any) -> int:
+def refusal(settings: Settings, task: str, queue: str) -> str | None:
+    """Why the allow-lists refuse to send `task` to `queue`, or None when they let it."""
+    for value, globs, variable in (
+        (task, settings.notify_tasks, "VOICEMAIL_NOTIFY_TASKS"),
+        (queue, settings.notify_queues, "VOICEMAIL_NOTIFY_QUEUES"),
+    ):
+        if globs is None:
+            continue
+        patterns = [glob.strip() for glob in globs.split(",") if glob.strip()]
+        if not any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns):
+            return f"{value!r} is not allowed by {variable}={globs}"
+    return None
+
+
+def checked_options(notify: str | None, queue: str | None) -> dict[str, str]:
+    """A bulk record's `notify` and `notify_queue` fields; InputError when they are not
+    names, or the allow-lists refuse them."""
+    if notify is None:
+        if queue is not None:
+            raise InputError("notify_queue is given without notify (the task to send)")
+        return {}
+    if not notify.strip() or any(ch.isspace() for ch in notify):
+        raise InputError(f"notify must be a Celery task name, got {notify!r}")
+    if queue is not None and (not queue.strip() or any(ch.isspace() for ch in queue)):
+        raise InputError(f"notify_queue must be a queue name, got {queue!r}")
+    queue = queue or DEFAULT_QUEUE
+    refused = refusal(get_settings(), notify, queue)
+    if refused is not None:
+        raise InputError(f"cannot notify: {refused}")
+    return {"notify": notify, "notify_queue": queue}
+
+
+def drain(client: Any, app: Any, settings: Settings | None = None) -> int:
     """Send the notifications of every settled bulk in the outbox; returns how many."""
+    settings = settings or get_settings()
     sent = 0
     for raw in client.smembers(NOTIFY_OUTBOX):
         bulk_id = text(raw)
@@ -43,12 +84,16 @@ def drain(client: Any, app: Any) -> int:
             continue  # another process is sending it
         try:
             name, queue = client.hmget(Keys(bulk_id).meta, ["notify", "notify_queue"])
-            if name is not None:
+            target = text(queue) if queue else DEFAULT_QUEUE
+            refused = None if name is None else refusal(settings, text(name), target)
+            if refused is not None:
+                logger.error("bulk %s: notification not sent, dropped: %s", bulk_id, refused)
+            elif name is not None:
                 status = read_status(client, bulk_id).as_dict()
                 app.send_task(
                     text(name),
                     args=[status],
-                    queue=text(queue) if queue else DEFAULT_QUEUE,
+                    queue=target,
                     task_id=task_id(bulk_id),
                     headers={UNTRACKED: 1},
                 )

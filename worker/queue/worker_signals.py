@@ -17,11 +17,12 @@ from typing import Any
 from celery import signals
 from celery.concurrency import get_implementation
 
+from ..coordination import bulk_control
 from ..core.logs import install_redaction, use_json
 from ..core.redis_server import check_server
 from ..core.settings import get_settings
 from . import context, deadletter, internals, kombu_patches, liveness, notify, recovery
-from .app import app, producer_connections, remember_job
+from .app import app, producer_connections, remember_job, send_chunk
 from .lease import LeaseKeeper
 from .readback_reader import ReadBackReader
 
@@ -101,7 +102,8 @@ def republish(record: dict[str, Any], job_id: str) -> None:
 
 
 def _tick() -> None:
-    """Once a second, beside the lease: statistics out, settled bulks' notifications sent."""
+    """Once a second, beside the lease: statistics out, settled bulks' notifications sent,
+    resumed bulks' chunks queued when their resumer died."""
     ctx = context.started()
     if ctx is None:  # the worker is shutting down
         return
@@ -111,6 +113,10 @@ def _tick() -> None:
         notify.drain(ctx.redis, app)
     except Exception:  # the outbox keeps them: the next tick tries again
         logger.warning("could not send bulk notifications", exc_info=True)
+    try:  # chunks a resumer (or canceller) died before queueing: usually one SMEMBERS
+        bulk_control.wake_orphans(ctx.redis, send_chunk)
+    except Exception:  # still on record: the next tick tries again
+        logger.warning("could not queue the chunks of a resumed bulk", exc_info=True)
 
 
 def _on_ready(sender: Any = None, **_: Any) -> None:
