@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Unpack
 
 from worker.coordination.bulk_records import BulkRow, Keys
 from worker.coordination.bulk_status import BulkStatus, read_status
@@ -30,7 +30,7 @@ from worker.core.settings import get_settings
 
 from ..connection import redis_client, redis_errors
 from .revert import before_entries
-from .submit import bulk_failures, bulk_options, submit_as, submit_once
+from .submit import BulkOptions, bulk_failures, bulk_options, submit_as, submit_once
 
 REQUESTS_PER_ROW = 2  # an applied row is read (is it still as planned?), then written
 
@@ -160,28 +160,15 @@ def _check_plan(client: Any, plan_id: str) -> None:
 
 
 def apply_plan(
-    plan_id: str,
-    *,
-    dry_run: bool = False,
-    only_changed: bool = False,
-    revertible: bool = False,
-    notify: str | None = None,
-    notify_queue: str | None = None,
-    idempotency_key: str | None = None,
+    plan_id: str, *, idempotency_key: str | None = None, **options: Unpack[BulkOptions]
 ) -> str:
     """Queue the plan's rows to change as a new bulk (options as `submit_bulk`'s);
     returns its id. Raises PlanRefused for a plan applied already (a dry run does not
     count), unfinished, or not a plan."""
-    options = bulk_options(
-        dry_run=dry_run,
-        only_changed=only_changed,
-        revertible=revertible,
-        notify=notify,
-        notify_queue=notify_queue,
-    )
-    options["applies"] = plan_id
+    fields = bulk_options(**options)
+    fields["applies"] = plan_id
     new_id = uuid.uuid4().hex
-    return submit_once(idempotency_key, new_id, lambda: _apply(plan_id, new_id, options))
+    return submit_once(idempotency_key, new_id, lambda: _apply(plan_id, new_id, fields))
 
 
 def _apply(plan_id: str, new_id: str, options: dict[Any, Any]) -> str:

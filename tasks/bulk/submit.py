@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from redis.typing import EncodableT, FieldT
 
@@ -119,6 +119,16 @@ def submit_once(key: str | None, bulk_id: str, submit: Callable[[], str]) -> str
             return submit()
         with claimed.kept_alive(bulk_id):
             return submit()
+
+
+class BulkOptions(TypedDict, total=False):
+    """`submit_bulk`'s options, for the functions that take them along (`apply_plan`)."""
+
+    dry_run: bool
+    only_changed: bool
+    revertible: bool
+    notify: str | None
+    notify_queue: str | None
 
 
 def bulk_options(

@@ -187,6 +187,16 @@ class _Policy:
         }
 
 
+def _after_first(settings: Settings, exc: Exception, on_failure: OnFailure | None) -> _Policy:
+    """The policy once the first attempt failed; `exc` again when it is not worth another."""
+    if on_failure is not None:
+        on_failure(exc)
+    policy = _Policy(settings, on_failure)
+    if not policy.count(exc) or policy.spent():
+        raise exc
+    return policy
+
+
 def call_with_retries(
     settings: Settings,
     fn: Callable[[], T],
@@ -201,11 +211,7 @@ def call_with_retries(
     try:
         return fn()
     except Exception as exc:
-        if on_failure is not None:
-            on_failure(exc)
-        policy = _Policy(settings, on_failure)
-        if not policy.count(exc) or policy.spent():
-            raise
+        policy = _after_first(settings, exc, on_failure)
         first = exc
     time.sleep(policy.delay(first))
 
@@ -228,11 +234,7 @@ async def acall_with_retries(
     try:
         return await fn()
     except Exception as exc:
-        if on_failure is not None:
-            on_failure(exc)
-        policy = _Policy(settings, on_failure)
-        if not policy.count(exc) or policy.spent():
-            raise
+        policy = _after_first(settings, exc, on_failure)
         first = exc
     await asyncio.sleep(policy.delay(first))
 
