@@ -115,7 +115,7 @@ def test_a_bulk_whose_older_rows_land_late_ends_with_the_newer_bulk(isolated: Is
     """Bulk v1 with 5% of its PATCHes answered 504 and applied 2 s later, bulk v2 for the
     same accounts right after: every account ends with v2, each late landing after v2 is
     corrected once, and nothing else is sent."""
-    accounts = isolated.import_accounts(600)
+    accounts = isolated.import_accounts(3000)
     isolated.worker("rb-bulk", VOICEMAIL_VERIFY_AFTER=str(SLOW_VERIFY_AFTER))
     isolated.sim.faults(late_rate=0.05, late_kind="504", late_delay=2.0)
     bulk_ids = []
