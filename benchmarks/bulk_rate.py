@@ -8,11 +8,9 @@ line, then measures:
   (a) this project's bulk of N accounts (`voicemail bulk submit FILE --wait`);
   (b) the hand-written baseline: one Celery task per account, blocking httpx and
       tenacity on a prefork pool of 2 (benchmarks/baseline_app.py), on 500 accounts;
-  (c) ceilings: one asyncio loop PATCHing N accounts straight at the simulator, no
-      queue, with httpx over httpx-aiohttp, with httpx's own async pool, and with
-      aiohttp itself (what the engine sends with).
-Prints accounts/s, the ratios, and the peak RSS of the worker (main process, pool
-and engine processes) and of the producer.
+  (c) ceilings: one asyncio loop PATCHing N accounts at the simulator, no queue, with
+      httpx over httpx-aiohttp, httpx's own pool, and aiohttp (the engine's client).
+Prints accounts/s, the ratios, GETs and read-backs (0 on a clean run), peak RSS.
 """
 
 from __future__ import annotations
@@ -34,12 +32,14 @@ from typing import Any
 
 import aiohttp
 import httpx
+import redis
 from httpx_aiohttp import AiohttpTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from simulator import stack  # noqa: E402
+from worker.core.keys import READBACK  # noqa: E402
 
 BIN = Path(sys.executable).parent
 CONCURRENCY = 100  # in flight, as VOICEMAIL_BULK_IN_FLIGHT's default
@@ -297,6 +297,12 @@ def main() -> int:
             worker_rss = PeakRss(worker.process.pid)
             cli_seconds, bulk_seconds, producer_rss = run_bulk(env, names, log_dir)
             worker_peak = worker_rss.stop()
+            sent, waiting = (
+                stack.SimulatorControl(sim.url).stats(),
+                redis.Redis.from_url(redis_service.url),
+            )
+            gets, pending = sent["total"] - sent["patch_requests"], waiting.zcard(READBACK)
+            print(f"GETs: {gets}; read-backs scheduled: {pending} (a clean bulk: 0 and 0)")
             bulk_rate = n / bulk_seconds
             print(f"worker: {' '.join(shlex.quote(a) for a in argv[1:])}")
             print(
