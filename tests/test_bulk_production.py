@@ -91,7 +91,7 @@ import tasks.bulk.lifecycle as lifecycle
 def interrupted(*args, **kwargs):
     raise KeyboardInterrupt  # Ctrl-C after the control step, before any chunk is queued
 
-lifecycle.send_chunk = interrupted
+lifecycle._send = interrupted
 lifecycle.resume_bulk(sys.argv[1])
 """
 

@@ -155,6 +155,7 @@ def test_a_cut_off_worker_never_writes_older_values(link: Link, tmp_path: Path) 
         own_redis.stop()
 
 
+@pytest.mark.timeout(300)  # the old job waits out a 30 to 60 s backoff on purpose
 def test_a_single_job_retrying_while_cut_off_sends_nothing_after_the_link_returns(
     link: Link, tmp_path: Path
 ) -> None:
