@@ -49,6 +49,9 @@ class PlusofonClient:
         # benchmarks/job_cost.py). And no cookie of one account is sent with another's.
         self._url = httpx.URL(settings.api_url.rstrip("/") + C.VOICEMAIL_PATH)
         self._headers = default_headers()
+        # A request built by hand carries its timeouts itself: httpx 0.27's `send` does not
+        # add the client's to a request that has none (no read timeout at all, then).
+        self._timeouts = {"timeout": timeout_of(settings).as_dict()}
         self._http = httpx.Client(
             timeout=timeout_of(settings),
             transport=transport
@@ -88,6 +91,7 @@ class PlusofonClient:
                         self._url,
                         headers={**self._headers, **build_headers(self.settings, creds)},
                         json=payload,
+                        extensions=self._timeouts,
                     )
                 )
         except TransientError as exc:
