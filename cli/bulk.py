@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from .common import EXIT_JOB_NOT_OK, emit
+from .who import who_options
 
 
 @click.group()
@@ -126,6 +127,7 @@ def _finish(status: Any, wait: bool) -> None:
     metavar="QUEUE",
     help="Queue for --notify (default voicemail.notify, which no worker here consumes).",
 )
+@who_options
 def bulk_submit(
     file: str,
     wait: bool,
@@ -137,6 +139,8 @@ def bulk_submit(
     revertible: bool,
     notify: str | None,
     notify_queue: str | None,
+    actor: str,
+    reason: str | None,
 ) -> None:
     """Queue the rows of FILE (header account,send,email; .jsonl for JSON Lines; - for stdin)."""
     from tasks.bulk import bulk_status, submit_bulk
@@ -152,6 +156,8 @@ def bulk_submit(
             notify=notify,
             notify_queue=notify_queue,
             idempotency_key=idempotency_key,
+            actor=actor,
+            reason=reason,
         )
     status = bulk_status(bulk_id)
     if dry_run:
@@ -212,7 +218,8 @@ def bulk_resume(bulk_id: str) -> None:
 @click.argument("bulk_id")
 @click.option("--wait", is_flag=True, help="Show progress on stderr and print a summary.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=24 * 3600.0)
-def bulk_revert(bulk_id: str, wait: bool, timeout: float) -> None:
+@who_options
+def bulk_revert(bulk_id: str, wait: bool, timeout: float, actor: str, reason: str | None) -> None:
     """Put every account a --revertible BULK_ID changed back, as a new bulk.
 
     An account changed since by anyone else is left alone, and listed as failed
@@ -222,7 +229,7 @@ def bulk_revert(bulk_id: str, wait: bool, timeout: float) -> None:
 
     if bulk_status(bulk_id).state == "UNKNOWN":
         _unknown(bulk_id)
-    new_id = revert_bulk(bulk_id)
+    new_id = revert_bulk(bulk_id, actor=actor, reason=reason)
     status = _follow(new_id, timeout) if wait else bulk_status(new_id)
     _finish(status, wait)
 

@@ -25,6 +25,7 @@ import click
 
 from .bulk import SHOWN_FAILURES, _finish, _follow, _name_failures, _unknown
 from .common import EXIT_JOB_NOT_OK, emit
+from .who import who_options
 
 EXIT_DRIFTED = 3  # `bulk verify`: some account drifted, could not be read, or was invalid
 
@@ -128,7 +129,10 @@ def _open_out(path: str) -> IO[str]:
 )
 @_format_option
 @_timeout_option
-def bulk_plan(file: str, out: str | None, fmt: str, timeout: float) -> None:
+@who_options
+def bulk_plan(
+    file: str, out: str | None, fmt: str, timeout: float, actor: str, reason: str | None
+) -> None:
     """Read every account of FILE and say what applying it would change, sending
     nothing. The plan is kept VOICEMAIL_PLAN_TTL seconds for `voicemail bulk apply`."""
     from tasks.bulk import keep_plan, plan_bulk, plan_rows, plan_summary
@@ -139,7 +143,7 @@ def bulk_plan(file: str, out: str | None, fmt: str, timeout: float) -> None:
         fh = stack.enter_context(open_input(file))
         # Opened first: a path that cannot be written fails before any account is read.
         sink = stack.enter_context(_open_out(out)) if out else None
-        plan_id = plan_bulk(read_rows(fh, fmt, file))
+        plan_id = plan_bulk(read_rows(fh, fmt, file), actor=actor, reason=reason)
         status = _follow(plan_id, timeout)
         if status.state != "DONE":
             emit(status.summary())
@@ -167,6 +171,7 @@ def bulk_plan(file: str, out: str | None, fmt: str, timeout: float) -> None:
 @click.option("--revertible", is_flag=True, help="Keep what each account held, for revert.")
 @click.option("--notify", metavar="TASK", help="Celery task sent, with the status, at the end.")
 @click.option("--notify-queue", metavar="QUEUE", help="Queue for --notify.")
+@who_options
 def bulk_apply(plan_id: str, wait: bool, dry_run: bool, **options: Any) -> None:
     """Queue the rows PLAN_ID would change, as a bulk. A row is sent only if its account
     still holds what the plan read; one changed since fails as `Stale:`. Once per plan."""

@@ -7,6 +7,7 @@ import sys
 import click
 
 from .common import EXIT_JOB_NOT_OK, emit, timeout_option, wait_option
+from .who import who_options
 
 
 def _report(job_id: str, wait: bool, timeout: float) -> None:
@@ -37,6 +38,7 @@ def get(account: str, wait: bool, timeout: float) -> None:
 @click.option("--send/--no-send", "send", default=None, help="Turn sending recordings on or off.")
 @click.option("--email", required=True, help="Where recordings are sent.")
 @click.option("--idempotency-key", help="Repeating the command with this key queues nothing new.")
+@who_options
 @wait_option
 @timeout_option
 def update(
@@ -46,13 +48,18 @@ def update(
     idempotency_key: str | None,
     wait: bool,
     timeout: float,
+    actor: str,
+    reason: str | None,
 ) -> None:
     """Enqueue a change of ACCOUNT's voicemail settings."""
     from tasks.producer import enqueue_update
 
     if send is None:
         raise click.UsageError("one of --send or --no-send is required")
-    _report(enqueue_update(account, send, email, idempotency_key=idempotency_key), wait, timeout)
+    job_id = enqueue_update(
+        account, send, email, idempotency_key=idempotency_key, actor=actor, reason=reason
+    )
+    _report(job_id, wait, timeout)
 
 
 @click.command()

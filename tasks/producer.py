@@ -46,6 +46,7 @@ from worker.queue import deadletter
 from worker.queue.app import BULK_QUEUE, CHUNK_TASK, create_app, job_key
 
 from . import bulk
+from .bulk.who import job_fields
 from .connection import (
     Connection,
     active,
@@ -157,17 +158,25 @@ def enqueue_get(account: str) -> str:
 
 
 def enqueue_update(
-    account: str, send: bool, email: str, *, idempotency_key: str | None = None
+    account: str,
+    send: bool,
+    email: str,
+    *,
+    idempotency_key: str | None = None,
+    actor: str | None = None,
+    reason: str | None = None,
 ) -> str:
-    """Queue an update; with `idempotency_key`, a repeated call returns the first job's id."""
+    """Queue an update; with `idempotency_key`, a repeated call returns the first job's id.
+    `actor` (default this process's `$USER@host`) and `reason` go to the journal."""
     name, send_, email_ = check_update(account, send, email)
+    who = job_fields(actor, reason)
     job_id = str(uuid.uuid4())
     with redis_errors(), once(idempotency_key, job_id) as existing:
         if isinstance(existing, str):
             return existing
         seq = _numbered_if_known(name)
         current().publish(
-            "voicemail.update", [name, send_, email_], kwargs={"seq": seq}, task_id=job_id
+            "voicemail.update", [name, send_, email_], kwargs={"seq": seq, **who}, task_id=job_id
         )
         return job_id
 

@@ -1,7 +1,9 @@
 """Task definitions. Names are a public contract: other services `send_task` by name.
 
 - `voicemail.get(account)` -> `{"account", "email", "send"}`
-- `voicemail.update(account, send, email)` -> the same shape, the settings now in force
+- `voicemail.update(account, send, email)` -> the same shape, the settings now in force;
+  keyword arguments `actor=` and `reason=` (strings) say who asked and why, for the
+  journal of changes (worker.coordination.journal)
 - `voicemail.ping()` -> "pong"
 
 `voicemail.update` also takes an optional `seq` (the producer API sets it): the
@@ -23,6 +25,8 @@ from celery.exceptions import Retry
 
 from worker.api.models import Credentials, VoicemailSettings
 from worker.api.retry import BeforeRetry, OnFailure, call_with_retries, requeue_delay
+from worker.coordination.journal_entry import Outcome
+from worker.coordination.journal_rows import Who, change_entry, write_quietly
 from worker.coordination.ordering import (
     Release,
     Settled,
@@ -40,7 +44,7 @@ from worker.core.errors import (
     PlusofonError,
     TransientError,
 )
-from worker.core.validation import check_account, check_update
+from worker.core.validation import check_account, check_actor, check_reason, check_update
 from worker.queue import context
 from worker.queue.app import app
 from worker.queue.context import WorkerContext
@@ -183,9 +187,17 @@ def _lock_waits_key(job_id: str) -> str:
 
 @app.task(name="voicemail.update", bind=True, base=VoicemailTask)
 def update(
-    self: VoicemailTask, account: Any, send: Any, email: Any, *, seq: Any = None
+    self: VoicemailTask,
+    account: Any,
+    send: Any,
+    email: Any,
+    *,
+    seq: Any = None,
+    actor: Any = None,
+    reason: Any = None,
 ) -> dict[str, Any]:
     name, send_, email_ = check_update(account, send, email)
+    who = Who(check_actor(actor), check_reason(reason))
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 1):
         raise InputError(f"seq must be a positive integer, got {seq!r:.40}")
     ctx = context.current()
@@ -194,17 +206,18 @@ def update(
     lock_owner = new_lock_owner(ctx.instance)  # this delivery's: a duplicate is another
     (verdict,) = ctx.ordering.claim(lock_owner, [(name, seq)])
     if verdict not in (Verdict.CLAIMED, Verdict.UNSURE):
-        return _not_sent(self, ctx, verdict, name, seq, VoicemailSettings(email_, send_))
+        return _not_sent(self, ctx, verdict, name, seq, VoicemailSettings(email_, send_), who)
     settled = Settled.UNKNOWN  # a kill or an unexpected error mid-request leaves it unknown
+    outcome, before = None, None  # what the journal is told: nothing while a retry is to come
     ctx.locks.hold(name, lock_owner)
     try:
-        now_in_force = _send(self, ctx, creds, verdict, send_, email_, lock_owner)
-        settled = Settled.APPLIED
+        now_in_force, before = _send(self, ctx, creds, verdict, send_, email_, lock_owner)
+        settled, outcome = Settled.APPLIED, Outcome.APPLIED
     except Retry as retry:
         settled = settled_by(retry.exc)
         raise
     except PlusofonError as exc:
-        settled = settled_by(exc)
+        settled, outcome = settled_by(exc), Outcome.FAILED
         raise
     except ClaimGone as gone:
         # Its claim went to a newer update, or its worker was declared dead, between two
@@ -213,8 +226,11 @@ def update(
         raise self.retry(countdown=LOCK_RETRY_DELAY, max_retries=None) from None
     finally:
         ctx.locks.drop(name, lock_owner)
-        release = Release(name, seq, settled, send_, email_, f"job:{self.request.id}")
-        _release(ctx, lock_owner, release)
+        ref = f"job:{self.request.id}"
+        if outcome is not None:  # before the release: a redelivery then finds it unsure
+            entry = change_entry(ref, name, (send_, email_), outcome, who, before)
+            write_quietly(ctx.journal, [entry])
+        _release(ctx, lock_owner, Release(name, seq, settled, send_, email_, ref))
     return now_in_force.as_result(name)
 
 
@@ -236,9 +252,15 @@ def _not_sent(
     name: str,
     seq: int,
     wanted: VoicemailSettings,
+    who: Who,
 ) -> dict[str, Any]:
     """The claim says this update is not to be sent: refused, later, or settled already."""
     job_id = str(task.request.id)
+    if verdict in (Verdict.EXPIRED, Verdict.SUPERSEDED):  # never sent, and never will be
+        failed = verdict == Verdict.EXPIRED
+        outcome = Outcome.FAILED if failed else Outcome.SUPERSEDED
+        entry = change_entry(f"job:{job_id}", name, (wanted.send, wanted.email), outcome, who)
+        write_quietly(ctx.journal, [entry])
     if verdict == Verdict.EXPIRED:
         raise Expired(expired_reason(seq, ctx.settings.ordering_ttl))
     if verdict == Verdict.NOT_ISSUED:
@@ -266,14 +288,17 @@ def _send(
     send: bool,
     email: str,
     lock_owner: str,
-) -> VoicemailSettings:
+) -> tuple[VoicemailSettings, tuple[bool, str] | None]:
+    """The settings now in force, and what the account held when it was read first."""
     name = creds.account
+    before = None
     if verdict == Verdict.UNSURE:
         # An earlier delivery claimed this update and died mid-request: read before
         # sending, so a change that already reached the API is not sent twice.
         current = task.call_api(name, lambda: ctx.client.get_voicemail(creds))
         if (current.send, current.email) == (send, email):
-            return current
+            return current, None  # that delivery applied it: what it found is unknown
+        before = (current.send, current.email)
     ref = f"job:{task.request.id}"
 
     def note_attempt(exc: BaseException) -> None:
@@ -281,12 +306,13 @@ def _send(
         if settled_by(exc) == Settled.UNKNOWN:
             ctx.readback.schedule(name, ref)
 
-    return task.call_api(
+    now_in_force = task.call_api(
         name,
         lambda: ctx.client.set_voicemail(creds, send, email),
         on_failure=note_attempt,
         before_retry=lambda: _check_claim(ctx, name, lock_owner),
     )
+    return now_in_force, before
 
 
 class ClaimGone(Exception):

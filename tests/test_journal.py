@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import cast
@@ -28,7 +26,7 @@ from worker.coordination.journal import (
 from worker.coordination.journal_pg import PostgresJournal
 from worker.core import keys
 
-from .journal_helpers import PG_URL, Make, make_entry, unique
+from .journal_helpers import Make, make_entry, postgres_url, unique
 
 
 @pytest.fixture
@@ -41,25 +39,10 @@ def redis_journal(redis_client: redis.Redis) -> RedisJournal:
     return RedisJournal(redis_client, days=90)
 
 
-def _postgres_url() -> str:
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-        return PG_URL
-    except psycopg.OperationalError as exc:
-        if importlib.util.find_spec("pgserver") is None:
-            pytest.skip(f"no PostgreSQL at {PG_URL} ({exc}) and pgserver is not installed")
-        import pgserver
-
-        server = pgserver.get_server(f"/tmp/voicemail-pg-{uuid.uuid4().hex[:8]}")
-        return str(server.get_uri())
-
-
 @pytest.fixture
 def pg_journal() -> Iterator[PostgresJournal]:
     """A table of its own per test, dropped afterwards."""
-    store = PostgresJournal(
-        _postgres_url(), days=90, table=unique("journal_test").replace("-", "_")
-    )
+    store = PostgresJournal(postgres_url(), days=90, table=unique("journal_test").replace("-", "_"))
     yield store
     with psycopg.connect(store.url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(store.table)))

@@ -31,6 +31,7 @@ from worker.core.settings import get_settings
 from ..connection import redis_client, redis_errors
 from .revert import before_entries
 from .submit import BulkOptions, bulk_failures, bulk_options, submit_as, submit_once
+from .who import who_fields
 
 REQUESTS_PER_ROW = 2  # an applied row is read (is it still as planned?), then written
 
@@ -39,10 +40,11 @@ class PlanRefused(InputError):
     """The plan cannot be applied: not a plan, not finished, or applied already."""
 
 
-def plan_bulk(rows: Iterable[Any]) -> str:
-    """Queue a read of every row's account; returns the plan id. Sends no PATCH."""
+def plan_bulk(rows: Iterable[Any], *, actor: str | None = None, reason: str | None = None) -> str:
+    """Queue a read of every row's account; returns the plan id. Sends no PATCH. Its
+    `reason` becomes that of its apply, unless the apply gives one."""
     with redis_errors():
-        return submit_as(uuid.uuid4().hex, rows, {"plan": 1})
+        return submit_as(uuid.uuid4().hex, rows, {"plan": 1, **who_fields(actor, reason)})
 
 
 def keep_plan(plan_id: str) -> None:
@@ -160,12 +162,18 @@ def _check_plan(client: Any, plan_id: str) -> None:
 
 
 def apply_plan(
-    plan_id: str, *, idempotency_key: str | None = None, **options: Unpack[BulkOptions]
+    plan_id: str,
+    *,
+    idempotency_key: str | None = None,
+    actor: str | None = None,
+    reason: str | None = None,
+    **options: Unpack[BulkOptions],
 ) -> str:
     """Queue the plan's rows to change as a new bulk (options as `submit_bulk`'s);
     returns its id. Raises PlanRefused for a plan applied already (a dry run does not
-    count), unfinished, or not a plan."""
+    count), unfinished, or not a plan. Without a `reason`, the plan's is taken."""
     fields = bulk_options(**options)
+    fields.update(who_fields(actor, reason))
     fields["applies"] = plan_id
     new_id = uuid.uuid4().hex
     return submit_once(idempotency_key, new_id, lambda: _apply(plan_id, new_id, fields))
@@ -175,6 +183,8 @@ def _apply(plan_id: str, new_id: str, options: dict[Any, Any]) -> str:
     client = redis_client()
     keys = Keys(plan_id)
     _check_plan(client, plan_id)
+    if not options.get("reason"):
+        options["reason"] = text(client.hget(keys.meta, "reason") or b"")
     if options["dry_run"]:
         return submit_as(new_id, _change_rows(client, keys), options)
     if not client.hsetnx(keys.meta, "applied_by", new_id):

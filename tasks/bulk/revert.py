@@ -23,10 +23,12 @@ from worker.core.errors import NotFound, RevertRefused
 
 from ..connection import redis_client, redis_errors
 from .submit import submit_as
+from .who import who_fields
 
 
-def revert_bulk(bulk_id: str) -> str:
-    """Start a bulk that puts back every account `bulk_id` changed; returns its id."""
+def revert_bulk(bulk_id: str, *, actor: str | None = None, reason: str | None = None) -> str:
+    """Start a bulk that puts back every account `bulk_id` changed; returns its id.
+    `actor` and `reason` go to the journal entries of its rows."""
     with redis_errors():
         client = redis_client()
         status = read_status(client, bulk_id)
@@ -51,7 +53,8 @@ def revert_bulk(bulk_id: str) -> str:
             earlier = text(client.hget(keys.meta, "reverted_by"))
             raise RevertRefused(f"bulk {bulk_id} already has a revert: {earlier}")
         try:
-            return submit_as(new_id, _rows(client, keys), {"reverts": bulk_id})
+            options = {"reverts": bulk_id, **who_fields(actor, reason)}
+            return submit_as(new_id, _rows(client, keys), options)
         except BaseException:
             client.hdel(keys.meta, "reverted_by")  # nothing submitted: it may be tried again
             raise

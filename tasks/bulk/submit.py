@@ -42,6 +42,7 @@ from worker.queue import notify as _notify
 from ..connection import credential_store, current, once, redis_client, redis_errors
 from ..idempotency import BULK_LEASE
 from .lifecycle import cancel_bulk
+from .who import reason_checked, who_fields
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ def submit_bulk(
     notify: str | None = None,
     notify_queue: str | None = None,
     idempotency_key: str | None = None,
+    actor: str | None = None,
+    reason: str | None = None,
 ) -> str:
     """Check and queue `rows` (each with account, send, email); returns the bulk id.
 
@@ -94,7 +97,7 @@ def submit_bulk(
     `revert_bulk` can put it back. `notify`: the name of a Celery task sent, with the
     bulk's status, to `notify_queue` (default `voicemail.notify`) once the bulk settles.
     With `idempotency_key`, submitting again returns the first bulk's id and queues nothing.
-    """
+    `actor` (default `$USER@host`) and `reason` go to every row's journal entry."""
     options = bulk_options(
         dry_run=dry_run,
         only_changed=only_changed,
@@ -102,6 +105,7 @@ def submit_bulk(
         notify=notify,
         notify_queue=notify_queue,
     )
+    options.update(who_fields(actor, reason))
     bulk_id = uuid.uuid4().hex
     return submit_once(idempotency_key, bulk_id, lambda: submit_as(bulk_id, rows, options))
 
@@ -159,6 +163,7 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
     # A bulk that only reads takes no update number: it neither waits for an account's
     # lock nor is ever superseded; it reads what the account holds when it gets there.
     numbered = not (options.get("verify") or options.get("plan"))
+    rows = reason_checked(rows, options, settings.reason_required_rows)
     with redis_errors():
         client = redis_client()
         record = client.register_script(RECORD_SCRIPT)
@@ -341,5 +346,5 @@ def retry_bulk(bulk_id: str) -> str:
 # applied plan's rows keep what they expect to find.
 RETRIED_OPTIONS = (
     *("only_changed", "revertible", "reverts", "verify", "plan", "applies"),
-    *("notify", "notify_queue"),
+    *("notify", "notify_queue", "actor", "reason"),
 )

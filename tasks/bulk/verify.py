@@ -16,9 +16,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from worker.coordination.bulk_status import BulkStatus
+from worker.core.validation import SELF_ACTOR
 
 from ..connection import redis_errors
 from .submit import bulk_failures, submit_as, submit_bulk
+from .who import who_fields
 
 DRIFTED_PREFIX = "Drifted: "
 
@@ -26,7 +28,7 @@ DRIFTED_PREFIX = "Drifted: "
 def verify_bulk(rows: Iterable[Any]) -> str:
     """Queue a read of every row's account; returns the bulk id. Sends no PATCH."""
     with redis_errors():
-        return submit_as(uuid.uuid4().hex, rows, {"verify": 1})
+        return submit_as(uuid.uuid4().hex, rows, {"verify": 1, **who_fields()})
 
 
 def verify_summary(status: BulkStatus) -> dict[str, Any]:
@@ -58,4 +60,5 @@ def fix_drifted(bulk_id: str) -> str | None:
         {k: row.get(k) for k in ("line", "account", "send", "email")}
         for row in drifted_rows(bulk_id)
     ]
-    return submit_bulk(rows) if rows else None
+    why = f"verify {bulk_id} found the account drifted from its file (bulk verify --fix)"
+    return submit_bulk(rows, actor=SELF_ACTOR, reason=why) if rows else None

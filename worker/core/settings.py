@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     journal: bool = env("VOICEMAIL_JOURNAL", True)
     journal_days: int = env("VOICEMAIL_JOURNAL_DAYS", 90, ge=1)
     journal_url: str | None = env("VOICEMAIL_JOURNAL_URL")
+    # A bulk of more rows than this is refused without a reason (unset: never refused).
+    reason_required_rows: int | None = env("VOICEMAIL_REASON_REQUIRED_ROWS", ge=0)
     # Seconds after an ambiguous answer that the account is read back (readback.py): how
     # long the vendor may take to apply a request whose answer never came.
     verify_after: float = env("VOICEMAIL_VERIFY_AFTER", C.DEFAULT_VERIFY_AFTER, ge=1, le=3600)
@@ -162,6 +164,7 @@ class Settings(BaseSettings):
         "rate_limit",
         "token_rate_limit",
         "bulk_processes",
+        "reason_required_rows",
         "notify_tasks",
         "notify_queues",
         "broker_url_override",

@@ -80,3 +80,42 @@ def check_token(token: Any) -> str:
             "only printable ASCII without spaces"
         )
     return text
+
+
+MAX_ACTOR_LENGTH = 200
+MAX_REASON_LENGTH = 1000
+SELF_ACTOR = "voicemail"  # what the project does by itself: a correction, a fix, a timed revert
+
+
+def default_actor() -> str:
+    """`$USER@host` of this process: who changed it, when the caller does not say."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _journal_text(value: Any, what: str, longest: int) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be a string, got {type(value).__name__}")
+    text = value.strip()
+    if len(text) > longest:
+        raise InputError(f"{what} is longer than {longest} characters")
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise InputError(f"{what} {text[:40]!r} contains control characters")
+    return text
+
+
+def check_actor(actor: Any) -> str:
+    """Who asked for a change, as the journal records it; None is "" (a sender by name
+    that did not say)."""
+    return "" if actor is None else _journal_text(actor, "actor", MAX_ACTOR_LENGTH)
+
+
+def check_reason(reason: Any) -> str:
+    """Why, as the journal records it; None is ""."""
+    return "" if reason is None else _journal_text(reason, "reason", MAX_REASON_LENGTH)

@@ -34,6 +34,7 @@ from ..coordination.bulk_records import (
     record_args,
     recorded_lines,
 )
+from ..coordination.journal_rows import JOURNAL_FIELDS, BulkJournal
 from ..coordination.ordering import LOCK_TTL, Release, Settled, Verdict, settled_by
 from ..core.errors import (
     AccountNotFound,
@@ -99,6 +100,7 @@ class ChunkRun:
         self.notes = BeforeNotes(ctx.redis, self.keys, self.health)
         self.deadline = row_deadline(ctx.settings)
         self.mode = Mode()
+        self.journal = BulkJournal(bulk_id)
         # Claimed accounts whose row has not settled: renewed while they wait, released
         # unapplied if the chunk stops early.
         self.held: dict[str, int] = {}
@@ -133,9 +135,10 @@ class ChunkRun:
 
     async def unrecorded(self, rows: list[BulkRow]) -> tuple[list[BulkRow], Any, Any]:
         """The rows no earlier delivery recorded, and the bulk's cancel and pause marks."""
-        fields = ["cancelled_at", "paused_at", *MODE_FIELDS]
+        fields = ["cancelled_at", "paused_at", *MODE_FIELDS, *JOURNAL_FIELDS]  # JOURNAL_ last
         cancelled_at, paused_at, *flags = await self.ctx.redis.hmget(self.keys.meta, fields)
-        self.mode = Mode.from_meta(flags)
+        self.mode = Mode.from_meta(flags[: len(MODE_FIELDS)])
+        self.journal = BulkJournal.from_meta(self.keys.bulk_id, flags, self.mode)
         recorded = await recorded_lines(self.ctx.redis, self.keys, [row.line for row in rows])
         todo = [row for row, seen in zip(rows, recorded, strict=True) if not seen]
         self.report.skipped = len(rows) - len(todo)
@@ -205,6 +208,7 @@ class ChunkRun:
         elif verdict == Verdict.LOCKED and not self.final:  # another update of it runs
             self.report.transient += 1
         elif verdict not in _SENDABLE:
+            self.journal.note_verdict(row.line, verdict)
             await self.settle(row, settled_elsewhere(row, verdict, self.ctx.settings), None)
         else:
             await self.send(row, blob, verdict)
@@ -222,6 +226,7 @@ class ChunkRun:
                     guard=guard.check,
                     before=self.notes.write_before,
                     note=self.notes.write_plan,
+                    read=self.journal.note_read,
                     on_failure=lambda exc: self.note_attempt(row, exc),
                 )
         except _Halted:
@@ -249,10 +254,10 @@ class ChunkRun:
     # -- how a row ends ---------------------------------------------------------------
 
     async def settle(self, row: BulkRow, outcome: Outcome, release: Release | None) -> None:
-        """Recorded, with its lock released in the same write."""
+        """Recorded, with its lock released and its journal entry written in the same go."""
         self.held.pop(row.account, None)
         self.report.count(outcome.code)
-        await self.recorder.add(outcome, release)
+        await self.recorder.add(outcome, release, self.journal.entry(row, outcome.code))
 
     async def hold_back(self, row: BulkRow, release: Release | None) -> None:
         """A row the cancel or pause kept back: cancelled, or left for the resume."""
@@ -272,6 +277,7 @@ class ChunkRun:
         elif verdict == Verdict.LOCKED and not self.final:
             self.report.transient += 1
         else:
+            self.journal.note_verdict(row.line, verdict)
             await self.settle(row, settled_elsewhere(row, verdict, self.ctx.settings), None)
 
     async def failed_for_now(self, row: BulkRow, exc: BaseException) -> None:

@@ -1,11 +1,13 @@
 """What one engine process keeps open (`EngineContext`): its Redis client and scripts,
-the async API client with its limiter and breaker, the cipher and the statistics."""
+the async API client with its limiter and breaker, the cipher, the journal
+and the statistics."""
 
 from __future__ import annotations
 
 from ..api.aclient import AsyncPlusofonClient
 from ..coordination.breaker import AsyncBreaker
 from ..coordination.bulk_records import RECORD_SCRIPT
+from ..coordination.journal import open_async_journal
 from ..coordination.ordering import AsyncOrdering
 from ..coordination.ratelimit import AsyncRateLimiter
 from ..coordination.readback import AsyncReadBack
@@ -29,6 +31,7 @@ class EngineContext:
         self.readback = AsyncReadBack(
             self.redis, after=settings.verify_after, ttl=settings.ordering_ttl
         )
+        self.journal = open_async_journal(settings, self.redis)
         self.cipher = Cipher.from_settings(settings)
         self.stats = Stats()
         self.client = AsyncPlusofonClient(
@@ -39,5 +42,6 @@ class EngineContext:
         )
 
     async def aclose(self) -> None:
+        await self.journal.aclose()
         await self.client.aclose()
         await self.redis.aclose()

@@ -8,9 +8,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from ..coordination.bulk_records import Keys, Outcome, counter_of, record_args
+from ..coordination.journal_entry import JournalEntry
+from ..coordination.journal_redis import AsyncRedisJournal, queue_writes
 from ..coordination.ordering import Release
 from ..coordination.stats import aflush
 from .redis_health import RedisHealth
@@ -49,7 +51,8 @@ class ChunkReport:
 
 @dataclass
 class Recorder:
-    """Buffers outcomes and account releases; writes each batch with two Lua calls."""
+    """Buffers outcomes, account releases and journal entries; writes each batch with two
+    Lua calls, the journal's writes pipelined with the outcomes' (one round trip)."""
 
     ctx: EngineContext
     keys: Keys
@@ -59,12 +62,18 @@ class Recorder:
     releases: list[Release] = field(default_factory=list)
     # (account, ref) of rows whose attempt was ambiguous: read back later (readback.py).
     ambiguous: list[tuple[str, str]] = field(default_factory=list)
+    # The journal's entries of the buffered outcomes (worker.coordination.journal_rows).
+    entries: list[JournalEntry] = field(default_factory=list)
     last: float = field(default_factory=time.monotonic)
 
-    async def add(self, outcome: Outcome, release: Release | None) -> None:
+    async def add(
+        self, outcome: Outcome, release: Release | None, entry: JournalEntry | None = None
+    ) -> None:
         self.buffer.append(outcome)
         if release is not None:
             self.releases.append(release)
+        if entry is not None:
+            self.entries.append(entry)
         if len(self.buffer) >= _FLUSH_ROWS or time.monotonic() - self.last > _FLUSH_SECONDS:
             await self.flush()
 
@@ -78,9 +87,10 @@ class Recorder:
         batch, self.buffer, self.last = self.buffer, [], time.monotonic()
         releases, self.releases = self.releases, []
         ambiguous, self.ambiguous = self.ambiguous, []
+        entries, self.entries = self.entries, []
         while True:
             try:
-                await self._write(batch, releases, ambiguous)
+                await self._write(batch, releases, ambiguous, entries)
                 return
             except (RedisError, OSError) as exc:
                 logger.warning("bulk outcomes kept in memory until Redis answers: %s", exc)
@@ -88,7 +98,11 @@ class Recorder:
                 await self.health.wait_up()
 
     async def _write(
-        self, batch: list[Outcome], releases: list[Release], ambiguous: list[tuple[str, str]]
+        self,
+        batch: list[Outcome],
+        releases: list[Release],
+        ambiguous: list[tuple[str, str]],
+        entries: list[JournalEntry],
     ) -> None:
         if ambiguous:
             # Before the releases: an applied update then finds its read-back pending.
@@ -98,11 +112,42 @@ class Recorder:
             # Applied numbers first: once an outcome is recorded, a redelivery must see it.
             await self.ctx.ordering.release(self.owner, releases)
             releases.clear()
-        if batch:
-            ttl = self.ctx.settings.result_expires
-            await self.ctx.record(keys=self.keys.record_keys(), args=record_args(batch, ttl))
+        if batch or entries:
+            await self._record(batch, entries)
             batch.clear()
+            entries.clear()
         try:
             await aflush(self.ctx.redis, self.ctx.stats)
         except RedisError:  # counters only: never worth holding outcomes back
             logger.debug("could not flush request statistics", exc_info=True)
+
+    async def _record(self, batch: list[Outcome], entries: list[JournalEntry]) -> None:
+        """The outcomes, and their journal entries in the same round trip when the journal
+        is in this Redis (a ZADD writes an entry once, however often it is retried)."""
+        keys = self.keys.record_keys()
+        args = record_args(batch, self.ctx.settings.result_expires) if batch else None
+        journal = self.ctx.journal
+        if not isinstance(journal, AsyncRedisJournal) or not entries:
+            await self._journal_elsewhere(entries)
+            if args is not None:
+                await self.ctx.record(keys=keys, args=args)
+            return
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        if args is not None:
+            pipe.evalsha(self.ctx.record.sha, len(keys), *keys, *args)
+        queue_writes(pipe, entries, journal.days)
+        try:
+            await pipe.execute()
+        except NoScriptError:  # a restarted Redis: the journal's writes went through
+            assert args is not None
+            await self.ctx.record(keys=keys, args=args)
+
+    async def _journal_elsewhere(self, entries: list[JournalEntry]) -> None:
+        """PostgreSQL (or off): written first, and never holding the outcomes back."""
+        if not entries:
+            return
+        try:
+            await self.ctx.journal.write_many(entries)
+        except Exception as exc:  # PostgreSQL away: the rows' outcomes matter more
+            logger.warning("%d journal entries not written: %s", len(entries), exc)
+        entries.clear()

@@ -91,6 +91,12 @@ Guard = Callable[[], Awaitable[None] | None]
 Before = Callable[[BulkRow, VoicemailSettings | None], Awaitable[bool]]
 # A plan's: writes down what the account holds; returns the row's outcome code.
 Note = Callable[[BulkRow, VoicemailSettings], Awaitable[str]]
+# Told what a row read before it writes (line, send, email): the journal's `before`.
+Read = Callable[[int, bool, str], None]
+
+
+def _unread(line: int, send: bool, email: str) -> None:
+    return None
 
 
 async def apply_row(
@@ -103,10 +109,11 @@ async def apply_row(
     before: Before = _nothing_before,
     note: Note = _not_noted,
     on_failure: OnFailure | None = None,
+    read: Read = _unread,
 ) -> str:
     """GET (when the mode or an unsure claim asks) and PATCH one row (never, for a
     read-only mode); `guard` runs before every attempt, `on_failure` after every failed
-    PATCH attempt. Returns the outcome code."""
+    PATCH attempt, `read` after the GET of a row that writes. Returns the outcome code."""
     creds = ctx.cipher.open(row.account, blob)
 
     async def get() -> VoicemailSettings:
@@ -125,6 +132,7 @@ async def apply_row(
         return await note(row, current) if mode.plan else _verified(row, current)
     if mode.reads or unsure:
         current = await acall_with_retries(ctx.settings, get)
+        read(row.line, current.send, current.email)
         if current.send == row.send and current.email == row.email:
             if not unsure:
                 return UNCHANGED if mode.reads else SUCCEEDED

@@ -5,7 +5,7 @@ main process, whatever the pool; `worker_process_init` again in each prefork chi
 handed to jobs and to the worker-side handlers through `current()`, as arq hands its
 `ctx` to every job. Holds the settings, the Redis client for REDIS_URL, the credential
 store, the blocking API client with its limiter, breaker and statistics, the ordering
-scripts with the renewer of held account locks, the bulk engine, and, in the main
+scripts with the renewer of held account locks, the journal, the bulk engine, and, in the main
 process once the worker is ready, the lease thread.
 
 A worker process uses this and nothing else: the producer's holder
@@ -24,6 +24,7 @@ import redis
 from ..api.client import PlusofonClient
 from ..coordination import stats as request_stats
 from ..coordination.breaker import Breaker
+from ..coordination.journal import Journal, open_journal
 from ..coordination.ordering import LockRenewer, Ordering
 from ..coordination.ratelimit import RateLimiter
 from ..coordination.readback import ReadBack
@@ -90,6 +91,7 @@ class WorkerContext:
     ordering: Ordering
     locks: LockRenewer
     readback: ReadBack
+    journal: Journal
     # False in a prefork pool's main process: its children run the jobs, each with its own.
     runs_jobs: bool = True
     # The main process's lease thread, from the moment the worker is ready.
@@ -122,6 +124,7 @@ class WorkerContext:
             ordering=ordering,
             locks=LockRenewer(ordering),
             readback=ReadBack(client, after=settings.verify_after, ttl=settings.ordering_ttl),
+            journal=open_journal(settings, client),
         )
 
     def flush_stats(self, *, force: bool = False) -> None:
@@ -140,6 +143,8 @@ class WorkerContext:
         self.flush_stats(force=True)
         self.engine.shutdown()
         self.client.close()
+        if (close := getattr(self.journal, "close", None)) is not None:
+            close()  # PostgreSQL's connection
         self.redis.close()
 
 

@@ -8,7 +8,8 @@ flight has the last word: the read-back waits for it), reads it through the shar
 limit and breaker, and when the vendor does not hold the values of the account's
 newest applied update, PATCHes them again. That PATCH is a correction: counted in
 `voicemail_corrections_total`, in the `corrected` count of the bulk whose row asked for
-those values, and logged with the account and both updates.
+those values, logged with the account and both updates, and journaled (`corrected`,
+actor `voicemail`, under the job or bulk row whose values it put back).
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ import redis
 from ..api.client import PlusofonClient
 from ..api.retry import call_with_retries
 from ..coordination.bulk_records import Keys
+from ..coordination.journal import Journal, Outcome
+from ..coordination.journal_rows import Who, change_entry, write_quietly
 from ..coordination.ordering import Ordering, Settled, new_lock_owner, settled_by
 from ..coordination.readback import Due, Intent, ReadBack
 from ..coordination.stats import STATS_KEY
 from ..core.errors import AccountNotFound, CredentialError, PermanentError, TransientError
 from ..core.settings import Settings
+from ..core.validation import SELF_ACTOR
 from ..store.credentials import CredentialStore
 
 
@@ -39,6 +43,7 @@ class ReaderContext(Protocol):
     client: PlusofonClient  # with the shared rate limiter and breaker
     ordering: Ordering
     readback: ReadBack
+    journal: Journal
 
     @property
     def instance(self) -> str: ...
@@ -117,6 +122,7 @@ class ReadBackReader:
                 ctx.readback.schedule(due.account, "correction")
             raise
         self.count(intent)
+        self.journal(due, intent, found)
         logger.warning(
             "correction: account %s held send=%s, email=%s (a late landing of %s); put back "
             "send=%s, email=%s of %s",
@@ -130,6 +136,19 @@ class ReadBackReader:
             extra={"account": due.account, "outcome": "corrected"},
         )
         ctx.readback.done(due)
+
+    def journal(self, due: Due, intent: Intent, found: tuple[bool, str]) -> None:
+        late = intent.ambiguous_ref or "an ambiguous update"
+        why = f"read-back: a late landing of {late} had undone {intent.ref}; put back"
+        entry = change_entry(
+            intent.ref,
+            due.account,
+            (intent.send, intent.email),
+            Outcome.CORRECTED,
+            Who(SELF_ACTOR, why),
+            before=found,
+        )
+        write_quietly(self.ctx.journal, [entry])
 
     def count(self, intent: Intent) -> None:
         with self.ctx.redis.pipeline(transaction=False) as pipe:
