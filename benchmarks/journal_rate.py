@@ -36,6 +36,7 @@ from bulk_rate import (
     start_stack,
 )
 
+from simulator import stack
 from worker.core.keys import JOURNAL_PREFIX, BulkKeys
 
 
@@ -49,32 +50,45 @@ def key_bytes(client: redis.Redis, pattern: str) -> tuple[int, int]:
 
 
 def bulk_with(
-    env: dict[str, str], journal: str, names: list[str], log_dir: Path, label: str
-) -> float:
-    """Rows/s of one bulk of `names` run by a worker started with VOICEMAIL_JOURNAL=journal."""
+    env: dict[str, str], journal: str, names: list[str], log_dir: Path, redis_pid: int
+) -> tuple[float, float]:
+    """One bulk of `names` run by a worker started with VOICEMAIL_JOURNAL=journal: its
+    rows/s, and the CPU ms per row of the worker's processes and Redis together (the
+    figure a busy machine does not blur)."""
     worker_env = {**env, "VOICEMAIL_JOURNAL": journal}
-    worker = start_procfile_worker(worker_env, log_dir, f"worker-{label}")
+    worker = start_procfile_worker(worker_env, log_dir, f"worker-{journal}")
     try:
+        cpu = stack.tree_cpu_seconds(worker.process.pid) + stack.tree_cpu_seconds(redis_pid)
         _, bulk_seconds, _ = run_bulk(worker_env, names, log_dir)
+        cpu = stack.tree_cpu_seconds(worker.process.pid) + stack.tree_cpu_seconds(redis_pid) - cpu
     finally:
         worker.stop()
-    return float(len(names) / bulk_seconds)
+    return len(names) / bulk_seconds, 1000 * cpu / len(names)
 
 
-def rates(env: dict[str, str], n: int, rounds: int, log_dir: Path) -> None:
-    off: list[float] = []
-    on: list[float] = []
+def rates(env: dict[str, str], n: int, rounds: int, log_dir: Path, redis_pid: int) -> None:
+    runs: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
     for round_ in range(rounds):
         start = 1 + round_ * 2 * n
-        off.append(bulk_with(env, "off", accounts(n, start), log_dir, f"off-{round_}"))
-        on.append(bulk_with(env, "on", accounts(n, start + n), log_dir, f"on-{round_}"))
-        print(f"round {round_ + 1}: journal off {off[-1]:6.0f} rows/s, on {on[-1]:6.0f} rows/s")
-    best_off, best_on = max(off), max(on)
-    median_off, median_on = statistics.median(off), statistics.median(on)
+        for offset, journal in enumerate(("off", "on") if round_ % 2 == 0 else ("on", "off")):
+            names = accounts(n, start + offset * n)
+            runs[journal].append(bulk_with(env, journal, names, log_dir, redis_pid))
+        print(
+            f"round {round_ + 1}: "
+            + ", ".join(
+                f"journal {j} {r[-1][0]:6.0f} rows/s {r[-1][1]:.3f} CPU ms/row"
+                for j, r in runs.items()
+            )
+        )
+    best = {j: max(rate for rate, _ in r) for j, r in runs.items()}
+    median = {j: statistics.median(rate for rate, _ in r) for j, r in runs.items()}
+    cpu = {j: statistics.median(c for _, c in r) for j, r in runs.items()}
     print(
-        f"bulk of {n:,} rows, best of {rounds}: off {best_off:.0f}/s, on {best_on:.0f}/s "
-        f"(on/off {best_on / best_off:.3f}); medians {median_off:.0f} / {median_on:.0f} "
-        f"({median_on / median_off:.3f}); target: on >= 0.9 x off"
+        f"bulk of {n:,} rows, {rounds} rounds: best off {best['off']:.0f}/s, on {best['on']:.0f}/s "
+        f"(on/off {best['on'] / best['off']:.3f}); medians {median['off']:.0f} / "
+        f"{median['on']:.0f} ({median['on'] / median['off']:.3f}); CPU ms/row (worker + Redis) "
+        f"off {cpu['off']:.3f}, on {cpu['on']:.3f} (off/on {cpu['off'] / cpu['on']:.3f}); "
+        "target: on >= 0.9 x off"
     )
 
 
@@ -125,14 +139,12 @@ def main() -> int:
     args = parser.parse_args()
     n, rounds = args.accounts, args.rounds
     total = 2 * n * rounds + args.plan_rows
-    from simulator import stack
-
     with stack.temp_dir("voicemail-journal-bench-") as log_dir:
         env, redis_service, sim = start_stack(log_dir, total, args.latency_ms)
         try:
             import_accounts(env, accounts(total), log_dir)
             if rounds:
-                rates(env, n, rounds, log_dir)
+                rates(env, n, rounds, log_dir, redis_service.process.pid)
             client = redis.Redis.from_url(redis_service.url)
             journal_bytes(client, n * rounds)
             if args.plan_rows:

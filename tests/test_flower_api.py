@@ -101,3 +101,25 @@ def test_a_failure_reads_the_same_in_flower_the_producer_and_the_cli(
         assert info.json()["exception"] == text
         # Where Flower differs (docs/operations.md, "One failure shape"): its task page also
         # shows the traceback the worker's task-failed event carries.
+
+
+def test_flower_shows_who_asked_for_an_update_and_why(
+    flower: stack.Service, make_account: Callable[..., SimAccount]
+) -> None:
+    """`actor` and `reason` travel as the update's keyword arguments: Flower shows them
+    with the task, as it shows `seq`."""
+    from tasks import enqueue_update, wait
+
+    account = make_account()
+    job_id = enqueue_update(account.name, True, "who@acme.ru", actor="dana@ops", reason="ticket 19")
+    assert wait(job_id, timeout=30).ok
+    auth = tuple(flower.extra["auth"].split(":"))
+    with httpx.Client(base_url=flower.url, auth=auth, timeout=10) as http:
+        deadline = time.monotonic() + 15
+        while (info := http.get(f"/api/task/info/{job_id}")).status_code != 200 or (
+            info.json().get("state") != "SUCCESS"
+        ):
+            assert time.monotonic() < deadline, info.text
+            time.sleep(0.1)
+    kwargs = info.json()["kwargs"]
+    assert "'actor': 'dana@ops'" in kwargs and "'reason': 'ticket 19'" in kwargs

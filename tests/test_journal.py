@@ -136,15 +136,26 @@ def test_redis_keeps_compact_members_without_the_token(
     redis_client: redis.Redis, redis_journal: RedisJournal, make: Make
 ) -> None:
     account, bulk_id = unique("acct"), unique("bulk")
-    redis_journal.write_many([make(account=account, bulk_id=bulk_id, line=7)])
-    (member,) = cast(list[bytes], redis_client.zrange(keys.journal_account(account), 0, -1))
+    job_entry, bulk_row = make(account=account), make(account=account, bulk_id=bulk_id, line=7)
+    redis_journal.write_many([job_entry, bulk_row])
+    members = cast(list[bytes], redis_client.zrange(keys.journal_account(account), 0, -1))
+    member, reference = sorted(members, reverse=True)  # b"{" sorts after b"b"
     assert b" " not in member.replace(b"ticket 19", b"")
     assert set(json.loads(member)) <= set("tcbaurojkl")
+    # A bulk row is kept once, in its bulk's set: the account's holds a short reference,
+    # so a set of one member stays a listpack (zset-max-listpack-value is 64 bytes).
+    assert reference == f"b:{bulk_id}:7".encode() and len(reference) <= 64
+    other = unique("acct")
+    redis_journal.write_many([make(account=other, bulk_id=bulk_id, line=8)])
+    assert redis_client.object("encoding", keys.journal_account(other)) == b"listpack"
     (in_bulk,) = cast(
         list[tuple[bytes, float]],
-        redis_client.zrange(keys.journal_bulk(bulk_id), 0, -1, withscores=True),
+        redis_client.zrange(keys.journal_bulk(bulk_id), 0, 0, withscores=True),
     )
     assert in_bulk[1] == 7 and account.encode() in in_bulk[0]
+    assert redis_journal.history(account) == sorted(
+        [job_entry, bulk_row], key=lambda e: e.time, reverse=True
+    )
 
 
 def test_redis_prunes_on_write_and_expires_keys(
@@ -156,6 +167,17 @@ def test_redis_prunes_on_write_and_expires_keys(
     assert redis_client.zcard(keys.journal_account(account)) == 1
     for key in (keys.journal_account(account), keys.journal_bulk(bulk_id)):
         assert 0 < redis_client.ttl(key) <= 90 * 86_400
+
+
+def test_history_skips_a_reference_whose_bulk_is_gone(
+    redis_client: redis.Redis, redis_journal: RedisJournal, make: Make
+) -> None:
+    account, bulk_id = unique("acct"), unique("bulk")
+    row = make(account=account, bulk_id=bulk_id, line=3)
+    redis_journal.write_many([row])
+    assert redis_journal.history(account) == [row]
+    redis_client.delete(keys.journal_bulk(bulk_id))
+    assert redis_journal.history(account) == []
 
 
 def test_a_retried_batch_adds_nothing(redis_journal: RedisJournal, make: Make) -> None:

@@ -56,6 +56,19 @@ def holds(iso: Isolated, account: str, email: str, by: float) -> None:
         time.sleep(0.1)
 
 
+def journaled_correction(iso: Isolated, account: str, within: float = 20) -> dict[str, Any]:
+    """The account's newest journal entry once it is the correction (`voicemail history`)."""
+    deadline = time.monotonic() + within
+    while True:
+        proc = iso.cli("history", account, "--limit", "1")
+        assert proc.returncode == 0, proc.stderr
+        newest: dict[str, Any] = json.loads(proc.stdout)
+        if newest["outcome"] == "corrected":
+            return newest
+        assert time.monotonic() < deadline, newest
+        time.sleep(0.2)
+
+
 def corrections(iso: Isolated) -> int:
     return int(redis.Redis.from_url(iso.redis.url).hget(STATS_KEY, "corrections") or 0)
 
@@ -79,6 +92,13 @@ def test_an_older_update_landing_late_is_corrected_once(
     assert applied == ["v1@acme.ru", "v2@acme.ru", "v1@acme.ru", "v2@acme.ru"]
     assert state["patches"] - len(isolated.sim.late_landings()) == 3
     assert corrections(isolated) == 1
+    # Journaled as the project's own doing, under U2, whose values it put back.
+    corrected = journaled_correction(isolated, account)
+    assert (corrected["actor"], corrected["outcome"]) == ("voicemail", "corrected")
+    assert corrected["before"] == {"send": True, "email": "v1@acme.ru"}
+    assert corrected["after"] == {"send": True, "email": "v2@acme.ru"}
+    assert corrected["reason"].startswith("read-back: a late landing of job:")
+    assert corrected["job_id"] is not None
 
 
 def test_the_read_back_survives_the_worker_that_scheduled_it(

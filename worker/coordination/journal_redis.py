@@ -1,13 +1,17 @@
 """The journal in Redis: a sorted set per account scored by time, one per bulk by line.
 
-    keys.journal_account(account)  zset, score: time in ms, member: the compact entry
+    keys.journal_account(account)  zset, score: time in ms, member: the compact entry,
+                                   or for a bulk row `b:<bulk_id>:<line>`, a reference
     keys.journal_bulk(bulk_id)     zset, score: line,       member: the compact entry
 
-A bulk row is kept twice (its account's history and its bulk's order) because each
-query must be one range read: `history` is ZRANGE BYSCORE REV LIMIT, O(log n + limit),
-however many entries the account has. Members are short-keyed JSON without what the
-key already says (the account in its own set, the bulk in the bulk's). Two writes of
-one entry are one member: a retried batch adds nothing.
+A bulk row is kept once, in its bulk's set, and referenced from its account's: a bulk
+touches most accounts once, and a one-member set holding a whole entry (over
+`zset-max-listpack-value`, 64 bytes) costs Redis about 1,100 bytes, where the reference
+keeps it a listpack of about 150. `history` is ZRANGE BYSCORE REV LIMIT, O(log n +
+limit) however many entries the account has, then one pipelined read of the rows it
+references (two round trips). Members are short-keyed JSON without what the key already
+says (the account in its own set, the bulk in the bulk's). Two writes of one entry are
+one member: a retried batch adds nothing.
 
 Retention: each write drops its accounts' entries older than the retention
 (ZREMRANGEBYSCORE) and sets every key it touched to expire after the retention, so an
@@ -37,6 +41,13 @@ class _Pipeline(Protocol):
     def zadd(self, name: str, mapping: Mapping[Any, Any]) -> Any: ...
     def zremrangebyscore(self, name: str, min: Any, max: Any) -> Any: ...
     def expire(self, name: str, time: int) -> Any: ...
+
+
+REF = b"b:"  # an account's member that refers to a bulk row
+
+
+def ref(bulk_id: str, line: int) -> bytes:
+    return REF + f"{bulk_id}:{line}".encode()
 
 
 def pack(entry: JournalEntry, *, in_bulk: bool) -> bytes:
@@ -93,9 +104,12 @@ def queue_writes(pipe: _Pipeline, entries: Iterable[JournalEntry], days: int) ->
     for entry in entries:
         count += 1
         score = to_ms(entry.time)
-        by_account.setdefault(entry.account, {})[pack(entry, in_bulk=False)] = score
         if entry.bulk_id is not None and entry.line is not None:
             by_bulk.setdefault(entry.bulk_id, {})[pack(entry, in_bulk=True)] = entry.line
+            member = ref(entry.bulk_id, entry.line)
+        else:
+            member = pack(entry, in_bulk=False)
+        by_account.setdefault(entry.account, {})[member] = score
     ttl = days * 86_400
     cutoff = _cutoff_ms(days)
     for account, members in by_account.items():
@@ -137,16 +151,41 @@ class RedisJournal:
 
     def history(self, account: str, limit: int = 50) -> list[JournalEntry]:
         """The account's entries within the retention, newest first."""
-        members = self.client.zrange(
-            keys.journal_account(account),
-            "+inf",
-            _cutoff_ms(self.days),
-            desc=True,
-            byscore=True,
-            offset=0,
-            num=limit,
+        members = cast(
+            list[tuple[bytes, float]],
+            self.client.zrange(
+                keys.journal_account(account),
+                "+inf",
+                _cutoff_ms(self.days),
+                desc=True,
+                byscore=True,
+                offset=0,
+                num=limit,
+                withscores=True,
+            ),
         )
-        return [unpack(cast(bytes, m), account=account) for m in members]
+        rows = self._referenced([m for m, _ in members if m.startswith(REF)])
+        entries = []
+        for member, score in members:
+            if not member.startswith(REF):
+                entries.append(unpack(member, account=account))
+            elif (row := _written_at(rows.get(member, []), int(score))) is not None:
+                entries.append(row)  # None: its bulk's set is gone, past the retention
+        return entries
+
+    def _referenced(self, refs: list[bytes]) -> dict[bytes, list[JournalEntry]]:
+        """The bulk rows `refs` name, read in one round trip."""
+        if not refs:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        named = [r[len(REF) :].decode().rpartition(":") for r in refs]
+        for bulk_id, _, line in named:
+            pipe.zrange(keys.journal_bulk(bulk_id), int(line), int(line), byscore=True)
+        found = pipe.execute()
+        return {
+            r: [unpack(m, bulk_id=bulk_id) for m in members]
+            for r, (bulk_id, _, _), members in zip(refs, named, found, strict=True)
+        }
 
     def bulk_entries(self, bulk_id: str) -> Iterator[JournalEntry]:
         """The bulk's entries in line order, read a page at a time."""
@@ -161,6 +200,14 @@ class RedisJournal:
             if len(page) < PAGE:
                 return
             start += PAGE
+
+
+def _written_at(rows: list[JournalEntry], ms: int) -> JournalEntry | None:
+    """Of a bulk line's entries (one, but for a row journaled again after a crash), the
+    one its account's reference was written with, else the newest."""
+    return next(
+        (r for r in rows if to_ms(r.time) == ms), max(rows, key=lambda r: r.time, default=None)
+    )
 
 
 class AsyncRedisJournal:
