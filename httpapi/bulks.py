@@ -17,7 +17,7 @@ from tasks.bulk import BulkStatus, bulk_failures, bulk_status, change_bulk, subm
 from worker.coordination.bulk_records import BulkRow, RowError
 
 from .auth import Caller, may_see, record_owner, redis_of
-from .jobs import IdempotencyKey, scoped
+from .jobs import IdempotencyKey, Reason, actor_of, scoped
 from .keystore import ApiKey
 from .models import BulkChanged, BulkOut, BulkSubmitted, FailedRow
 from .problems import Problem, responses
@@ -102,6 +102,7 @@ async def submit(
     dry_run: Annotated[bool, Query(description="Check every row, send nothing.")] = False,
     only_changed: Annotated[bool, Query(description="Skip accounts already so.")] = False,
     revertible: Annotated[bool, Query(description="Keep what each account held.")] = False,
+    reason: Reason = None,
 ) -> BulkSubmitted:
     fmt = _format_of(content_type)
     body = await _body(request)
@@ -117,6 +118,8 @@ async def submit(
             only_changed=only_changed,
             revertible=revertible,
             idempotency_key=scoped(key, idempotency_key),
+            actor=actor_of(key),
+            reason=reason,
         )
 
     # Checking rows talks to Redis for every chunk: off the event loop.

@@ -30,6 +30,15 @@ IdempotencyKey = Annotated[
     ),
 ]
 MAX_WAIT = 30.0
+Reason = Annotated[
+    str | None,
+    Query(max_length=1000, description="Why: kept in the journal of changes with the change."),
+]
+
+
+def actor_of(key: ApiKey) -> str:
+    """The journal's actor for a change asked through this API: the API key's name."""
+    return f"api:{key.name}"
 
 
 def scoped(key: ApiKey, idempotency_key: str | None) -> str | None:
@@ -73,10 +82,16 @@ def enqueue_change(
     request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
+    reason: Reason = None,
 ) -> Enqueued:
     require_account(key, account)
     job_id = enqueue_update(
-        account, body.send, body.email, idempotency_key=scoped(key, idempotency_key)
+        account,
+        body.send,
+        body.email,
+        idempotency_key=scoped(key, idempotency_key),
+        actor=actor_of(key),
+        reason=reason,
     )
     return _accepted(request, response, key, job_id)
 

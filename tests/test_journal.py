@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import cast
 
 import psycopg
@@ -14,6 +15,7 @@ import redis
 import redis.asyncio as aioredis
 from psycopg import sql
 
+from simulator import stack
 from worker.coordination.journal import (
     FIELDS,
     AsyncRedisJournal,
@@ -247,3 +249,32 @@ def test_postgres_reconnects_after_a_dropped_connection(
     pg_journal.close()
     pg_journal.write_many([make(account=account)])
     assert len(pg_journal.history(account, limit=50)) == 2
+
+
+def test_a_redis_without_the_script_gets_it_again(tmp_path: Path, make: Make) -> None:
+    """A restarted (or SCRIPT FLUSHed) Redis answers NOSCRIPT: the batch is written once
+    the script is loaded again. On a Redis of its own: SCRIPT FLUSH is server-wide."""
+    server = stack.start_redis(tmp_path)
+    client = redis.Redis.from_url(server.url)
+    try:
+        journal = RedisJournal(client, days=90)
+        account, bulk_id = unique("acct"), unique("bulk")
+        journal.write_many([make(account=account)])
+        client.script_flush()
+        row = make(account=account, bulk_id=bulk_id, line=1)
+        assert journal.write_many([row]) == 1
+        client.script_flush()
+
+        async def write() -> int:
+            aclient = aioredis.Redis.from_url(server.url)
+            try:
+                return await AsyncRedisJournal(aclient, days=90).write_many([row])
+            finally:
+                await aclient.aclose()
+
+        assert asyncio.run(write()) == 1  # written again: still one entry
+        assert len(journal.history(account)) == 2
+        assert list(journal.bulk_entries(bulk_id)) == [row]
+    finally:
+        client.close()
+        server.stop()

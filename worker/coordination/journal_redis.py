@@ -20,27 +20,32 @@ account or bulk nobody touches again goes away whole; reads skip what is older.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, cast
 
 import redis
 import redis.asyncio as aioredis
 
-from ..core import keys
+from ..core import keys, lua
 from .journal_entry import JournalEntry, Outcome, Values, from_ms, to_ms
 
 DAY_MS = 86_400_000
 PAGE = 1000  # bulk entries read per ZRANGE
 
 
+# One call writes a batch: every ZADD, prune and EXPIRE of it server-side. Three commands
+# per account from Python cost the bulk engine about 40 us of CPU per row, a tenth of it.
+WRITE_SCRIPT = lua.load(__package__, "journal_write.lua")
+WRITE_SHA = hashlib.sha1(WRITE_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis's own name
+
+
 class _Pipeline(Protocol):
     """What `write_many` queues: the same on redis-py's sync and asyncio pipelines."""
 
-    def zadd(self, name: str, mapping: Mapping[Any, Any]) -> Any: ...
-    def zremrangebyscore(self, name: str, min: Any, max: Any) -> Any: ...
-    def expire(self, name: str, time: int) -> Any: ...
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any: ...
 
 
 REF = b"b:"  # an account's member that refers to a bulk row
@@ -96,8 +101,9 @@ def unpack(
 
 
 def queue_writes(pipe: _Pipeline, entries: Iterable[JournalEntry], days: int) -> int:
-    """Queue a batch on `pipe` (nothing is sent): one ZADD per account and per bulk,
-    the pruning of the accounts and the expiry of every key touched. Returns the count."""
+    """Queue a batch on `pipe` (nothing is sent) as one call of WRITE_SCRIPT: the members
+    of every account and bulk, the pruning of the accounts and the expiry of every key
+    touched. Returns the count. A NOSCRIPT answer: `load_script`, then queue it again."""
     by_account: dict[str, dict[bytes, int]] = {}
     by_bulk: dict[str, dict[bytes, int]] = {}
     count = 0
@@ -110,18 +116,25 @@ def queue_writes(pipe: _Pipeline, entries: Iterable[JournalEntry], days: int) ->
         else:
             member = pack(entry, in_bulk=False)
         by_account.setdefault(entry.account, {})[member] = score
-    ttl = days * 86_400
-    cutoff = _cutoff_ms(days)
-    for account, members in by_account.items():
-        key = keys.journal_account(account)
-        pipe.zadd(key, members)
-        pipe.zremrangebyscore(key, "-inf", f"({cutoff}")
-        pipe.expire(key, ttl)
-    for bulk_id, members in by_bulk.items():
-        key = keys.journal_bulk(bulk_id)
-        pipe.zadd(key, members)
-        pipe.expire(key, ttl)
+    if not count:
+        return 0
+    names: list[str] = []
+    args: list[Any] = [days * 86_400, _cutoff_ms(days)]
+    for prune, key_of, groups in (
+        ("1", keys.journal_account, by_account),
+        ("0", keys.journal_bulk, by_bulk),
+    ):
+        for name, members in groups.items():
+            names.append(key_of(name))
+            args += (len(members), prune)
+            for member, score in members.items():
+                args += (score, member)
+    pipe.evalsha(WRITE_SHA, len(names), *names, *args)
     return count
+
+
+def load_script(client: redis.Redis) -> None:
+    client.script_load(WRITE_SCRIPT)
 
 
 def _cutoff_ms(days: int) -> int:
@@ -140,11 +153,19 @@ class RedisJournal:
         """Write a batch in one round trip (a pipeline, not a transaction: each ZADD
         stands alone, and a batch half-written by a dropped connection is written
         again whole without duplicates). Returns how many entries it wrote."""
-        pipe = self.client.pipeline(transaction=False)
-        count = queue_writes(pipe, entries, self.days)
-        if count:
-            pipe.execute()
-        return count
+        batch = list(entries)  # queued again after a NOSCRIPT
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            count = queue_writes(pipe, batch, self.days)
+            try:
+                if count:
+                    pipe.execute()
+                return count
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                load_script(self.client)  # a restarted or flushed Redis
+        raise AssertionError("unreachable")
 
     def write(self, entry: JournalEntry) -> None:
         self.write_many([entry])
@@ -219,11 +240,19 @@ class AsyncRedisJournal:
 
     async def write_many(self, entries: Iterable[JournalEntry]) -> int:
         """As `RedisJournal.write_many`: one round trip per batch."""
-        pipe = self.client.pipeline(transaction=False)
-        count = queue_writes(pipe, entries, self.days)
-        if count:
-            await pipe.execute()
-        return count
+        batch = list(entries)
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            count = queue_writes(pipe, batch, self.days)
+            try:
+                if count:
+                    await pipe.execute()
+                return count
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.client.script_load(WRITE_SCRIPT)
+        raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
         """The client is the caller's: nothing of the journal's own to close."""

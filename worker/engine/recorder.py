@@ -138,9 +138,10 @@ class Recorder:
         queue_writes(pipe, entries, journal.days)
         try:
             await pipe.execute()
-        except NoScriptError:  # a restarted Redis: the journal's writes went through
-            assert args is not None
-            await self.ctx.record(keys=keys, args=args)
+        except NoScriptError:  # a restarted Redis: each again on its own, which loads it
+            if args is not None:  # (both write what they wrote before once, not twice)
+                await self.ctx.record(keys=keys, args=args)
+            await journal.write_many(entries)
 
     async def _journal_elsewhere(self, entries: list[JournalEntry]) -> None:
         """PostgreSQL (or off): written first, and never holding the outcomes back."""
