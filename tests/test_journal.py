@@ -26,6 +26,7 @@ from worker.coordination.journal import (
     utc_now,
 )
 from worker.coordination.journal_pg import PostgresJournal
+from worker.coordination.journal_redis import pack
 from worker.core import keys
 
 from .journal_helpers import Make, make_entry, postgres_url, unique
@@ -278,3 +279,18 @@ def test_a_redis_without_the_script_gets_it_again(tmp_path: Path, make: Make) ->
     finally:
         client.close()
         server.stop()
+
+
+def test_any_text_goes_through_the_script_unchanged(
+    redis_client: redis.Redis, redis_journal: RedisJournal, make: Make
+) -> None:
+    """Members travel to Lua inside one JSON argument: quotes, backslashes, slashes and
+    non-ASCII come out as the bytes Python packed, so a retried batch still adds nothing."""
+    account, bulk_id = unique("acct"), unique("bulk")
+    reason = 'a "quoted" \\ path/to тикет ✓ \U0001f600'
+    entries = [make(account=account, reason=reason), make(account=account, bulk_id=bulk_id, line=2)]
+    redis_journal.write_many(entries)
+    redis_journal.write_many(entries)
+    assert redis_journal.history(account) == sorted(entries, key=lambda e: e.time, reverse=True)
+    members = cast(list[bytes], redis_client.zrange(keys.journal_account(account), 0, -1))
+    assert pack(entries[0], in_bulk=False) in members and len(members) == 2

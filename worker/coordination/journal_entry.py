@@ -106,12 +106,18 @@ class JournalEntry:
     line: int | None = None
 
     def __post_init__(self) -> None:
-        if self.time.tzinfo is None:
+        # Each step only when needed: the bulk engine builds one entry per row.
+        moment = self.time
+        if moment.tzinfo is None:
             raise ValueError("time must be timezone-aware")
-        exact = self.time.astimezone(UTC)
-        to_the_ms = exact.replace(microsecond=exact.microsecond // 1000 * 1000)
-        object.__setattr__(self, "time", to_the_ms)
-        object.__setattr__(self, "outcome", Outcome(self.outcome))
+        if moment.tzinfo is not UTC:
+            moment = moment.astimezone(UTC)
+        if moment.microsecond % 1000:
+            moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+        if moment is not self.time:
+            object.__setattr__(self, "time", moment)
+        if type(self.outcome) is not Outcome:
+            object.__setattr__(self, "outcome", Outcome(self.outcome))
         if not self.account:
             raise ValueError("account must not be empty")
         if (self.job_id is None) == (self.bulk_id is None):

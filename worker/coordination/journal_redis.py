@@ -51,12 +51,16 @@ class _Pipeline(Protocol):
 REF = b"b:"  # an account's member that refers to a bulk row
 
 
-def ref(bulk_id: str, line: int) -> bytes:
-    return REF + f"{bulk_id}:{line}".encode()
+def ref(bulk_id: str, line: int) -> str:
+    return f"b:{bulk_id}:{line}"
 
 
 def pack(entry: JournalEntry, *, in_bulk: bool) -> bytes:
     """The member: short keys, `send` as 0/1, no spaces, absent values left out."""
+    return pack_text(entry, in_bulk=in_bulk).encode()
+
+
+def pack_text(entry: JournalEntry, *, in_bulk: bool) -> str:
     data: dict[str, Any] = {"t": to_ms(entry.time)}
     if in_bulk:
         data["c"] = entry.account  # the bulk's set holds many accounts
@@ -72,7 +76,7 @@ def pack(entry: JournalEntry, *, in_bulk: bool) -> bytes:
         data["k"] = entry.bulk_id
     if entry.line is not None:
         data["l"] = entry.line  # also in the bulk's set: two rows alike but for it stay two
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def _values(pair: list[Any] | None) -> Values | None:
@@ -104,32 +108,34 @@ def queue_writes(pipe: _Pipeline, entries: Iterable[JournalEntry], days: int) ->
     """Queue a batch on `pipe` (nothing is sent) as one call of WRITE_SCRIPT: the members
     of every account and bulk, the pruning of the accounts and the expiry of every key
     touched. Returns the count. A NOSCRIPT answer: `load_script`, then queue it again."""
-    by_account: dict[str, dict[bytes, int]] = {}
-    by_bulk: dict[str, dict[bytes, int]] = {}
+    by_account: dict[str, dict[str, int]] = {}
+    by_bulk: dict[str, dict[str, int]] = {}
     count = 0
     for entry in entries:
         count += 1
         score = to_ms(entry.time)
         if entry.bulk_id is not None and entry.line is not None:
-            by_bulk.setdefault(entry.bulk_id, {})[pack(entry, in_bulk=True)] = entry.line
+            by_bulk.setdefault(entry.bulk_id, {})[pack_text(entry, in_bulk=True)] = entry.line
             member = ref(entry.bulk_id, entry.line)
         else:
-            member = pack(entry, in_bulk=False)
+            member = pack_text(entry, in_bulk=False)
         by_account.setdefault(entry.account, {})[member] = score
     if not count:
         return 0
     names: list[str] = []
-    args: list[Any] = [days * 86_400, _cutoff_ms(days)]
+    payload: list[list[Any]] = []
     for prune, key_of, groups in (
-        ("1", keys.journal_account, by_account),
-        ("0", keys.journal_bulk, by_bulk),
+        (1, keys.journal_account, by_account),
+        (0, keys.journal_bulk, by_bulk),
     ):
         for name, members in groups.items():
             names.append(key_of(name))
-            args += (len(members), prune)
+            group: list[Any] = [prune]
             for member, score in members.items():
-                args += (score, member)
-    pipe.evalsha(WRITE_SHA, len(names), *names, *args)
+                group += (score, member)
+            payload.append(group)
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    pipe.evalsha(WRITE_SHA, len(names), *names, days * 86_400, _cutoff_ms(days), text)
     return count
 
 

@@ -132,7 +132,8 @@ async def apply_row(
         return await note(row, current) if mode.plan else _verified(row, current)
     if mode.reads or unsure:
         current = await acall_with_retries(ctx.settings, get)
-        read(row.line, current.send, current.email)
+        if not unsure or (current.send, current.email) != (row.send, row.email):
+            read(row.line, current.send, current.email)  # else: what the earlier one found
         if current.send == row.send and current.email == row.email:
             if not unsure:
                 return UNCHANGED if mode.reads else SUCCEEDED
