@@ -39,7 +39,7 @@ class Outcome(StrEnum):
     CORRECTED = "corrected"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Values:
     """An account's voicemail settings as the journal records them."""
 
@@ -85,7 +85,7 @@ def from_ms(ms: int) -> datetime:
     return EPOCH + timedelta(milliseconds=ms)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JournalEntry:
     """One change (or attempt) of one account, by a single job or one bulk row.
 
