@@ -9,32 +9,32 @@ PostgreSQL writes a table of its own (`journal_bench_<hex>`, dropped at the end;
 characters, a uuid job or bulk id, an actor and a short reason.
 
 1. Bytes per entry at 100,000 entries over 10,000 accounts, `MEMORY USAGE key SAMPLES
-   0` summed over the journal's keys: single-job entries (one copy each) and bulk rows
-   (two copies: the account's set and the bulk's), each in a fresh database; with the
-   server's zset-max-listpack-value and with it raised to 512.
+   0` summed over the journal's keys: single-job entries (in the account's set) and bulk
+   rows (in the bulk's set, referenced from the account's), each in a fresh database;
+   with the server's zset-max-listpack-value and with it raised to 512.
 2. Write rate: `write_many` in batches of 1,000, sync and asyncio.
 3. 1,000,000 entries kept (10,000 accounts of ~90 entries, one hot account holding
    100,000 and bulks of 10,000 rows): `history(account, 50)`, the call behind
    `voicemail history` without the CLI's start-up, timed on random accounts and on the
    hot one; `bulk_entries` of one 10,000-row bulk. The same in PostgreSQL.
 
-Figures (2026-11-29, 2 shared cores, Redis 7 and PostgreSQL 15 on the same host; the
-write rates include building the entries in Python):
+Figures (2026-11-29, 2 cores shared with four other test suites running, Redis 7 and
+PostgreSQL 15 on the same host; the write rates include building the entries in Python):
 
     redis bytes/entry at 100,000, single jobs, zset-max-listpack-value 64:   397
-    redis bytes/entry at 100,000, bulk rows (2 copies), listpack-value 64:   719
-    the same with zset-max-listpack-value 512:                        236 / 588
-    (an account-set member: 183 bytes for a job entry, 211 for a bulk row)
-    redis write_many, batches of 1,000:   29,000 entries/s sync, 20,700 asyncio
-    redis, 1,000,000 kept (used_memory 474 MiB):
-        history(account, 50), ~100 per account   p50 0.46 ms  p95 0.53 ms  max 2.1 ms
-        history(hot account, 50), 100,000 in it  p50 0.48 ms  p95 0.52 ms  max 1.1 ms
-        bulk_entries, 10,000 rows                80 ms
-    postgres COPY, batches of 1,000:      70,600 entries/s
+    redis bytes/entry at 100,000, bulk rows, listpack-value 64:              390
+    the same with zset-max-listpack-value 512:                        236 / 390
+    (an account-set member: 183 bytes for a job entry, 43 for a bulk row's reference)
+    redis write_many, batches of 1,000:   16,200 entries/s sync, 20,900 asyncio
+    redis, 1,000,000 kept (used_memory 390 MiB):
+        history(account, 50), ~100 per account   p50 2.09 ms  p95 4.40 ms  max 8.9 ms
+        history(hot account, 50), 100,000 in it  p50 1.34 ms  p95 4.52 ms  max 6.4 ms
+        bulk_entries, 10,000 rows                152 ms
+    postgres COPY, batches of 1,000:      23,100 entries/s
     postgres, 1,000,000 rows (386 MiB with indexes):
-        history(account, 50), ~90 per account    p50 0.56 ms  p95 0.65 ms  max 0.8 ms
-        history(hot account, 50), 90,000 in it   p50 0.38 ms  p95 0.56 ms  max 1.2 ms
-        bulk_entries, 10,000 rows                57 ms
+        history(account, 50), ~90 per account    p50 0.79 ms  p95 1.25 ms  max 2.8 ms
+        history(hot account, 50), 90,000 in it   p50 0.45 ms  p95 1.42 ms  max 3.7 ms
+        bulk_entries, 10,000 rows                100 ms
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def bytes_per_entry(client: redis.Redis, count: int) -> None:
         for bulk in (False, True):
             client.flushdb()
             write_all(RedisJournal(client, days=90), entries(count, bulk=bulk))
-            kind = "bulk rows (2 copies)" if bulk else "single jobs"
+            kind = "bulk rows (in the bulk)" if bulk else "single jobs"
             member = client.zrange(keys.journal_account("acct-000000"), 0, 0)
             print(
                 f"redis bytes/entry at {count:,} {kind:<21} zset-max-listpack-value "
