@@ -1,0 +1,156 @@
+"""Change windows and timed undo (`--at`, `--revert-after`), through the `voicemail` CLI
+against the simulator and real workers: a worker killed and Redis restarted (AOF) during
+the wait lose nothing, a cancelled scheduled bulk sends nothing, and a timed revert puts
+every account back 20 to 25 s after its bulk settled.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+import pytest
+import redis
+
+from simulator import stack
+
+from .conftest import Isolated
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+WAIT = 20  # seconds: `--at +20s`, `--revert-after 20s`
+LATE = 5  # a scheduled start (or revert) comes at most this long after its time
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _rows(names: list[str], email: str) -> str:
+    return "account,send,email\n" + "".join(f"{n},true,{n}@{email}.example.com\n" for n in names)
+
+
+def _request_times(iso: Isolated, names: list[str]) -> dict[str, list[float]]:
+    return {n: list(iso.sim.account(n)["times"]) for n in names}
+
+
+def _restart_redis(iso: Isolated) -> None:
+    """SIGTERM (Redis writes its AOF), then the same port and directory again."""
+    port, data_dir = iso.redis.extra["port"], iso.redis.extra["dir"]
+    iso.redis.stop()
+    iso.redis = stack.start_redis(iso.log_dir, port=port, appendonly=True, data_dir=data_dir)
+
+
+def _bulks_by_state(url: str) -> dict[str, float]:
+    from cli.metrics import VoicemailCollector
+
+    client = redis.Redis.from_url(url)
+    try:
+        families = list(VoicemailCollector(client, client).collect())
+    finally:
+        client.close()
+    (states,) = [f for f in families if f.name == "voicemail_bulks"]
+    return {s.labels["state"]: s.value for s in states.samples}
+
+
+def test_schedule_outlasts_a_worker_kill_and_a_redis_restart(isolated: Isolated) -> None:
+    names = isolated.import_accounts(65)
+    later, dropped, undone, kept = names[:20], names[20:40], names[40:60], names[60:]
+    first = isolated.worker("s1")
+
+    # A bulk undone on a timer: --wait returns once it settled, long before the revert.
+    began = time.monotonic()
+    proc = isolated.cli(
+        "bulk", "submit", "-", "--revert-after", f"{WAIT}s", "--wait", input=_rows(undone, "tmp")
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - began < WAIT
+    reverted = isolated.cli_json("bulk", "status", _last_json(proc.stdout)["bulk_id"])
+    assert reverted["state"] == "DONE" and reverted["succeeded"] == len(undone), reverted
+    assert reverted["revertible"] is True
+    settled, revert_at = _epoch(reverted["finished_at"]), _epoch(reverted["revert_at"])
+    assert WAIT - 1 <= revert_at - settled <= WAIT + 1, reverted
+
+    # Another, whose timed revert is dropped: only the revert, the bulk stays DONE.
+    proc = isolated.cli(
+        "bulk", "submit", "-", "--revert-after", f"{WAIT}s", "--wait", input=_rows(kept, "kept")
+    )
+    kept_id = _last_json(proc.stdout)["bulk_id"]
+    assert "revert_at" in isolated.cli_json("bulk", "status", kept_id)
+    after_cancel = isolated.cli_json("bulk", "cancel", kept_id, "--revert")
+    assert after_cancel["state"] == "DONE" and "revert_at" not in after_cancel, after_cancel
+
+    # A bulk for later, and one scheduled then cancelled.
+    scheduled = _submit_at(isolated, later, "later")
+    when = _epoch(isolated.cli_json("bulk", "status", scheduled)["scheduled_at"])
+    cancelled = _submit_at(isolated, dropped, "never")
+    assert isolated.cli_json("bulk", "cancel", cancelled)["state"] == "CANCELLED"
+    listed = [_json(line) for line in isolated.cli("bulk", "list").stdout.splitlines()]
+    assert {b["bulk_id"]: b["state"] for b in listed}[scheduled] == "SCHEDULED"
+    assert _bulks_by_state(isolated.redis.url)["SCHEDULED"] == 1
+
+    # During the wait: the worker killed, Redis restarted, another worker started.
+    first.kill()
+    _restart_redis(isolated)
+    assert isolated.cli_json("bulk", "status", scheduled)["state"] == "SCHEDULED"
+    isolated.worker("s2")
+
+    stack.wait_until(
+        lambda: isolated.cli_json("bulk", "status", scheduled)["state"] == "DONE",
+        when - time.time() + LATE + 30,
+        "the scheduled bulk DONE",
+    )
+    firsts = [min(t) for t in _request_times(isolated, later).values()]
+    assert min(firsts) >= when, f"sent {when - min(firsts):.1f}s before its time"
+    assert min(firsts) <= when + LATE, f"started {min(firsts) - when:.1f}s after its time"
+    status = isolated.cli_json("bulk", "status", scheduled)
+    assert (status["succeeded"], status["failed"]) == (len(later), 0), status
+    assert all(isolated.sim.account(n)["email"] == f"{n}@later.example.com" for n in later)
+
+    # The cancelled one: settled with every row cancelled, and nothing sent.
+    stack.wait_until(
+        lambda: isolated.cli_json("bulk", "status", cancelled)["pending"] == 0, 30, "cancel settled"
+    )
+    assert isolated.cli_json("bulk", "status", cancelled)["cancelled"] == len(dropped)
+    assert not any(_request_times(isolated, dropped).values())
+
+    _check_timed_revert(isolated, reverted["bulk_id"], undone, settled)
+    assert "reverted_by" not in isolated.cli_json("bulk", "status", kept_id)
+    assert all(isolated.sim.account(n)["email"] == f"{n}@kept.example.com" for n in kept)
+    print(f"scheduled start {min(firsts) - when:.1f}s after its time")
+
+
+def _check_timed_revert(iso: Isolated, bulk_id: str, names: list[str], settled: float) -> None:
+    def revert_done() -> bool:
+        revert_id = iso.cli_json("bulk", "status", bulk_id).get("reverted_by")
+        return bool(revert_id) and iso.cli_json("bulk", "status", revert_id)["state"] == "DONE"
+
+    stack.wait_until(revert_done, settled - time.time() + WAIT + LATE + 30, "the timed revert")
+    revert = iso.cli_json("bulk", "status", iso.cli_json("bulk", "status", bulk_id)["reverted_by"])
+    assert (revert["succeeded"], revert["failed"]) == (len(names), 0), revert
+    times = _request_times(iso, names)
+    for name in names:
+        account = iso.sim.account(name)
+        assert (account["send"], account["email"]) == (False, "owner@example.com"), account
+        # Its last request is the revert's PATCH, 20 to 25 s after the bulk settled.
+        assert WAIT <= max(times[name]) - settled <= WAIT + LATE, (name, times[name], settled)
+    print(f"timed revert done {max(max(t) for t in times.values()) - settled:.1f}s after settling")
+
+
+def _submit_at(iso: Isolated, names: list[str], email: str) -> str:
+    proc = iso.cli("bulk", "submit", "-", "--at", f"+{WAIT}s", input=_rows(names, email))
+    assert proc.returncode == 0, proc.stderr
+    assert "is scheduled: it starts at" in proc.stderr
+    bulk_id = str(_last_json(proc.stdout)["bulk_id"])
+    assert iso.cli_json("bulk", "status", bulk_id)["state"] == "SCHEDULED"
+    return bulk_id
+
+
+def _json(line: str) -> Any:
+    return json.loads(line)
+
+
+def _last_json(stdout: str) -> Any:
+    return _json(stdout.strip().splitlines()[-1])
