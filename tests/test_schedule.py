@@ -7,6 +7,7 @@ every account back 20 to 25 s after its bulk settled.
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime
 from typing import Any
@@ -15,8 +16,9 @@ import pytest
 import redis
 
 from simulator import stack
+from worker.core.keys import BULKS
 
-from .conftest import Isolated
+from .conftest import Isolated, voicemail
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -154,3 +156,31 @@ def _json(line: str) -> Any:
 
 def _last_json(stdout: str) -> Any:
     return _json(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (["--at", "tomorrow"], "--at 'tomorrow': give ISO 8601 with an offset"),
+        (["--at", "2026-01-01T10:00:00"], "the time needs an offset"),
+        (["--at", "2000-01-01T10:00:00Z"], "that is in the past"),
+        (["--at", "+1h", "--dry-run"], "--at with --dry-run"),
+        (["--revert-after", "soon"], "'soon' is not a duration"),
+    ],
+)
+def test_a_bad_time_is_one_line_and_submits_nothing(
+    redis_client: redis.Redis, options: list[str], says: str
+) -> None:
+    before = redis_client.zcard(BULKS)
+    code, out, err = voicemail(dict(os.environ), "bulk", "submit", "-", *options, stdin=_ROW)
+    assert code == 2 and out == {}, (code, out, err)
+    assert err.count("\n") == 1 and says in err, err
+    assert redis_client.zcard(BULKS) == before
+
+
+_ROW = "account,send,email\nacme,true,vm@acme.example.com\n"
+
+
+def test_cancel_revert_of_an_unknown_bulk_exits_1() -> None:
+    code, _, err = voicemail(dict(os.environ), "bulk", "cancel", "nope", "--revert")
+    assert code == 1 and "no bulk nope" in err, err
