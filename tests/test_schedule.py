@@ -126,7 +126,7 @@ def test_schedule_outlasts_a_worker_kill_and_a_redis_restart(isolated: Isolated)
 
 def _check_timed_revert(iso: Isolated, bulk_id: str, names: list[str], settled: float) -> None:
     def revert_done() -> bool:
-        revert_id = iso.cli_json("bulk", "status", bulk_id).get("reverted_by")
+        revert_id = str(iso.cli_json("bulk", "status", bulk_id).get("reverted_by") or "")
         return bool(revert_id) and iso.cli_json("bulk", "status", revert_id)["state"] == "DONE"
 
     stack.wait_until(revert_done, settled - time.time() + WAIT + LATE + 30, "the timed revert")
