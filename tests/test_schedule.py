@@ -58,8 +58,9 @@ def _bulks_by_state(url: str) -> dict[str, float]:
 
 
 def test_schedule_outlasts_a_worker_kill_and_a_redis_restart(isolated: Isolated) -> None:
-    names = isolated.import_accounts(65)
-    later, dropped, undone, kept = names[:20], names[20:40], names[40:60], names[60:]
+    names = isolated.import_accounts(70)
+    later, dropped, undone, kept = names[:20], names[20:40], names[40:60], names[60:65]
+    planned = names[65:]
     first = isolated.worker("s1")
 
     # A bulk undone on a timer: --wait returns once it settled, long before the revert.
@@ -91,7 +92,8 @@ def test_schedule_outlasts_a_worker_kill_and_a_redis_restart(isolated: Isolated)
     assert isolated.cli_json("bulk", "cancel", cancelled)["state"] == "CANCELLED"
     listed = [_json(line) for line in isolated.cli("bulk", "list").stdout.splitlines()]
     assert {b["bulk_id"]: b["state"] for b in listed}[scheduled] == "SCHEDULED"
-    assert _bulks_by_state(isolated.redis.url)["SCHEDULED"] == 1
+    applied, planned_until, applied_when = _apply_at(isolated, planned)
+    assert _bulks_by_state(isolated.redis.url)["SCHEDULED"] == 2
 
     # During the wait: the worker killed, Redis restarted, another worker started.
     first.kill()
@@ -118,6 +120,7 @@ def test_schedule_outlasts_a_worker_kill_and_a_redis_restart(isolated: Isolated)
     assert isolated.cli_json("bulk", "status", cancelled)["cancelled"] == len(dropped)
     assert not any(_request_times(isolated, dropped).values())
 
+    _check_applied(isolated, applied, planned, planned_until, applied_when)
     _check_timed_revert(isolated, reverted["bulk_id"], undone, settled)
     assert "reverted_by" not in isolated.cli_json("bulk", "status", kept_id)
     assert all(isolated.sim.account(n)["email"] == f"{n}@kept.example.com" for n in kept)
@@ -141,8 +144,35 @@ def _check_timed_revert(iso: Isolated, bulk_id: str, names: list[str], settled: 
     print(f"timed revert done {max(max(t) for t in times.values()) - settled:.1f}s after settling")
 
 
-def _submit_at(iso: Isolated, names: list[str], email: str) -> str:
-    proc = iso.cli("bulk", "submit", "-", "--at", f"+{WAIT}s", input=_rows(names, email))
+def _apply_at(iso: Isolated, names: list[str]) -> tuple[str, float, float]:
+    """A plan of `names`, applied `--at +20s`: the applied bulk's id, when the plan's
+    reads were over, and when the apply is to start."""
+    proc = iso.cli("bulk", "plan", "-", input=_rows(names, "planned"))
+    assert proc.returncode == 0, proc.stderr
+    planned_until = time.time()
+    plan_id = _last_json(proc.stdout)["plan_id"]
+    applied = iso.cli_json("bulk", "apply", plan_id, "--at", f"+{WAIT}s")
+    status = iso.cli_json("bulk", "status", applied["bulk_id"])
+    assert status["state"] == "SCHEDULED", status
+    return str(applied["bulk_id"]), planned_until, _epoch(status["scheduled_at"])
+
+
+def _check_applied(
+    iso: Isolated, bulk_id: str, names: list[str], planned_until: float, when: float
+) -> None:
+    """The applied plan ran at its time: after the plan's reads, no request before it."""
+    stack.wait_until(
+        lambda: iso.cli_json("bulk", "status", bulk_id)["state"] == "DONE", 60, "the apply DONE"
+    )
+    status = iso.cli_json("bulk", "status", bulk_id)
+    assert (status["succeeded"], status["failed"]) == (len(names), 0), status
+    applied = [t for times in _request_times(iso, names).values() for t in times]
+    applied = [t for t in applied if t > planned_until]
+    assert applied and when <= min(applied) <= when + LATE, (applied, when)
+
+
+def _submit_at(iso: Isolated, names: list[str], email: str, at: str = f"+{WAIT}s") -> str:
+    proc = iso.cli("bulk", "submit", "-", "--at", at, input=_rows(names, email))
     assert proc.returncode == 0, proc.stderr
     assert "is scheduled: it starts at" in proc.stderr
     bulk_id = str(_last_json(proc.stdout)["bulk_id"])
@@ -156,6 +186,22 @@ def _json(line: str) -> Any:
 
 def _last_json(stdout: str) -> Any:
     return _json(stdout.strip().splitlines()[-1])
+
+
+def test_a_bulk_due_while_no_worker_ran_starts_with_the_first(isolated: Isolated) -> None:
+    names = isolated.import_accounts(5)
+    bulk_id = _submit_at(isolated, names, "first", at="+1s")
+    when = _epoch(isolated.cli_json("bulk", "status", bulk_id)["scheduled_at"])
+    stack.wait_until(lambda: time.time() > when + 1, 10, "its time to pass")
+    assert isolated.cli_json("bulk", "status", bulk_id)["state"] == "SCHEDULED"
+
+    isolated.worker("f1")  # returns once the worker is ready
+    ready = time.time()
+    stack.wait_until(
+        lambda: isolated.cli_json("bulk", "status", bulk_id)["state"] == "DONE", 30, "DONE"
+    )
+    first = min(t for times in _request_times(isolated, names).values() for t in times)
+    assert first <= ready + LATE, f"started {first - ready:.1f}s after the worker was ready"
 
 
 @pytest.mark.parametrize(
