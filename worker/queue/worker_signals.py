@@ -22,7 +22,7 @@ from ..core.logs import install_redaction, use_json
 from ..core.redis_server import check_server
 from ..core.settings import get_settings
 from . import context, deadletter, internals, kombu_patches, liveness, notify, recovery
-from .app import TIMED_REVERT_TASK, app, producer_connections, remember_job, send_chunk
+from .app import BULK_QUEUE, TIMED_REVERT_TASK, app, producer_connections, remember_job, send_chunk
 from .lease import LeaseKeeper
 from .readback_reader import ReadBackReader
 
@@ -124,7 +124,9 @@ def _tick() -> None:
 
 
 def _send_timed_revert(bulk_id: str) -> None:
-    app.send_task(TIMED_REVERT_TASK, args=[bulk_id], argsrepr=f"revert of bulk {bulk_id}")
+    # Bulk work, on the bulk queue: a worker that takes only bulks takes it too.
+    what = f"timed revert of bulk {bulk_id}"
+    app.send_task(TIMED_REVERT_TASK, args=[bulk_id], queue=BULK_QUEUE, argsrepr=what)
 
 
 def _on_ready(sender: Any = None, **_: Any) -> None:
