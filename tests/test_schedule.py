@@ -230,3 +230,25 @@ _ROW = "account,send,email\nacme,true,vm@acme.example.com\n"
 def test_cancel_revert_of_an_unknown_bulk_exits_1() -> None:
     code, _, err = voicemail(dict(os.environ), "bulk", "cancel", "nope", "--revert")
     assert code == 1 and "no bulk nope" in err, err
+
+
+@pytest.mark.usefixtures("worker")
+def test_resume_starts_a_scheduled_bulk_now_and_pause_leaves_it_waiting(
+    make_account: Any, sim: Any
+) -> None:
+    from tasks.bulk import bulk_status, cancel_revert, change_bulk, submit_bulk
+
+    account = make_account()
+    row = {"account": account.name, "send": True, "email": "now@acme.example.com"}
+    bulk_id = submit_bulk([row], at="+1h", revert_after="1d")
+    assert bulk_status(bulk_id).state == "SCHEDULED"
+    changed, status = change_bulk(bulk_id, "pause")
+    assert (changed, status.state) == (False, "SCHEDULED")
+    assert status.as_dict()["revert_after"] == 86400
+    changed, status = change_bulk(bulk_id, "resume")
+    assert changed and status.state == "RUNNING" and status.scheduled_at is None
+    stack.wait_until(lambda: bulk_status(bulk_id).state == "DONE", 30, "DONE")
+    assert sim.account(account.name)["email"] == "now@acme.example.com"
+    assert bulk_status(bulk_id).revert_at is not None
+    assert cancel_revert(bulk_id) is True and cancel_revert(bulk_id) is False
+    assert bulk_status(bulk_id).revert_at is None
