@@ -252,3 +252,33 @@ def test_resume_starts_a_scheduled_bulk_now_and_pause_leaves_it_waiting(
     assert bulk_status(bulk_id).revert_at is not None
     assert cancel_revert(bulk_id) is True and cancel_revert(bulk_id) is False
     assert bulk_status(bulk_id).revert_at is None
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_timed_revert_whose_submitter_died_is_submitted_whole(
+    make_account: Any, sim: Any, redis_client: redis.Redis
+) -> None:
+    """A delivery of the revert task killed mid-stream left a half-submitted revert and a
+    claim that lapsed: the next delivery cancels that one and submits the revert whole."""
+    from tasks.bulk import bulk_status, submit_bulk
+    from tasks.idempotency import IdempotencyKey
+    from tasks.timed import CLAIM, run_timed_revert
+    from worker.coordination.bulk_records import Keys
+
+    account = make_account()
+    row = {"account": account.name, "send": True, "email": "undo@acme.example.com"}
+    bulk_id = submit_bulk([row], revert_after="1h")
+    stack.wait_until(lambda: bulk_status(bulk_id).revert_at is not None, 30, "settled")
+
+    half = "half" + bulk_id[4:]  # the dead delivery's revert: rows begun, never finished
+    assert IdempotencyKey(redis_client, CLAIM + bulk_id, 0.05, 60).claim(half).state == "new"
+    redis_client.hset(Keys(half).meta, mapping={"created_at": time.time(), "rows": 0})
+    redis_client.hset(Keys(bulk_id).meta, "reverted_by", half)
+    stack.wait_until(lambda: run_timed_revert(bulk_id) is not None, 5, "the claim to lapse")
+
+    assert bulk_status(half).state == "CANCELLED"
+    revert_id = str(bulk_status(bulk_id).reverted_by)
+    assert revert_id != half
+    stack.wait_until(lambda: bulk_status(revert_id).state == "DONE", 30, "the revert DONE")
+    assert sim.account(account.name)["email"] == "owner@example.com"
+    assert run_timed_revert(bulk_id) is None  # done: the schedule forgot it
