@@ -45,6 +45,17 @@ def _restart_redis(iso: Isolated) -> None:
     iso.redis = stack.start_redis(iso.log_dir, port=port, appendonly=True, data_dir=data_dir)
 
 
+def _status(iso: Isolated, bulk_id: str) -> dict[str, Any]:
+    """`bulk status` read in this process: the waits poll without a CLI start-up each."""
+    from worker.coordination.bulk_status import read_status
+
+    client = redis.Redis.from_url(iso.redis.url)
+    try:
+        return read_status(client, bulk_id).as_dict()
+    finally:
+        client.close()
+
+
 def _bulks_by_state(url: str) -> dict[str, float]:
     from cli.metrics import VoicemailCollector
 
@@ -58,12 +69,37 @@ def _bulks_by_state(url: str) -> dict[str, float]:
 
 
 def test_schedule_outlasts_a_worker_kill_and_a_redis_restart(isolated: Isolated) -> None:
+    """The waits overlap: the timers are set, then the worker killed, Redis restarted and
+    another worker started before they are due; the bulk undone on a timer comes last."""
     names = isolated.import_accounts(70)
     later, dropped, undone, kept = names[:20], names[20:40], names[40:60], names[60:65]
     planned = names[65:]
     first = isolated.worker("s1")
+    plan_id, planned_until = _plan(isolated, planned)
 
-    # A bulk undone on a timer: --wait returns once it settled, long before the revert.
+    # A bulk for later, one scheduled then cancelled, and a plan applied later.
+    scheduled = _submit_at(isolated, later, "later")
+    when = _epoch(_status(isolated, scheduled)["scheduled_at"])
+    cancelled = _submit_at(isolated, dropped, "never")
+    assert isolated.cli_json("bulk", "cancel", cancelled)["state"] == "CANCELLED"
+    applied, applied_when = _apply_at(isolated, plan_id)
+    listed = [_json(line) for line in isolated.cli("bulk", "list").stdout.splitlines()]
+    assert {b["bulk_id"]: b["state"] for b in listed}[scheduled] == "SCHEDULED"
+    assert _bulks_by_state(isolated.redis.url)["SCHEDULED"] == 2
+
+    # During the wait: the worker killed, Redis restarted, another worker started.
+    first.kill()
+    _restart_redis(isolated)
+    assert _status(isolated, scheduled)["state"] == "SCHEDULED"
+    isolated.worker("s2")
+    print(f"second worker ready {when - time.time():.1f}s before the bulk was due")
+
+    # A bulk undone on a timer: --wait returns once it settled, long before the revert;
+    # and one whose timed revert is dropped: only the revert, the bulk runs.
+    kept_id = isolated.cli_json(
+        "bulk", "submit", "-", "--revert-after", f"{WAIT}s", input=_rows(kept, "kept")
+    )["bulk_id"]
+    isolated.cli_json("bulk", "cancel", kept_id, "--revert")
     began = time.monotonic()
     proc = isolated.cli(
         "bulk", "submit", "-", "--revert-after", f"{WAIT}s", "--wait", input=_rows(undone, "tmp")
@@ -76,33 +112,8 @@ def test_schedule_outlasts_a_worker_kill_and_a_redis_restart(isolated: Isolated)
     settled, revert_at = _epoch(reverted["finished_at"]), _epoch(reverted["revert_at"])
     assert WAIT - 1 <= revert_at - settled <= WAIT + 1, reverted
 
-    # Another, whose timed revert is dropped: only the revert, the bulk stays DONE.
-    proc = isolated.cli(
-        "bulk", "submit", "-", "--revert-after", f"{WAIT}s", "--wait", input=_rows(kept, "kept")
-    )
-    kept_id = _last_json(proc.stdout)["bulk_id"]
-    assert "revert_at" in isolated.cli_json("bulk", "status", kept_id)
-    after_cancel = isolated.cli_json("bulk", "cancel", kept_id, "--revert")
-    assert after_cancel["state"] == "DONE" and "revert_at" not in after_cancel, after_cancel
-
-    # A bulk for later, and one scheduled then cancelled.
-    scheduled = _submit_at(isolated, later, "later")
-    when = _epoch(isolated.cli_json("bulk", "status", scheduled)["scheduled_at"])
-    cancelled = _submit_at(isolated, dropped, "never")
-    assert isolated.cli_json("bulk", "cancel", cancelled)["state"] == "CANCELLED"
-    listed = [_json(line) for line in isolated.cli("bulk", "list").stdout.splitlines()]
-    assert {b["bulk_id"]: b["state"] for b in listed}[scheduled] == "SCHEDULED"
-    applied, planned_until, applied_when = _apply_at(isolated, planned)
-    assert _bulks_by_state(isolated.redis.url)["SCHEDULED"] == 2
-
-    # During the wait: the worker killed, Redis restarted, another worker started.
-    first.kill()
-    _restart_redis(isolated)
-    assert isolated.cli_json("bulk", "status", scheduled)["state"] == "SCHEDULED"
-    isolated.worker("s2")
-
     stack.wait_until(
-        lambda: isolated.cli_json("bulk", "status", scheduled)["state"] == "DONE",
+        lambda: _status(isolated, scheduled)["state"] == "DONE",
         when - time.time() + LATE + 30,
         "the scheduled bulk DONE",
     )
@@ -114,23 +125,23 @@ def test_schedule_outlasts_a_worker_kill_and_a_redis_restart(isolated: Isolated)
     assert all(isolated.sim.account(n)["email"] == f"{n}@later.example.com" for n in later)
 
     # The cancelled one: settled with every row cancelled, and nothing sent.
-    stack.wait_until(
-        lambda: isolated.cli_json("bulk", "status", cancelled)["pending"] == 0, 30, "cancel settled"
-    )
-    assert isolated.cli_json("bulk", "status", cancelled)["cancelled"] == len(dropped)
+    stack.wait_until(lambda: _status(isolated, cancelled)["pending"] == 0, 30, "the cancel settled")
+    assert _status(isolated, cancelled)["cancelled"] == len(dropped)
     assert not any(_request_times(isolated, dropped).values())
 
     _check_applied(isolated, applied, planned, planned_until, applied_when)
     _check_timed_revert(isolated, reverted["bulk_id"], undone, settled)
-    assert "reverted_by" not in isolated.cli_json("bulk", "status", kept_id)
+    kept_status = isolated.cli_json("bulk", "status", kept_id)
+    assert kept_status["state"] == "DONE" and "reverted_by" not in kept_status, kept_status
+    assert "revert_at" not in kept_status and "revert_after" not in kept_status, kept_status
     assert all(isolated.sim.account(n)["email"] == f"{n}@kept.example.com" for n in kept)
     print(f"scheduled start {min(firsts) - when:.1f}s after its time")
 
 
 def _check_timed_revert(iso: Isolated, bulk_id: str, names: list[str], settled: float) -> None:
     def revert_done() -> bool:
-        revert_id = str(iso.cli_json("bulk", "status", bulk_id).get("reverted_by") or "")
-        return bool(revert_id) and iso.cli_json("bulk", "status", revert_id)["state"] == "DONE"
+        revert_id = str(_status(iso, bulk_id).get("reverted_by") or "")
+        return bool(revert_id) and _status(iso, revert_id)["state"] == "DONE"
 
     stack.wait_until(revert_done, settled - time.time() + WAIT + LATE + 30, "the timed revert")
     revert = iso.cli_json("bulk", "status", iso.cli_json("bulk", "status", bulk_id)["reverted_by"])
@@ -144,27 +155,27 @@ def _check_timed_revert(iso: Isolated, bulk_id: str, names: list[str], settled: 
     print(f"timed revert done {max(max(t) for t in times.values()) - settled:.1f}s after settling")
 
 
-def _apply_at(iso: Isolated, names: list[str]) -> tuple[str, float, float]:
-    """A plan of `names`, applied `--at +20s`: the applied bulk's id, when the plan's
-    reads were over, and when the apply is to start."""
+def _plan(iso: Isolated, names: list[str]) -> tuple[str, float]:
+    """A plan of `names`: its id, and when its reads were over."""
     proc = iso.cli("bulk", "plan", "-", input=_rows(names, "planned"))
     assert proc.returncode == 0, proc.stderr
-    planned_until = time.time()
-    plan_id = _last_json(proc.stdout)["plan_id"]
+    return str(_last_json(proc.stdout)["plan_id"]), time.time()
+
+
+def _apply_at(iso: Isolated, plan_id: str) -> tuple[str, float]:
+    """The plan applied `--at +20s`: the bulk's id, and when it is to start."""
     applied = iso.cli_json("bulk", "apply", plan_id, "--at", f"+{WAIT}s")
-    status = iso.cli_json("bulk", "status", applied["bulk_id"])
+    status = _status(iso, applied["bulk_id"])
     assert status["state"] == "SCHEDULED", status
-    return str(applied["bulk_id"]), planned_until, _epoch(status["scheduled_at"])
+    return str(applied["bulk_id"]), _epoch(status["scheduled_at"])
 
 
 def _check_applied(
     iso: Isolated, bulk_id: str, names: list[str], planned_until: float, when: float
 ) -> None:
     """The applied plan ran at its time: after the plan's reads, no request before it."""
-    stack.wait_until(
-        lambda: iso.cli_json("bulk", "status", bulk_id)["state"] == "DONE", 60, "the apply DONE"
-    )
-    status = iso.cli_json("bulk", "status", bulk_id)
+    stack.wait_until(lambda: _status(iso, bulk_id)["state"] == "DONE", 60, "the apply DONE")
+    status = _status(iso, bulk_id)
     assert (status["succeeded"], status["failed"]) == (len(names), 0), status
     applied = [t for times in _request_times(iso, names).values() for t in times]
     applied = [t for t in applied if t > planned_until]
@@ -176,7 +187,7 @@ def _submit_at(iso: Isolated, names: list[str], email: str, at: str = f"+{WAIT}s
     assert proc.returncode == 0, proc.stderr
     assert "is scheduled: it starts at" in proc.stderr
     bulk_id = str(_last_json(proc.stdout)["bulk_id"])
-    assert iso.cli_json("bulk", "status", bulk_id)["state"] == "SCHEDULED"
+    assert _status(iso, bulk_id)["state"] == "SCHEDULED"
     return bulk_id
 
 
@@ -191,15 +202,13 @@ def _last_json(stdout: str) -> Any:
 def test_a_bulk_due_while_no_worker_ran_starts_with_the_first(isolated: Isolated) -> None:
     names = isolated.import_accounts(5)
     bulk_id = _submit_at(isolated, names, "first", at="+1s")
-    when = _epoch(isolated.cli_json("bulk", "status", bulk_id)["scheduled_at"])
+    when = _epoch(_status(isolated, bulk_id)["scheduled_at"])
     stack.wait_until(lambda: time.time() > when + 1, 10, "its time to pass")
-    assert isolated.cli_json("bulk", "status", bulk_id)["state"] == "SCHEDULED"
+    assert _status(isolated, bulk_id)["state"] == "SCHEDULED"
 
     isolated.worker("f1")  # returns once the worker is ready
     ready = time.time()
-    stack.wait_until(
-        lambda: isolated.cli_json("bulk", "status", bulk_id)["state"] == "DONE", 30, "DONE"
-    )
+    stack.wait_until(lambda: _status(isolated, bulk_id)["state"] == "DONE", 30, "DONE")
     first = min(t for times in _request_times(isolated, names).values() for t in times)
     assert first <= ready + LATE, f"started {first - ready:.1f}s after the worker was ready"
 
