@@ -112,7 +112,8 @@ class BulkStatus:
         if self.revert_at is not None:
             out["revert_at"] = _iso(self.revert_at)
         elif self.revert_after is not None:
-            out["revert_after"] = self.revert_after
+            after = self.revert_after  # seconds: 7200, not 7200.0
+            out["revert_after"] = int(after) if after.is_integer() else after
         return out
 
 
