@@ -9,7 +9,9 @@
 - `lifecycle`: `cancel_bulk`, `pause_bulk`, `resume_bulk`, `list_bulks`;
 - `revert`: `revert_bulk`;
 - `verify`: `verify_bulk`, `verify_summary`, `drifted_rows`, `fix_drifted`;
-- `plan`: `plan_bulk`, `keep_plan`, `plan_summary`, `plan_rows`, `apply_plan`.
+- `plan`: `plan_bulk`, `keep_plan`, `plan_summary`, `plan_rows`, `apply_plan`;
+- `schedule`: `cancel_revert` (`at=` and `revert_after=` are options of `submit_bulk`
+  and `apply_plan`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from worker.core.errors import RevertRefused
 from .lifecycle import cancel_bulk, change_bulk, list_bulks, pause_bulk, resume_bulk
 from .plan import PlanRefused, apply_plan, keep_plan, plan_bulk, plan_rows, plan_summary
 from .revert import revert_bulk
+from .schedule import cancel_revert
 from .submit import bulk_cancelled, bulk_failures, bulk_status, retry_bulk, submit_bulk
 from .verify import drifted_rows, fix_drifted, verify_bulk, verify_summary
 
@@ -32,6 +35,7 @@ __all__ = [
     "bulk_failures",
     "bulk_status",
     "cancel_bulk",
+    "cancel_revert",
     "change_bulk",
     "drifted_rows",
     "fix_drifted",

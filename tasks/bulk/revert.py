@@ -26,8 +26,15 @@ from .submit import submit_as
 from .who import who_fields
 
 
-def revert_bulk(bulk_id: str, *, actor: str | None = None, reason: str | None = None) -> str:
-    """Start a bulk that puts back every account `bulk_id` changed; returns its id.
+def revert_bulk(
+    bulk_id: str,
+    *,
+    new_id: str | None = None,
+    actor: str | None = None,
+    reason: str | None = None,
+) -> str:
+    """Start a bulk that puts back every account `bulk_id` changed; returns its id
+    (`new_id`, when given: the timed revert's, claimed under that id beforehand).
     `actor` and `reason` go to the journal entries of its rows."""
     with redis_errors():
         client = redis_client()
@@ -47,7 +54,7 @@ def revert_bulk(bulk_id: str, *, actor: str | None = None, reason: str | None = 
                 + (f" with {status.pending} rows in flight" if status.state == "CANCELLED" else "")
                 + ": cancel it, or let it finish, before reverting it"
             )
-        new_id = uuid.uuid4().hex
+        new_id = new_id or uuid.uuid4().hex
         keys = Keys(bulk_id)
         if not client.hsetnx(keys.meta, "reverted_by", new_id):
             earlier = text(client.hget(keys.meta, "reverted_by"))

@@ -16,11 +16,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypedDict
 
 from redis.typing import EncodableT, FieldT
 
+from worker.coordination.bulk_control import park
 from worker.coordination.bulk_records import (
     RECORD_SCRIPT,
     BulkRow,
@@ -36,47 +37,17 @@ from worker.core.connections import text as _text
 from worker.core.errors import InputError
 from worker.core.keys import ACCOUNTS, BULKS
 from worker.core.settings import get_settings
-from worker.core.validation import check_update, parse_send
+from worker.core.validation import check_update
 from worker.queue import notify as _notify
 
 from ..connection import credential_store, current, once, redis_client, redis_errors
 from ..idempotency import BULK_LEASE
 from .lifecycle import cancel_bulk
+from .rows import batched, normalize
+from .schedule import Duration, When, enter_schedule, schedule_fields
 from .who import reason_checked, who_fields
 
 logger = logging.getLogger(__name__)
-
-
-def _normalize(rows: Iterable[Any]) -> Iterator[BulkRow | RowError]:
-    """Accept BulkRow / RowError from the readers, or plain mappings from Python callers."""
-    for number, row in enumerate(rows, start=1):
-        if isinstance(row, BulkRow | RowError):
-            yield row
-        elif isinstance(row, Mapping):
-            line = int(row.get("line") or number)
-            raw = {k: row.get(k) for k in ("account", "send", "email")}
-            try:
-                send = parse_send(row.get("send"))
-            except InputError as exc:
-                yield RowError(line, str(exc), raw)
-                continue
-            expect = row.get("expect")  # a revert's row, from `bulk_failures` of a revert
-            yield BulkRow(
-                line,
-                row.get("account"),  # type: ignore[arg-type]
-                send,
-                row.get("email"),  # type: ignore[arg-type]
-                expect=(bool(expect[0]), str(expect[1])) if expect else None,
-            )
-        else:
-            yield RowError(number, f"a row must be a mapping, got {type(row).__name__}")
-
-
-def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    # itertools.batched arrived in Python 3.12; we support 3.11.
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
 
 
 def submit_bulk(
@@ -90,6 +61,8 @@ def submit_bulk(
     idempotency_key: str | None = None,
     actor: str | None = None,
     reason: str | None = None,
+    at: When | None = None,
+    revert_after: Duration | None = None,
 ) -> str:
     """Check and queue `rows` (each with account, send, email); returns the bulk id.
 
@@ -97,13 +70,19 @@ def submit_bulk(
     `revert_bulk` can put it back. `notify`: the name of a Celery task sent, with the
     bulk's status, to `notify_queue` (default `voicemail.notify`) once the bulk settles.
     With `idempotency_key`, submitting again returns the first bulk's id and queues nothing.
-    `actor` (default `$USER@host`) and `reason` go to every row's journal entry."""
+    `at` (ISO 8601 with an offset, `+30m`, an aware datetime or an epoch time): the bulk is
+    SCHEDULED and sends nothing before then. `revert_after` (`20s`, `2h`, or seconds;
+    implies `revertible`): once the bulk settles, it is reverted that much later.
+    `actor` (default `$USER@host`) and `reason` go to every row's journal entry.
+    """
     options = bulk_options(
         dry_run=dry_run,
         only_changed=only_changed,
         revertible=revertible,
         notify=notify,
         notify_queue=notify_queue,
+        at=at,
+        revert_after=revert_after,
     )
     options.update(who_fields(actor, reason))
     bulk_id = uuid.uuid4().hex
@@ -133,6 +112,8 @@ class BulkOptions(TypedDict, total=False):
     revertible: bool
     notify: str | None
     notify_queue: str | None
+    at: When | None
+    revert_after: Duration | None
 
 
 def bulk_options(
@@ -142,6 +123,8 @@ def bulk_options(
     revertible: bool = False,
     notify: str | None = None,
     notify_queue: str | None = None,
+    at: When | None = None,
+    revert_after: Duration | None = None,
 ) -> dict[FieldT, EncodableT]:
     """The bulk record's fields for `submit_bulk`'s options, checked."""
     options: dict[FieldT, EncodableT] = {
@@ -150,6 +133,7 @@ def bulk_options(
         "revertible": int(revertible),
     }
     options.update(_notify.checked_options(notify, notify_queue))
+    options.update(schedule_fields(at, revert_after, dry_run=dry_run))
     return options
 
 
@@ -169,6 +153,7 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
         record = client.register_script(RECORD_SCRIPT)
         meta: dict[FieldT, EncodableT] = {"created_at": repr(time.time()), "rows": 0, **options}
         client.hset(keys.meta, mapping=meta)
+        enter_schedule(client, bulk_id, options)  # a bulk with a time (`at`) waits for it
         # An index of recent bulks, for `voicemail metrics`; old entries pruned as we go.
         now = time.time()
         client.zadd(BULKS, {bulk_id: now})
@@ -207,7 +192,7 @@ def _stream(
     chunks = total = would_send = 0
     over = False
     pending: list[BulkRow] = []
-    for batch in _batched(_normalize(rows), size):
+    for batch in batched(normalize(rows), size):
         if client.hexists(keys.meta, "cancelled_at"):
             break  # cancelled while streaming: `total` is what was accepted so far
         if total + len(batch) > settings.bulk_max_rows:
@@ -300,7 +285,10 @@ def _queue_chunk(client: Any, keys: Keys, bulk_id: str, number: int, rows: list[
         pipe.hset(keys.lines, number, line_runs(row.line for row in rows))
         pipe.hset(keys.meta, "chunks", number + 1)
         pipe.execute()
-    current().send_chunk(bulk_id, number, what=f"{len(rows)} accounts of bulk {bulk_id}")
+    # A chunk of a bulk that waits (SCHEDULED, or paused meanwhile) waits parked, as a
+    # worker would park it: its start (or resume) queues it (coordination.bulk_control).
+    if not park(client, bulk_id, number, 0):
+        current().send_chunk(bulk_id, number, what=f"{len(rows)} accounts of bulk {bulk_id}")
 
 
 def bulk_status(bulk_id: str) -> BulkStatus:
