@@ -146,6 +146,12 @@ def _check_timed_revert(iso: Isolated, bulk_id: str, names: list[str], settled: 
     stack.wait_until(revert_done, settled - time.time() + WAIT + LATE + 30, "the timed revert")
     revert = iso.cli_json("bulk", "status", iso.cli_json("bulk", "status", bulk_id)["reverted_by"])
     assert (revert["succeeded"], revert["failed"]) == (len(names), 0), revert
+    # Journaled as the project's own doing, naming the --revert-after that scheduled it.
+    journal = iso.cli("bulk", "journal", revert["bulk_id"])
+    entries = [json.loads(line) for line in journal.stdout.splitlines()]
+    assert [e["outcome"] for e in entries] == ["reverted"] * len(names), journal.stderr
+    assert {e["actor"] for e in entries} == {"voicemail"}
+    assert all("--revert-after" in e["reason"] for e in entries)
     times = _request_times(iso, names)
     for name in names:
         account = iso.sim.account(name)
