@@ -213,3 +213,26 @@ def test_a_long_bulk_without_a_reason_is_refused_before_anything_is_sent(
     )
     assert code == 0 and json.loads(out)["would_send"] == 101, err
     assert all(sim.account(n)["requests"] == 0 for n in names)
+
+
+def test_verify_fix_is_journaled_as_the_projects_own_doing(
+    journaled: Journaled, sim: stack.SimulatorControl, tmp_path: Path
+) -> None:
+    names = journaled.accounts(sim, 3)
+    path = rows_file(tmp_path, names)
+    code, _, err = journaled.cli("bulk", "submit", str(path), "--wait")
+    assert code == 0, err
+    sim.set_values(names[1], send=False, email="by-hand@acme.ru")  # drifted behind its back
+    code, out, err = journaled.cli("bulk", "verify", str(path), "--fix")
+    assert code == 3, err
+    summary = json.loads(out)
+    (entry,) = journaled.lines("bulk", "journal", summary["fix_bulk_id"])
+    assert (entry["account"], entry["actor"], entry["outcome"]) == (
+        names[1],
+        "voicemail",
+        "applied",
+    )
+    assert entry["reason"].startswith(f"verify {summary['bulk_id']} found the account drifted")
+    # The verify itself only read: no entry of its own.
+    code, _, err = journaled.cli("bulk", "journal", summary["bulk_id"])
+    assert code == 1 and "no journal entries" in err
