@@ -156,9 +156,9 @@ class RedisJournal:
         self.days = days
 
     def write_many(self, entries: Iterable[JournalEntry]) -> int:
-        """Write a batch in one round trip (a pipeline, not a transaction: each ZADD
-        stands alone, and a batch half-written by a dropped connection is written
-        again whole without duplicates). Returns how many entries it wrote."""
+        """Write a batch in one round trip (one call of WRITE_SCRIPT: a batch cut off by
+        a dropped connection is written again whole, without duplicates). Returns how
+        many entries it wrote."""
         batch = list(entries)  # queued again after a NOSCRIPT
         for attempt in (1, 2):
             pipe = self.client.pipeline(transaction=False)
