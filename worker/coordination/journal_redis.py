@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, cast
 
 import redis
@@ -51,6 +51,10 @@ class _Pipeline(Protocol):
 REF = b"b:"  # an account's member that refers to a bulk row
 
 
+# A JSON string literal as json.dumps(ensure_ascii=False) writes it (C-accelerated).
+_text: Callable[[str], str] = json.encoder.encode_basestring
+
+
 def ref(bulk_id: str, line: int) -> str:
     return f"b:{bulk_id}:{line}"
 
@@ -61,22 +65,29 @@ def pack(entry: JournalEntry, *, in_bulk: bool) -> bytes:
 
 
 def pack_text(entry: JournalEntry, *, in_bulk: bool) -> str:
-    data: dict[str, Any] = {"t": to_ms(entry.time)}
+    """`pack`'s text: what `json.dumps(..., ensure_ascii=False, separators=(",", ":"))` of
+    the member's dict writes, byte for byte, built by hand (the engine packs one per row;
+    json.dumps of a dict costs three times as much)."""
+    text = _text
+    parts = [f'{{"t":{to_ms(entry.time)}']
     if in_bulk:
-        data["c"] = entry.account  # the bulk's set holds many accounts
-    if entry.before is not None:
-        data["b"] = [int(entry.before.send), entry.before.email]
-    data["a"] = [int(entry.after.send), entry.after.email]
-    data["u"] = entry.actor
-    data["r"] = entry.reason
-    data["o"] = entry.outcome.value
+        parts.append(f',"c":{text(entry.account)}')  # the bulk's set holds many accounts
+    if (before := entry.before) is not None:
+        parts.append(f',"b":[{int(before.send)},{text(before.email)}]')
+    after = entry.after
+    parts.append(
+        f',"a":[{int(after.send)},{text(after.email)}],"u":{text(entry.actor)}'
+        f',"r":{text(entry.reason)},"o":"{entry.outcome.value}"'
+    )
     if entry.job_id is not None:
-        data["j"] = entry.job_id
+        parts.append(f',"j":{text(entry.job_id)}')
     if not in_bulk and entry.bulk_id is not None:
-        data["k"] = entry.bulk_id
+        parts.append(f',"k":{text(entry.bulk_id)}')
     if entry.line is not None:
-        data["l"] = entry.line  # also in the bulk's set: two rows alike but for it stay two
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        # Also in the bulk's set: two rows alike but for it stay two.
+        parts.append(f',"l":{entry.line}')
+    parts.append("}")
+    return "".join(parts)
 
 
 def _values(pair: list[Any] | None) -> Values | None:
@@ -123,18 +134,16 @@ def queue_writes(pipe: _Pipeline, entries: Iterable[JournalEntry], days: int) ->
     if not count:
         return 0
     names: list[str] = []
-    payload: list[list[Any]] = []
+    lines: list[str] = []
     for prune, key_of, groups in (
         (1, keys.journal_account, by_account),
         (0, keys.journal_bulk, by_bulk),
     ):
         for name, members in groups.items():
             names.append(key_of(name))
-            group: list[Any] = [prune]
-            for member, score in members.items():
-                group += (score, member)
-            payload.append(group)
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+            lines.append(f"{len(members)} {prune}")
+            lines += [f"{score} {member}" for member, score in members.items()]
+    text = "\n".join(lines)  # JSON escapes every newline in a member: none in it raw
     pipe.evalsha(WRITE_SHA, len(names), *names, days * 86_400, _cutoff_ms(days), text)
     return count
 

@@ -2,17 +2,26 @@
 -- with their scores, then, for an account's set, the entries past the retention dropped,
 -- and the key's expiry set to the retention.
 -- KEYS: the sets written. ARGV: ttl seconds, cutoff ms (older entries are dropped), and
--- a JSON array with, per key in KEYS' order, [prune (1 or 0), score, member, score,
--- member, ...]: one argument, as redis-py encodes each argument in Python.
+-- the batch as lines: per key in KEYS' order, "<count> <prune 1|0>", then <count> lines
+-- "<score> <member>". A member is compact JSON or a reference: never a newline in it.
+-- One argument, since redis-py encodes each argument in Python.
 local ttl, cutoff = ARGV[1], '(' .. ARGV[2]
-local groups = cjson.decode(ARGV[3])
-for i, key in ipairs(KEYS) do
-  local group = groups[i]
-  -- ZADD in slices: unpack() of a very long list would overflow Lua's C stack.
-  for first = 2, #group, 500 do
-    redis.call('ZADD', key, unpack(group, first, math.min(first + 499, #group)))
+local next_line = string.gmatch(ARGV[3], '[^\n]+')
+for _, key in ipairs(KEYS) do
+  local count, prune = string.match(next_line(), '^(%d+) (%d)$')
+  local args = {}
+  for i = 1, tonumber(count) do
+    local line = next_line()
+    local space = string.find(line, ' ', 1, true)
+    args[#args + 1] = string.sub(line, 1, space - 1)
+    args[#args + 1] = string.sub(line, space + 1)
+    -- ZADD in slices: unpack() of a very long list would overflow Lua's C stack.
+    if #args == 500 or i == tonumber(count) then
+      redis.call('ZADD', key, unpack(args))
+      args = {}
+    end
   end
-  if group[1] == 1 then
+  if prune == '1' then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
   end
   redis.call('EXPIRE', key, ttl)
