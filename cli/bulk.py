@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from .bulk_waves import rollout_options, rows_for, stopped_line
 from .common import EXIT_JOB_NOT_OK, emit
 
 
@@ -54,7 +55,8 @@ def _follow(bulk_id: str, timeout: float) -> Any:
                 rate=status.rate,
                 failed=status.failed,
             )
-            if status.done or time.monotonic() > deadline:
+            # A bulk that paused itself (bulk_waves) waits for someone: say so, now.
+            if status.done or status.paused_reason or time.monotonic() > deadline:
                 return status
             time.sleep(0.2)
 
@@ -86,6 +88,7 @@ def _name_failures(bulk_id: str, failed: int) -> None:
 def _finish(status: Any, wait: bool) -> None:
     if status.failed and (wait or status.state == "DRY_RUN"):
         _name_failures(status.bulk_id, status.failed)
+    stopped_line(status)
     emit(status.summary() if wait or status.state == "DRY_RUN" else {"bulk_id": status.bulk_id})
     if status.state in ("UNKNOWN", "CANCELLED") or status.failed or (wait and not status.done):
         sys.exit(EXIT_JOB_NOT_OK)
@@ -126,6 +129,7 @@ def _finish(status: Any, wait: bool) -> None:
     metavar="QUEUE",
     help="Queue for --notify (default voicemail.notify, which no worker here consumes).",
 )
+@rollout_options
 def bulk_submit(
     file: str,
     wait: bool,
@@ -137,6 +141,7 @@ def bulk_submit(
     revertible: bool,
     notify: str | None,
     notify_queue: str | None,
+    **rollout: Any,
 ) -> None:
     """Queue the rows of FILE (header account,send,email; .jsonl for JSON Lines; - for stdin)."""
     from tasks.bulk import bulk_status, submit_bulk
@@ -145,13 +150,14 @@ def bulk_submit(
 
     with open_input(file) as fh:
         bulk_id = submit_bulk(
-            read_rows(fh, fmt, file),
+            rows_for(file, fmt, read_rows(fh, fmt, file), rollout),
             dry_run=dry_run,
             only_changed=only_changed,
             revertible=revertible,
             notify=notify,
             notify_queue=notify_queue,
             idempotency_key=idempotency_key,
+            **rollout,
         )
     status = bulk_status(bulk_id)
     if dry_run:

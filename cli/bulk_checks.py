@@ -24,6 +24,7 @@ from typing import IO, Any
 import click
 
 from .bulk import SHOWN_FAILURES, _finish, _follow, _name_failures, _unknown
+from .bulk_waves import rollout_options
 from .common import EXIT_JOB_NOT_OK, emit
 
 EXIT_DRIFTED = 3  # `bulk verify`: some account drifted, could not be read, or was invalid
@@ -167,6 +168,7 @@ def bulk_plan(file: str, out: str | None, fmt: str, timeout: float) -> None:
 @click.option("--revertible", is_flag=True, help="Keep what each account held, for revert.")
 @click.option("--notify", metavar="TASK", help="Celery task sent, with the status, at the end.")
 @click.option("--notify-queue", metavar="QUEUE", help="Queue for --notify.")
+@rollout_options
 def bulk_apply(plan_id: str, wait: bool, dry_run: bool, **options: Any) -> None:
     """Queue the rows PLAN_ID would change, as a bulk. A row is sent only if its account
     still holds what the plan read; one changed since fails as `Stale:`. Once per plan."""

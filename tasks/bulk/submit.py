@@ -16,8 +16,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypedDict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Unpack
 
 from redis.typing import EncodableT, FieldT
 
@@ -32,50 +32,21 @@ from worker.coordination.bulk_records import (
 )
 from worker.coordination.bulk_status import BulkStatus, read_status
 from worker.coordination.ordering import Ordering
+from worker.coordination.waves import Cuts, Rollout, Segments, batches, segmented
+from worker.coordination.waves import options as wave_options
 from worker.core.connections import text as _text
 from worker.core.errors import InputError
 from worker.core.keys import ACCOUNTS, BULKS
 from worker.core.settings import get_settings
-from worker.core.validation import check_update, parse_send
+from worker.core.validation import check_update
 from worker.queue import notify as _notify
 
 from ..connection import credential_store, current, once, redis_client, redis_errors
 from ..idempotency import BULK_LEASE
 from .lifecycle import cancel_bulk
+from .rows import normalize as _normalize
 
 logger = logging.getLogger(__name__)
-
-
-def _normalize(rows: Iterable[Any]) -> Iterator[BulkRow | RowError]:
-    """Accept BulkRow / RowError from the readers, or plain mappings from Python callers."""
-    for number, row in enumerate(rows, start=1):
-        if isinstance(row, BulkRow | RowError):
-            yield row
-        elif isinstance(row, Mapping):
-            line = int(row.get("line") or number)
-            raw = {k: row.get(k) for k in ("account", "send", "email")}
-            try:
-                send = parse_send(row.get("send"))
-            except InputError as exc:
-                yield RowError(line, str(exc), raw)
-                continue
-            expect = row.get("expect")  # a revert's row, from `bulk_failures` of a revert
-            yield BulkRow(
-                line,
-                row.get("account"),  # type: ignore[arg-type]
-                send,
-                row.get("email"),  # type: ignore[arg-type]
-                expect=(bool(expect[0]), str(expect[1])) if expect else None,
-            )
-        else:
-            yield RowError(number, f"a row must be a mapping, got {type(row).__name__}")
-
-
-def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    # itertools.batched arrived in Python 3.12; we support 3.11.
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
 
 
 def submit_bulk(
@@ -87,6 +58,7 @@ def submit_bulk(
     notify: str | None = None,
     notify_queue: str | None = None,
     idempotency_key: str | None = None,
+    **rollout: Unpack[Rollout],
 ) -> str:
     """Check and queue `rows` (each with account, send, email); returns the bulk id.
 
@@ -94,6 +66,8 @@ def submit_bulk(
     `revert_bulk` can put it back. `notify`: the name of a Celery task sent, with the
     bulk's status, to `notify_queue` (default `voicemail.notify`) once the bulk settles.
     With `idempotency_key`, submitting again returns the first bulk's id and queues nothing.
+    `rollout`: `waves`, `wave_pause`, `max_failures`, `min_sample`, as the options of
+    `voicemail bulk submit` (worker.coordination.waves).
     """
     options = bulk_options(
         dry_run=dry_run,
@@ -101,6 +75,7 @@ def submit_bulk(
         revertible=revertible,
         notify=notify,
         notify_queue=notify_queue,
+        **rollout,
     )
     bulk_id = uuid.uuid4().hex
     return submit_once(idempotency_key, bulk_id, lambda: submit_as(bulk_id, rows, options))
@@ -121,7 +96,7 @@ def submit_once(key: str | None, bulk_id: str, submit: Callable[[], str]) -> str
             return submit()
 
 
-class BulkOptions(TypedDict, total=False):
+class BulkOptions(Rollout, total=False):
     """`submit_bulk`'s options, for the functions that take them along (`apply_plan`)."""
 
     dry_run: bool
@@ -138,6 +113,7 @@ def bulk_options(
     revertible: bool = False,
     notify: str | None = None,
     notify_queue: str | None = None,
+    **rollout: Unpack[Rollout],
 ) -> dict[FieldT, EncodableT]:
     """The bulk record's fields for `submit_bulk`'s options, checked."""
     options: dict[FieldT, EncodableT] = {
@@ -146,6 +122,7 @@ def bulk_options(
         "revertible": int(revertible),
     }
     options.update(_notify.checked_options(notify, notify_queue))
+    options.update(wave_options(**rollout))
     return options
 
 
@@ -163,6 +140,8 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
         client = redis_client()
         record = client.register_script(RECORD_SCRIPT)
         meta: dict[FieldT, EncodableT] = {"created_at": repr(time.time()), "rows": 0, **options}
+        rows, segments = segmented(rows, options)
+        meta.update(segments.fields() if segments else {})
         client.hset(keys.meta, mapping=meta)
         # An index of recent bulks, for `voicemail metrics`; old entries pruned as we go.
         now = time.time()
@@ -170,7 +149,7 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
         client.zremrangebyscore(BULKS, 0, now - ttl)
         # No TTL on the bulk's keys until it settles (record_outcomes.lua): a chunk queued
         # behind a slow bulk must find its rows.
-        total, chunks, would_send, over = _stream(client, keys, rows, numbered, dry_run)
+        total, chunks, would_send, over = _stream(client, keys, rows, numbered, dry_run, segments)
         if over:  # nothing more of it is sent: its queued chunks record rows as cancelled
             cancel_bulk(bulk_id)
         final: dict[FieldT, EncodableT] = {"total": total, "chunks": chunks}
@@ -191,10 +170,16 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
 
 
 def _stream(
-    client: Any, keys: Keys, rows: Iterable[Any], numbered: bool, dry_run: bool
+    client: Any,
+    keys: Keys,
+    rows: Iterable[Any],
+    numbered: bool,
+    dry_run: bool,
+    segments: Segments | None = None,
 ) -> tuple[int, int, int, bool]:
     """Check, record and queue the rows as they come: (rows accepted, chunks queued, rows
-    a dry run would send, whether reading stopped at `VOICEMAIL_BULK_MAX_ROWS`)."""
+    a dry run would send, whether reading stopped at `VOICEMAIL_BULK_MAX_ROWS`), no
+    chunk across the end of one of the bulk's `segments` (coordination.waves)."""
     settings = get_settings()
     size, ttl = settings.bulk_chunk_size, settings.result_expires
     record = client.register_script(RECORD_SCRIPT)
@@ -202,7 +187,8 @@ def _stream(
     chunks = total = would_send = 0
     over = False
     pending: list[BulkRow] = []
-    for batch in _batched(_normalize(rows), size):
+    cuts = Cuts(client, keys, segments, current().send_chunk)
+    for batch in batches(_normalize(rows), size, segments):
         if client.hexists(keys.meta, "cancelled_at"):
             break  # cancelled while streaming: `total` is what was accepted so far
         if total + len(batch) > settings.bulk_max_rows:
@@ -217,10 +203,12 @@ def _stream(
             would_send += len(good)
             continue
         pending.extend(good)
-        while len(pending) >= size:
-            _queue_chunk(client, keys, keys.bulk_id, chunks, pending[:size])
+        while len(pending) >= size or (pending and cuts.at_end(total)):
+            cuts.queued += len(pending[:size])
+            _queue_chunk(client, keys, keys.bulk_id, chunks, pending[:size], cuts)
             del pending[:size]
             chunks += 1
+        cuts.passed(total)
     if pending and over:  # accepted, never queued: nothing of them is sent
         held = [
             Outcome.cancelled(r.line, account=r.account, send=r.send, email=r.email)
@@ -228,7 +216,7 @@ def _stream(
         ]
         record(keys=keys.record_keys(), args=record_args(held, ttl))
     elif pending:
-        _queue_chunk(client, keys, keys.bulk_id, chunks, pending)
+        _queue_chunk(client, keys, keys.bulk_id, chunks, pending, cuts)
         chunks += 1
     return total, chunks, would_send, over
 
@@ -285,9 +273,12 @@ def _failed(row: BulkRow, reason: str) -> Outcome:
     return Outcome.invalid(row.line, reason, account=row.account, send=row.send, email=row.email)
 
 
-def _queue_chunk(client: Any, keys: Keys, bulk_id: str, number: int, rows: list[BulkRow]) -> None:
+def _queue_chunk(
+    client: Any, keys: Keys, bulk_id: str, number: int, rows: list[BulkRow], cuts: Cuts
+) -> None:
     """Store a chunk's rows (kept, like every key of the bulk, until it settles) and its
-    lines (so a chunk whose rows are lost fails them by line), then queue its task."""
+    lines (so a chunk whose rows are lost fails them by line), then queue its task, or
+    hold it until its wave starts (`cuts`)."""
     with client.pipeline(transaction=False) as pipe:
         pipe.set(
             keys.chunk(number), json.dumps([row.to_json() for row in rows], ensure_ascii=False)
@@ -295,7 +286,8 @@ def _queue_chunk(client: Any, keys: Keys, bulk_id: str, number: int, rows: list[
         pipe.hset(keys.lines, number, line_runs(row.line for row in rows))
         pipe.hset(keys.meta, "chunks", number + 1)
         pipe.execute()
-    current().send_chunk(bulk_id, number, what=f"{len(rows)} accounts of bulk {bulk_id}")
+    if not cuts.hold(number):
+        current().send_chunk(bulk_id, number, what=f"{len(rows)} accounts of bulk {bulk_id}")
 
 
 def bulk_status(bulk_id: str) -> BulkStatus:
@@ -342,4 +334,6 @@ def retry_bulk(bulk_id: str) -> str:
 RETRIED_OPTIONS = (
     *("only_changed", "revertible", "reverts", "verify", "plan", "applies"),
     *("notify", "notify_queue"),
+    # A retry is guarded, and rolled out, as its bulk was (coordination.waves).
+    *("waves_spec", "wave_pause", "max_failures", "fail_rows", "fail_pct", "min_sample"),
 )

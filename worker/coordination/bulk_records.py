@@ -146,7 +146,8 @@ RECORD_SCRIPT = lua.load(
     __package__,
     "record_outcomes.lua",
     {name.upper(): code for code, name in {**COUNTERS, **FAILED_KINDS}.items()}
-    | {"OUTBOX": NOTIFY_OUTBOX},
+    | {"OUTBOX": NOTIFY_OUTBOX, "WAKING": keys.WAKING},
+    include=["waves.lua"],
 )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from ..core import keys
 from ..core.connections import text
 from .bulk_records import COUNTERS, FAILED_KINDS, RATE_WINDOW, Keys
+from .waves import wave_status
 
 # Every state a bulk can be in; `done` says which of them are settled.
 STATES = ("UNKNOWN", "SUBMITTING", "RUNNING", "PAUSED", "DONE", "DRY_RUN", "CANCELLED")
@@ -43,6 +44,9 @@ class BulkStatus:
     kind: str = "update"  # or "verify", "plan": bulks that only read
     applies: str | None = None  # the plan this bulk applies
     applied_by: str | None = None  # a plan's: the bulk that applied it
+    wave: int = 1  # the wave running, or the last one run (coordination.waves)
+    waves: int = 1
+    paused_reason: str | None = None  # why a PAUSED bulk paused itself
 
     @property
     def done(self) -> bool:
@@ -88,6 +92,9 @@ class BulkStatus:
         }
         if self.paused_at is not None:
             out["paused_at"] = _iso(self.paused_at)
+        out.update(wave=self.wave, waves=self.waves)
+        if self.paused_reason is not None:
+            out["paused_reason"] = self.paused_reason
         if self.cancelled_at is not None:
             out["cancelled_at"] = _iso(self.cancelled_at)
         if self.reverted_by:
@@ -162,6 +169,8 @@ def status_from(
         kind=_kind(meta),
         applies=meta.get("applies") or None,
         applied_by=meta.get("applied_by") or None,
+        paused_reason=meta.get("paused_reason") if state == "PAUSED" else None,
+        **wave_status(meta),
         **counts,
         **kinds,
     )

@@ -99,6 +99,7 @@ class ChunkRun:
         self.notes = BeforeNotes(ctx.redis, self.keys, self.health)
         self.deadline = row_deadline(ctx.settings)
         self.mode = Mode()
+        self.lanes = ctx.settings.bulk_in_flight  # rows in flight at most
         # Claimed accounts whose row has not settled: renewed while they wait, released
         # unapplied if the chunk stops early.
         self.held: dict[str, int] = {}
@@ -133,9 +134,12 @@ class ChunkRun:
 
     async def unrecorded(self, rows: list[BulkRow]) -> tuple[list[BulkRow], Any, Any]:
         """The rows no earlier delivery recorded, and the bulk's cancel and pause marks."""
-        fields = ["cancelled_at", "paused_at", *MODE_FIELDS]
-        cancelled_at, paused_at, *flags = await self.ctx.redis.hmget(self.keys.meta, fields)
+        fields = ["cancelled_at", "paused_at", "min_sample", *MODE_FIELDS]
+        cancelled_at, paused_at, sample, *flags = await self.ctx.redis.hmget(self.keys.meta, fields)
         self.mode = Mode.from_meta(flags)
+        if sample is not None:  # --max-failures: at most `sample` in flight; a stop at once
+            self.lanes = min(self.lanes, int(sample))
+            self.recorder.guard(lambda: self.halt.seen(cancelled=False, paused=True))
         recorded = await recorded_lines(self.ctx.redis, self.keys, [row.line for row in rows])
         todo = [row for row, seen in zip(rows, recorded, strict=True) if not seen]
         self.report.skipped = len(rows) - len(todo)
@@ -189,7 +193,7 @@ class ChunkRun:
 
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(min(self.ctx.settings.bulk_in_flight, count)):
+                for _ in range(min(self.lanes, count)):
                     group.create_task(lane())
         except BaseExceptionGroup as errors:
             # Only Redis trouble and cancellation get here (a row's own error fails the
@@ -310,8 +314,8 @@ class ChunkRun:
 
 class _ClaimGuard:
     """Runs before every request of one row: no request while the bulk is halted or Redis
-    is away (its outcome could not be recorded), and none on a claim from before an
-    outage unless it still holds."""
+    is away (its outcome could not be recorded), none on a claim from before an outage
+    unless it still holds, none while a failed row of a guarded bulk is recorded."""
 
     def __init__(self, run: ChunkRun, row: BulkRow) -> None:
         self.run = run
@@ -320,13 +324,15 @@ class _ClaimGuard:
 
     def check(self) -> Awaitable[None] | None:
         # The usual case, without a coroutine: nothing to wait for.
-        health = self.run.health
-        if not self.run.halt.is_set() and health.up and self.claimed_in == health.epoch:
+        run, health = self.run, self.run.health
+        quiet = not (run.halt.is_set() or run.recorder.recording)
+        if quiet and health.up and self.claimed_in == health.epoch:
             return None
         return self.recheck()
 
     async def recheck(self) -> None:
         health = self.run.health
+        await self.run.recorder.wait_recorded()  # its step may stop the bulk (--max-failures)
         while True:
             if self.run.halt.is_set():
                 raise _Halted

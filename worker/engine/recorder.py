@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -60,13 +62,43 @@ class Recorder:
     # (account, ref) of rows whose attempt was ambiguous: read back later (readback.py).
     ambiguous: list[tuple[str, str]] = field(default_factory=list)
     last: float = field(default_factory=time.monotonic)
+    # A bulk with --max-failures (coordination.waves): a failed row is recorded at once,
+    # no request of the chunk starts while one is being recorded (`wait_recorded`), and
+    # `on_stop` is called when its step paused the bulk: the chunk stops before its next
+    # request rather than at its next look at the bulk's flags.
+    eager: bool = False
+    on_stop: Callable[[], None] | None = None
+    recording: int = 0  # failed rows of a guarded bulk being recorded
+    recorded: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def add(self, outcome: Outcome, release: Release | None) -> None:
         self.buffer.append(outcome)
         if release is not None:
             self.releases.append(release)
-        if len(self.buffer) >= _FLUSH_ROWS or time.monotonic() - self.last > _FLUSH_SECONDS:
+        if self.eager and counter_of(outcome.code) == "failed":
+            await self.flush_failure()
+        elif len(self.buffer) >= _FLUSH_ROWS or time.monotonic() - self.last > _FLUSH_SECONDS:
             await self.flush()
+
+    def guard(self, on_stop: Callable[[], None]) -> None:
+        """For a bulk with --max-failures (coordination.waves): see `eager`."""
+        self.eager, self.on_stop = True, on_stop
+
+    async def flush_failure(self) -> None:
+        self.recording += 1
+        self.recorded.clear()
+        try:
+            await self.flush()
+        finally:
+            self.recording -= 1
+            if not self.recording:
+                self.recorded.set()
+
+    async def wait_recorded(self) -> None:
+        """Until no failed row of a guarded bulk waits to be recorded: the step that
+        records it may stop the bulk."""
+        while self.recording:
+            await self.recorded.wait()
 
     async def release_only(self, release: Release) -> None:
         self.releases.append(release)
@@ -100,8 +132,12 @@ class Recorder:
             releases.clear()
         if batch:
             ttl = self.ctx.settings.result_expires
-            await self.ctx.record(keys=self.keys.record_keys(), args=record_args(batch, ttl))
+            answer = await self.ctx.record(
+                keys=self.keys.record_keys(), args=record_args(batch, ttl)
+            )
             batch.clear()
+            if len(answer) > 2 and int(answer[2]) and self.on_stop is not None:
+                self.on_stop()
         try:
             await aflush(self.ctx.redis, self.ctx.stats)
         except RedisError:  # counters only: never worth holding outcomes back

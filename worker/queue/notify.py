@@ -1,7 +1,9 @@
 """Tell another service that a bulk settled, instead of making it poll.
 
 A bulk submitted with `notify=TASK` settles (DONE, or CANCELLED with nothing in flight)
-in `record_outcomes.lua`, which puts its id in an outbox in the same step. `drain`
+in `record_outcomes.lua`, which puts its id in an outbox in the same step; so does a
+bulk that pauses itself (`waves.lua`: a wave ended with --wave-pause, or --max-failures
+stopped it), its status then PAUSED. `drain`
 sends, for each id there, the Celery task `TASK` by name to the bulk's notify queue
 (`voicemail.notify` unless the submitter chose another), with one argument: the status
 object `voicemail bulk status` prints. Workers drain after every chunk and once a
@@ -37,7 +39,11 @@ LOCK_SECONDS = 30
 UNTRACKED = "voicemail_untracked"  # a publish header: not a job of ours to track
 
 
-def task_id(bulk_id: str) -> str:
+def task_id(bulk_id: str, status: dict[str, Any] | None = None) -> str:
+    """One id per event: the bulk settled, or paused itself (waves: a wave ended with
+    --wave-pause, or --max-failures stopped it) at `paused_at`."""
+    if status is not None and status.get("state") == "PAUSED":
+        return f"voicemail-bulk-{bulk_id}-paused-{status.get('paused_at')}"
     return f"voicemail-bulk-{bulk_id}-settled"
 
 
@@ -94,10 +100,10 @@ def drain(client: Any, app: Any, settings: Settings | None = None) -> int:
                     text(name),
                     args=[status],
                     queue=target,
-                    task_id=task_id(bulk_id),
+                    task_id=task_id(bulk_id, status),
                     headers={UNTRACKED: 1},
                 )
-                logger.info("bulk %s settled: sent %s", bulk_id, text(name))
+                logger.info("bulk %s %s: sent %s", bulk_id, status["state"], text(name))
                 sent += 1
             client.srem(NOTIFY_OUTBOX, bulk_id)
         finally:
