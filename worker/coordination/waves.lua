@@ -111,7 +111,7 @@ local function wv_advance(k, now)
       redis.call('HSET', k.meta, 'wave_ended:' .. wave, now)
       if f[7] == '1' and redis.call('HEXISTS', k.meta, 'paused_at') == 0 then
         wv_pause(k.meta, now, string.format(
-          'wave %s of %s ended; `voicemail bulk resume` starts wave %s', wave, f[8], next_wave))
+          'wave %s of %s ended; voicemail bulk resume starts wave %s', wave, f[8], next_wave))
       end
     end
     local paused = redis.call('HEXISTS', k.meta, 'paused_at') == 1
