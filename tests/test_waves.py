@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,10 @@ import pytest
 import redis
 
 from simulator import stack
-from worker.coordination.bulk_records import Keys
-from worker.coordination.waves import Segments, options
+from worker.coordination.bulk_control import control, wake_orphans
+from worker.coordination.bulk_records import RECORD_SCRIPT, SUCCEEDED, Keys, Outcome, record_args
+from worker.coordination.bulk_status import read_status
+from worker.coordination.waves import Segments, close, hold, options
 from worker.core.errors import InputError
 from worker.queue import notify
 from worker.store.credentials import AccountRow, CredentialStore
@@ -70,6 +73,67 @@ def test_segments_cut_at_wave_ends_and_the_sample(
 def test_bad_rollout_options_are_refused_in_one_line(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         options(**kwargs)
+
+
+# -- the Lua steps, on the test Redis ----------------------------------------------------
+
+
+def _bulk(client: redis.Redis, total: int, **fields: Any) -> Keys:
+    keys = Keys(uuid.uuid4().hex)
+    client.hset(keys.meta, mapping={"created_at": "1.0", "total": total, **fields})
+    return keys
+
+
+def _record(client: redis.Redis, keys: Keys, outcomes: list[Outcome]) -> list[int]:
+    script = client.register_script(RECORD_SCRIPT)
+    return [int(x) for x in script(keys=keys.record_keys(), args=record_args(outcomes, 60))]
+
+
+def test_a_wave_started_is_queued_even_if_its_worker_dies(redis_client: redis.Redis) -> None:
+    segments = Segments.plan({"waves_spec": "10,100%"}, 30)
+    assert segments is not None
+    keys = _bulk(redis_client, 30, **segments.fields())
+    sent: list[tuple[str, int, int]] = []
+    assert hold(redis_client, keys, 1, 2)  # wave 2's chunk waits
+    assert not hold(redis_client, keys, 0, 1)  # wave 1's runs now
+    close(redis_client, keys, 1, 10, lambda *chunk: sent.append(chunk))
+    assert sent == []  # wave 1 has not settled
+
+    answer = _record(redis_client, keys, [Outcome(line, SUCCEEDED) for line in range(1, 11)])
+    assert answer == [10, 0, 0]
+    meta = redis_client.hgetall(keys.meta)
+    assert (meta[b"seg"], meta[b"wave"]) == (b"2", b"2") and b"wave_ended:1" in meta
+    assert redis_client.hlen(keys.held) == 0
+    # Whoever recorded it died before queueing the chunk: any worker's tick queues it.
+    assert wake_orphans(redis_client, lambda *chunk: sent.append(chunk)) == 1
+    assert sent == [(keys.bulk_id, 1, 0)] and redis_client.hlen(keys.waking) == 0
+
+
+def test_the_threshold_waits_for_the_sample_and_restarts_on_resume(
+    redis_client: redis.Redis,
+) -> None:
+    fields = options(max_failures="10%", min_sample=20)
+    keys = _bulk(redis_client, 1000, **fields)
+
+    def failed(first: int, count: int) -> list[Outcome]:
+        reasons = ("UserNotFound: x", "UserNotFound: y", "RateLimited: z")
+        return [Outcome.failed(n, reasons[n % 3]) for n in range(first, first + count)]
+
+    assert _record(redis_client, keys, failed(1, 19))[2] == 0  # 19 < the sample of 20
+    assert _record(redis_client, keys, failed(20, 1))[2] == 1  # 20 of 20 failed: stop
+    status = read_status(redis_client, keys.bulk_id)
+    assert status.state == "PAUSED"
+    assert status.paused_reason == (
+        "stopped: 20 of 20 settled rows failed, more than --max-failures 10%; "
+        "reasons: UserNotFound (13), RateLimited (7)"
+    )
+    assert control(redis_client, keys.bulk_id, "resume").changed
+    # The count starts again: 19 successes and 2 failures are over 10% of 21 only.
+    successes = [Outcome(n, SUCCEEDED) for n in range(21, 40)]
+    assert _record(redis_client, keys, [*successes, *failed(40, 1)])[2] == 0
+    assert _record(redis_client, keys, failed(41, 1))[2] == 0  # 2 of 21: not over 10%
+    assert _record(redis_client, keys, failed(42, 1))[2] == 1  # 3 of 22
+    assert "3 of 22 settled rows" in str(read_status(redis_client, keys.bulk_id).paused_reason)
 
 
 # -- through the CLI, a worker and the simulator ----------------------------------------
@@ -227,3 +291,19 @@ def test_max_failures_pauses_the_bulk_and_notifies(setup: Setup, tmp_path: Path)
     again = len(setup.times(101, ACCOUNTS)) - before
     assert 20 <= again <= 40, f"{again} rows sent after the resume"
     assert status["paused_reason"].startswith("stopped: "), status
+
+
+@pytest.mark.integration
+def test_cancel_between_waves_sends_nothing_of_the_waves_left(setup: Setup) -> None:
+    args = ("bulk", "submit", "-", "--waves", "10,100%", "--wave-pause", "--wait")
+    code, first, err = setup.cli(*args, stdin=rows_csv(1, 100))
+    assert code == 1 and first["state"] == "PAUSED", err
+    bulk_id = str(first["bulk_id"])
+
+    code, cancelled, err = setup.cli("bulk", "cancel", bulk_id)
+    assert code == 0 and cancelled["state"] == "CANCELLED", err
+    # The held wave's chunk runs once, to count its rows cancelled: the bulk settles.
+    stack.wait_until(lambda: setup.status(bulk_id)["pending"] == 0, 30, "the cancel to settle")
+    status = setup.status(bulk_id)
+    assert (status["succeeded"], status["cancelled"]) == (10, 90)
+    assert setup.times(11, 100) == []
