@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis.typing import EncodableT, FieldT
 
 from simulator import stack
 from worker.coordination.bulk_control import control, wake_orphans
@@ -78,9 +79,10 @@ def test_bad_rollout_options_are_refused_in_one_line(kwargs: dict[str, Any], mes
 # -- the Lua steps, on the test Redis ----------------------------------------------------
 
 
-def _bulk(client: redis.Redis, total: int, **fields: Any) -> Keys:
+def _bulk(client: redis.Redis, total: int, **fields: str | int) -> Keys:
     keys = Keys(uuid.uuid4().hex)
-    client.hset(keys.meta, mapping={"created_at": "1.0", "total": total, **fields})
+    mapping: dict[FieldT, EncodableT] = {"created_at": "1.0", "total": total, **fields}
+    client.hset(keys.meta, mapping=mapping)
     return keys
 
 
