@@ -79,9 +79,10 @@ def test_bad_rollout_options_are_refused_in_one_line(kwargs: dict[str, Any], mes
 # -- the Lua steps, on the test Redis ----------------------------------------------------
 
 
-def _bulk(client: redis.Redis, total: int, **fields: str | int) -> Keys:
+def _bulk(client: redis.Redis, total: int, fields: dict[str, Any]) -> Keys:
     keys = Keys(uuid.uuid4().hex)
-    mapping: dict[FieldT, EncodableT] = {"created_at": "1.0", "total": total, **fields}
+    mapping: dict[FieldT, EncodableT] = {"created_at": "1.0", "total": total}
+    mapping.update(fields)
     client.hset(keys.meta, mapping=mapping)
     return keys
 
@@ -94,7 +95,7 @@ def _record(client: redis.Redis, keys: Keys, outcomes: list[Outcome]) -> list[in
 def test_a_wave_started_is_queued_even_if_its_worker_dies(redis_client: redis.Redis) -> None:
     segments = Segments.plan({"waves_spec": "10,100%"}, 30)
     assert segments is not None
-    keys = _bulk(redis_client, 30, **segments.fields())
+    keys = _bulk(redis_client, 30, dict(segments.fields()))
     sent: list[tuple[str, int, int]] = []
     assert hold(redis_client, keys, 1, 2)  # wave 2's chunk waits
     assert not hold(redis_client, keys, 0, 1)  # wave 1's runs now
@@ -115,7 +116,7 @@ def test_the_threshold_waits_for_the_sample_and_restarts_on_resume(
     redis_client: redis.Redis,
 ) -> None:
     fields = options(max_failures="10%", min_sample=20)
-    keys = _bulk(redis_client, 1000, **fields)
+    keys = _bulk(redis_client, 1000, fields)
 
     def failed(first: int, count: int) -> list[Outcome]:
         reasons = ("UserNotFound: x", "UserNotFound: y", "RateLimited: z")
