@@ -21,6 +21,7 @@ from worker.coordination.bulk_records import RECORD_SCRIPT, SUCCEEDED, Keys, Out
 from worker.coordination.bulk_status import read_status
 from worker.coordination.waves import Segments, close, hold, options
 from worker.core.errors import InputError
+from worker.core.keys import NOTIFY_OUTBOX
 from worker.queue import notify
 from worker.store.credentials import AccountRow, CredentialStore
 
@@ -137,6 +138,25 @@ def test_the_threshold_waits_for_the_sample_and_restarts_on_resume(
     assert _record(redis_client, keys, failed(41, 1))[2] == 0  # 2 of 21: not over 10%
     assert _record(redis_client, keys, failed(42, 1))[2] == 1  # 3 of 22
     assert "3 of 22 settled rows" in str(read_status(redis_client, keys.bulk_id).paused_reason)
+
+
+def test_a_pause_resumed_before_its_notification_went_out_is_not_sent(
+    redis_client: redis.Redis,
+) -> None:
+    fields = {**options(max_failures="0", min_sample=1), "notify": "billing.event"}
+    keys = _bulk(redis_client, 100, fields)
+    assert _record(redis_client, keys, [Outcome.failed(1, "UserNotFound: x")])[2] == 1
+    assert redis_client.sismember(NOTIFY_OUTBOX, keys.bulk_id)
+    control(redis_client, keys.bulk_id, "resume")
+
+    sent: list[Any] = []
+
+    class App:
+        def send_task(self, *args: Any, **kwargs: Any) -> None:
+            sent.append(args)
+
+    notify.drain(redis_client, App())
+    assert sent == [] and not redis_client.sismember(NOTIFY_OUTBOX, keys.bulk_id)
 
 
 # -- through the CLI, a worker and the simulator ----------------------------------------
@@ -310,3 +330,22 @@ def test_cancel_between_waves_sends_nothing_of_the_waves_left(setup: Setup) -> N
     status = setup.status(bulk_id)
     assert (status["succeeded"], status["cancelled"]) == (10, 90)
     assert setup.times(11, 100) == []
+
+
+@pytest.mark.integration
+def test_apply_rolls_a_plan_out_in_waves(setup: Setup, tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text(rows_csv(1, 100))
+    code, plan, err = setup.cli("bulk", "plan", str(path))
+    assert code == 0 and plan["change"] == 100, err
+    read = setup.times(1, 100)  # one GET per account, by the plan
+
+    code, paused, err = setup.cli(
+        "bulk", "apply", str(plan["plan_id"]), "--waves", "10%,100%", "--wave-pause", "--wait"
+    )
+    assert code == 1 and paused["state"] == "PAUSED" and paused["succeeded"] == 10, err
+    assert setup.times(11, 100) == read[10:]  # wave 2: nothing since the plan's reads
+    bulk_id = str(paused["bulk_id"])
+    setup.cli("bulk", "resume", bulk_id)
+    status = setup.wait_state(bulk_id, "DONE")
+    assert (status["succeeded"], status["stale"], status["wave"]) == (100, 0, 2)

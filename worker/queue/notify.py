@@ -79,6 +79,17 @@ def checked_options(notify: str | None, queue: str | None) -> dict[str, str]:
     return {"notify": notify, "notify_queue": queue}
 
 
+def _event_status(client: Any, bulk_id: str) -> dict[str, Any] | None:
+    """The status to send; None when the event is over: a bulk that paused itself was
+    resumed before its notification went out (the resumer knows; its settling will be
+    sent in its turn)."""
+    status = read_status(client, bulk_id)
+    if status.state in ("RUNNING", "SUBMITTING"):
+        logger.info("bulk %s: resumed before its pause was notified; not sent", bulk_id)
+        return None
+    return status.as_dict()
+
+
 def drain(client: Any, app: Any, settings: Settings | None = None) -> int:
     """Send the notifications of every settled bulk in the outbox; returns how many."""
     settings = settings or get_settings()
@@ -94,8 +105,7 @@ def drain(client: Any, app: Any, settings: Settings | None = None) -> int:
             refused = None if name is None else refusal(settings, text(name), target)
             if refused is not None:
                 logger.error("bulk %s: notification not sent, dropped: %s", bulk_id, refused)
-            elif name is not None:
-                status = read_status(client, bulk_id).as_dict()
+            elif name is not None and (status := _event_status(client, bulk_id)) is not None:
                 app.send_task(
                     text(name),
                     args=[status],
