@@ -38,7 +38,7 @@ def rollout_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 type=int,
                 metavar="M",
                 help="Rows settled before --max-failures is checked (default 20); also the "
-                "most rows in flight until then.",
+                "most rows in flight until then, and per chunk throughout.",
             ),
         )
     ):

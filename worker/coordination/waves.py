@@ -38,6 +38,7 @@ CHUNK_SCRIPT = lua.load(
     include=["waves.lua"],
 )
 DEFAULT_MIN_SAMPLE = 20
+_NO_END = 1 << 40
 
 
 class Rollout(TypedDict, total=False):
@@ -47,9 +48,6 @@ class Rollout(TypedDict, total=False):
     wave_pause: bool
     max_failures: str | None
     min_sample: int | None
-
-
-_NO_END = 1 << 40
 
 
 def options(
