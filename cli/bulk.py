@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from .bulk_schedule import cancel_revert_cmd, note_scheduled, schedule_options
 from .bulk_waves import rollout_options, rows_for, stopped_line
 from .common import EXIT_JOB_NOT_OK, emit
 
@@ -129,6 +130,7 @@ def _finish(status: Any, wait: bool) -> None:
     metavar="QUEUE",
     help="Queue for --notify (default voicemail.notify, which no worker here consumes).",
 )
+@schedule_options
 @rollout_options
 def bulk_submit(
     file: str,
@@ -141,6 +143,8 @@ def bulk_submit(
     revertible: bool,
     notify: str | None,
     notify_queue: str | None,
+    at: str | None,
+    revert_after: str | None,
     **rollout: Any,
 ) -> None:
     """Queue the rows of FILE (header account,send,email; .jsonl for JSON Lines; - for stdin)."""
@@ -157,9 +161,12 @@ def bulk_submit(
             notify=notify,
             notify_queue=notify_queue,
             idempotency_key=idempotency_key,
+            at=at,
+            revert_after=revert_after,
             **rollout,
         )
     status = bulk_status(bulk_id)
+    note_scheduled(status)
     if dry_run:
         _finish(status, wait=True)
         return
@@ -195,8 +202,16 @@ def _change(bulk_id: str, op: Any, why_not: str) -> None:
 
 @bulk.command("cancel")
 @click.argument("bulk_id")
-def bulk_cancel(bulk_id: str) -> None:
+@click.option("--revert", is_flag=True, help="Drop only its timed revert (--revert-after).")
+def bulk_cancel(bulk_id: str, revert: bool) -> None:
     """Stop BULK_ID: no new request for it; requests in flight finish. Prints its status."""
+    if revert:
+        from tasks.bulk import bulk_status
+
+        if bulk_status(bulk_id).state == "UNKNOWN":
+            _unknown(bulk_id)
+        cancel_revert_cmd(bulk_id)
+        return
     _change(bulk_id, "cancel", "nothing to cancel")
 
 

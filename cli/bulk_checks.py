@@ -24,6 +24,7 @@ from typing import IO, Any
 import click
 
 from .bulk import SHOWN_FAILURES, _finish, _follow, _name_failures, _unknown
+from .bulk_schedule import note_scheduled, schedule_options
 from .bulk_waves import rollout_options
 from .common import EXIT_JOB_NOT_OK, emit
 
@@ -168,6 +169,7 @@ def bulk_plan(file: str, out: str | None, fmt: str, timeout: float) -> None:
 @click.option("--revertible", is_flag=True, help="Keep what each account held, for revert.")
 @click.option("--notify", metavar="TASK", help="Celery task sent, with the status, at the end.")
 @click.option("--notify-queue", metavar="QUEUE", help="Queue for --notify.")
+@schedule_options
 @rollout_options
 def bulk_apply(plan_id: str, wait: bool, dry_run: bool, **options: Any) -> None:
     """Queue the rows PLAN_ID would change, as a bulk. A row is sent only if its account
@@ -179,6 +181,7 @@ def bulk_apply(plan_id: str, wait: bool, dry_run: bool, **options: Any) -> None:
         _unknown(plan_id)
     new_id = apply_plan(plan_id, dry_run=dry_run, **options)
     status = bulk_status(new_id)
+    note_scheduled(status)
     if dry_run or wait:
         _finish(_follow(new_id, timeout) if wait and not dry_run else status, wait=True)
         return

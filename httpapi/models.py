@@ -47,7 +47,9 @@ class BulkOut(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     bulk_id: str
-    state: str = Field(description="SUBMITTING, RUNNING, PAUSED, DONE, DRY_RUN or CANCELLED")
+    state: str = Field(
+        description="SUBMITTING, SCHEDULED, RUNNING, PAUSED, DONE, DRY_RUN or CANCELLED"
+    )
     total: int
     succeeded: int
     failed: int

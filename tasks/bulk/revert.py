@@ -25,8 +25,9 @@ from ..connection import redis_client, redis_errors
 from .submit import submit_as
 
 
-def revert_bulk(bulk_id: str) -> str:
-    """Start a bulk that puts back every account `bulk_id` changed; returns its id."""
+def revert_bulk(bulk_id: str, *, new_id: str | None = None) -> str:
+    """Start a bulk that puts back every account `bulk_id` changed; returns its id
+    (`new_id`, when given: the timed revert's, claimed under that id beforehand)."""
     with redis_errors():
         client = redis_client()
         status = read_status(client, bulk_id)
@@ -45,7 +46,7 @@ def revert_bulk(bulk_id: str) -> str:
                 + (f" with {status.pending} rows in flight" if status.state == "CANCELLED" else "")
                 + ": cancel it, or let it finish, before reverting it"
             )
-        new_id = uuid.uuid4().hex
+        new_id = new_id or uuid.uuid4().hex
         keys = Keys(bulk_id)
         if not client.hsetnx(keys.meta, "reverted_by", new_id):
             earlier = text(client.hget(keys.meta, "reverted_by"))

@@ -1,7 +1,9 @@
-"""The rows a producer gives `submit_bulk`, as the bulk engine takes them."""
+"""The rows of a bulk as `submit_as` takes them in: `normalize` (rows from the file
+readers, or plain mappings from Python callers) and `batched`."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -33,3 +35,10 @@ def normalize(rows: Iterable[Any]) -> Iterator[BulkRow | RowError]:
             )
         else:
             yield RowError(number, f"a row must be a mapping, got {type(row).__name__}")
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    # itertools.batched arrived in Python 3.12; we support 3.11.
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch

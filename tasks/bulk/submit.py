@@ -1,9 +1,9 @@
-"""Submitting a bulk, and reading what became of it: `submit_bulk`, `bulk_status`,
-`bulk_failures`, `bulk_cancelled`, `retry_bulk`.
+"""Submitting a bulk: `submit_bulk`, `retry_bulk` (what became of it: `results`).
 
 Rows are streamed: checked, de-duplicated and cut into chunks of
 `VOICEMAIL_BULK_CHUNK_SIZE` as they arrive, each chunk stored in Redis and queued
-as one `voicemail.bulk_chunk` task (tasks.chunk); the producer never holds more than a chunk.
+as one `voicemail.bulk_chunk` task (tasks.chunk); the producer never holds more than a chunk
+(but for a bulk in waves, coordination.waves).
 A bad row is recorded as failed with its line number and reason; the rest run. A bulk
 of more than `VOICEMAIL_BULK_MAX_ROWS` rows stops at the cap, is cancelled, and raises.
 """
@@ -16,11 +16,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, Unpack
 
 from redis.typing import EncodableT, FieldT
 
+from worker.coordination.bulk_control import park
 from worker.coordination.bulk_records import (
     RECORD_SCRIPT,
     BulkRow,
@@ -30,7 +31,6 @@ from worker.coordination.bulk_records import (
     line_runs,
     record_args,
 )
-from worker.coordination.bulk_status import BulkStatus, read_status
 from worker.coordination.ordering import Ordering
 from worker.coordination.waves import Cuts, Rollout, Segments, batches, segmented
 from worker.coordination.waves import options as wave_options
@@ -44,7 +44,9 @@ from worker.queue import notify as _notify
 from ..connection import credential_store, current, once, redis_client, redis_errors
 from ..idempotency import BULK_LEASE
 from .lifecycle import cancel_bulk
-from .rows import normalize as _normalize
+from .results import bulk_cancelled, bulk_failures
+from .rows import normalize
+from .schedule import Duration, When, enter_schedule, schedule_fields
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ def submit_bulk(
     notify: str | None = None,
     notify_queue: str | None = None,
     idempotency_key: str | None = None,
+    at: When | None = None,
+    revert_after: Duration | None = None,
     **rollout: Unpack[Rollout],
 ) -> str:
     """Check and queue `rows` (each with account, send, email); returns the bulk id.
@@ -66,6 +70,9 @@ def submit_bulk(
     `revert_bulk` can put it back. `notify`: the name of a Celery task sent, with the
     bulk's status, to `notify_queue` (default `voicemail.notify`) once the bulk settles.
     With `idempotency_key`, submitting again returns the first bulk's id and queues nothing.
+    `at` (ISO 8601 with an offset, `+30m`, an aware datetime or an epoch time): the bulk is
+    SCHEDULED and sends nothing before then. `revert_after` (`20s`, `2h`, or seconds;
+    implies `revertible`): once the bulk settles, it is reverted that much later.
     `rollout`: `waves`, `wave_pause`, `max_failures`, `min_sample`, as the options of
     `voicemail bulk submit` (worker.coordination.waves).
     """
@@ -75,6 +82,8 @@ def submit_bulk(
         revertible=revertible,
         notify=notify,
         notify_queue=notify_queue,
+        at=at,
+        revert_after=revert_after,
         **rollout,
     )
     bulk_id = uuid.uuid4().hex
@@ -104,6 +113,8 @@ class BulkOptions(Rollout, total=False):
     revertible: bool
     notify: str | None
     notify_queue: str | None
+    at: When | None
+    revert_after: Duration | None
 
 
 def bulk_options(
@@ -113,6 +124,8 @@ def bulk_options(
     revertible: bool = False,
     notify: str | None = None,
     notify_queue: str | None = None,
+    at: When | None = None,
+    revert_after: Duration | None = None,
     **rollout: Unpack[Rollout],
 ) -> dict[FieldT, EncodableT]:
     """The bulk record's fields for `submit_bulk`'s options, checked."""
@@ -122,6 +135,7 @@ def bulk_options(
         "revertible": int(revertible),
     }
     options.update(_notify.checked_options(notify, notify_queue))
+    options.update(schedule_fields(at, revert_after, dry_run=dry_run))
     options.update(wave_options(**rollout))
     return options
 
@@ -143,6 +157,7 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
         rows, segments = segmented(rows, options)
         meta.update(segments.fields() if segments else {})
         client.hset(keys.meta, mapping=meta)
+        enter_schedule(client, bulk_id, options)  # a bulk with a time (`at`) waits for it
         # An index of recent bulks, for `voicemail metrics`; old entries pruned as we go.
         now = time.time()
         client.zadd(BULKS, {bulk_id: now})
@@ -188,7 +203,7 @@ def _stream(
     over = False
     pending: list[BulkRow] = []
     cuts = Cuts(client, keys, segments, current().send_chunk)
-    for batch in batches(_normalize(rows), size, segments):
+    for batch in batches(normalize(rows), size, segments):
         if client.hexists(keys.meta, "cancelled_at"):
             break  # cancelled while streaming: `total` is what was accepted so far
         if total + len(batch) > settings.bulk_max_rows:
@@ -286,34 +301,11 @@ def _queue_chunk(
         pipe.hset(keys.lines, number, line_runs(row.line for row in rows))
         pipe.hset(keys.meta, "chunks", number + 1)
         pipe.execute()
-    if not cuts.hold(number):
+    # A chunk of a wave not started waits held (`cuts`); one of a bulk that waits
+    # (SCHEDULED, or paused meanwhile) waits parked, as a worker would park it: its start
+    # (or resume) queues it (coordination.bulk_control).
+    if not cuts.hold(number) and not park(client, bulk_id, number, 0):
         current().send_chunk(bulk_id, number, what=f"{len(rows)} accounts of bulk {bulk_id}")
-
-
-def bulk_status(bulk_id: str) -> BulkStatus:
-    with redis_errors():
-        return read_status(redis_client(), bulk_id)
-
-
-def _rows_in(key: str, page: int) -> Iterator[dict[str, Any]]:
-    with redis_errors():
-        client = redis_client()
-        for start in itertools.count(0, page):
-            items = client.lrange(key, start, start + page - 1)
-            for item in items:
-                yield json.loads(item)
-            if len(items) < page:
-                return
-
-
-def bulk_failures(bulk_id: str, page: int = 1000) -> Iterator[dict[str, Any]]:
-    """The failed rows, each `{line, account, send, email, reason}`, in the order recorded."""
-    return _rows_in(Keys(bulk_id).failures, page)
-
-
-def bulk_cancelled(bulk_id: str, page: int = 1000) -> Iterator[dict[str, Any]]:
-    """The rows a cancel kept from being sent, in the same shape as `bulk_failures`."""
-    return _rows_in(Keys(bulk_id).cancelled, page)
 
 
 def retry_bulk(bulk_id: str) -> str:

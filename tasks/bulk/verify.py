@@ -18,7 +18,8 @@ from typing import Any
 from worker.coordination.bulk_status import BulkStatus
 
 from ..connection import redis_errors
-from .submit import bulk_failures, submit_as, submit_bulk
+from .results import bulk_failures
+from .submit import submit_as, submit_bulk
 
 DRIFTED_PREFIX = "Drifted: "
 

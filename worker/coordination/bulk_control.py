@@ -36,7 +36,7 @@ UNWAKE_SCRIPT = lua.load(__package__, "unwake.lua")
 WAKE_LEASE = 10.0
 _RENEW_EVERY = 100
 
-Op = Literal["pause", "resume", "cancel"]
+Op = Literal["pause", "resume", "cancel", "start"]  # start: a scheduled bulk (schedule)
 # send(bulk_id, number, retries): queue a chunk task (worker.queue.app.send_chunk).
 Send = Callable[[str, int, int], None]
 

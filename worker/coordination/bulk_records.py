@@ -11,7 +11,8 @@ settles it (`record_outcomes.lua`) gives them all, chunks included, the TTL of t
                                           (dry_run, only_changed, revertible, verify,
                                           plan), reverts, reverted_by, applies,
                                           applied_by, notify, notify_queue, paused_at,
-                                          cancelled_at, waking_until
+                                          cancelled_at, waking_until, scheduled_at,
+                                          revert_after, revert_at (coordination.schedule)
     voicemail:bulk:{ID}:chunk:N    string JSON rows [[line, account, send, email, seq], ...]
     voicemail:bulk:{ID}:done       bitmap one bit per line, set once its outcome is counted
                                           (the counts are in the meta hash: `recorded`,
@@ -146,7 +147,7 @@ RECORD_SCRIPT = lua.load(
     __package__,
     "record_outcomes.lua",
     {name.upper(): code for code, name in {**COUNTERS, **FAILED_KINDS}.items()}
-    | {"OUTBOX": NOTIFY_OUTBOX, "WAKING": keys.WAKING},
+    | {"OUTBOX": NOTIFY_OUTBOX, "SCHEDULE": keys.SCHEDULE, "WAKING": keys.WAKING},
     include=["waves.lua"],
 )
 

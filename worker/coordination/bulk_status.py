@@ -12,7 +12,10 @@ from .bulk_records import COUNTERS, FAILED_KINDS, RATE_WINDOW, Keys
 from .waves import wave_status
 
 # Every state a bulk can be in; `done` says which of them are settled.
-STATES = ("UNKNOWN", "SUBMITTING", "RUNNING", "PAUSED", "DONE", "DRY_RUN", "CANCELLED")
+STATES = (
+    *("UNKNOWN", "SUBMITTING", "RUNNING", "PAUSED", "DONE", "DRY_RUN", "CANCELLED"),
+    "SCHEDULED",  # submitted with --at, waiting for its time (worker.coordination.schedule)
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class BulkStatus:
     kind: str = "update"  # or "verify", "plan": bulks that only read
     applies: str | None = None  # the plan this bulk applies
     applied_by: str | None = None  # a plan's: the bulk that applied it
+    scheduled_at: float | None = None  # when a SCHEDULED bulk starts
+    revert_after: float | None = None  # seconds after it settles that it is reverted
+    revert_at: float | None = None  # when its timed revert runs, once it settled
     wave: int = 1  # the wave running, or the last one run (coordination.waves)
     waves: int = 1
     paused_reason: str | None = None  # why a PAUSED bulk paused itself
@@ -103,6 +109,18 @@ class BulkStatus:
             out["kind"] = self.kind
         if self.applied_by:
             out["applied_by"] = self.applied_by
+        out.update(self._timed())
+        return out
+
+    def _timed(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.scheduled_at is not None:
+            out["scheduled_at"] = _iso(self.scheduled_at)
+        if self.revert_at is not None:
+            out["revert_at"] = _iso(self.revert_at)
+        elif self.revert_after is not None:
+            after = self.revert_after  # seconds: 7200, not 7200.0
+            out["revert_after"] = int(after) if after.is_integer() else after
         return out
 
 
@@ -125,6 +143,8 @@ def _state(meta: dict[str, str], finished: float | None) -> str:
         return "CANCELLED"
     if finished is not None:
         return "DONE"
+    if meta.get("scheduled_at") and meta.get("paused_at"):
+        return "SCHEDULED" if submitted else "SUBMITTING"
     if meta.get("paused_at"):
         return "PAUSED"
     return "RUNNING" if submitted else "SUBMITTING"
@@ -169,6 +189,9 @@ def status_from(
         kind=_kind(meta),
         applies=meta.get("applies") or None,
         applied_by=meta.get("applied_by") or None,
+        scheduled_at=_num(meta, "scheduled_at") if state in ("SCHEDULED", "SUBMITTING") else None,
+        revert_after=_num(meta, "revert_after"),
+        revert_at=_num(meta, "revert_at"),
         paused_reason=meta.get("paused_reason") if state == "PAUSED" else None,
         **wave_status(meta),
         **counts,

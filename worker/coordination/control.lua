@@ -1,6 +1,7 @@
 -- Pause, resume or cancel a bulk, atomically against the workers that park its chunks.
 -- KEYS: Keys.all() (meta first, then ..., parked, waking last). ARGV: op ('pause',
--- 'resume' or 'cancel'), now, lease (seconds the caller has to queue what it is handed),
+-- 'resume', 'cancel', or 'start': the resume of a bulk scheduled with --at, a no-op for
+-- any other), now, lease (seconds the caller has to queue what it is handed),
 -- the prefix of its chunk keys, the bulk id.
 -- Returns {-1} for an unknown bulk, else {1 if it changed and 0 if not, then number, entry,
 -- ...}: the chunks to queue again (entry: "retries:stamp").
@@ -12,8 +13,9 @@
 local meta, parked, waking = KEYS[1], KEYS[#KEYS - 1], KEYS[#KEYS]
 local op, now, lease, prefix, bulk_id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 if redis.call('EXISTS', meta) == 0 then return {-1} end
-local f = redis.call('HMGET', meta, 'cancelled_at', 'paused_at', 'finished_at', 'dry_run')
-local cancelled, paused, finished, dry = f[1], f[2], f[3], f[4] == '1'
+local f = redis.call(
+  'HMGET', meta, 'cancelled_at', 'paused_at', 'finished_at', 'dry_run', 'scheduled_at')
+local cancelled, paused, finished, dry, scheduled = f[1], f[2], f[3], f[4] == '1', f[5]
 
 local function hand_out(out)
   local items = redis.call('HGETALL', parked)
@@ -46,6 +48,8 @@ if op == 'resume' then
   if cancelled or not paused then out[1] = 0 end
 elseif op == 'cancel' then
   if cancelled or finished or dry then out[1] = 0 end
+elseif op == 'start' then
+  if cancelled or not paused or not scheduled then out[1] = 0 end
 else
   return redis.error_reply('unknown op ' .. op)
 end
@@ -60,8 +64,9 @@ if op == 'cancel' then
   wv_cancelled(wv_keys(KEYS))  -- chunks of waves not started: run, they record cancelled
 end
 if paused then
-  redis.call('HDEL', meta, 'paused_at')
-  -- Before the hand-out, so that a wave this starts is queued with the rest.
+  -- A scheduled bulk is a paused one until it starts: whatever ends the wait ends both.
+  redis.call('HDEL', meta, 'paused_at', 'scheduled_at')
+  -- Before the hand-out, so that a wave this starts (or resumes) is queued with the rest.
   if op ~= 'cancel' then wv_resumed(wv_keys(KEYS), now) end
 end
 if paused or op == 'cancel' then hand_out(out) end

@@ -14,6 +14,10 @@
 -- itself, in this step: it returns {added, settled, 1 if it paused the bulk, else 0}.
 local meta, done, failures, rate, cancelled = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now, ttl = ARGV[1], tonumber(ARGV[2])
+-- A bulk with a timed revert (--revert-after) keeps its records until the revert is due
+-- and their usual time after it.
+local revert_after = redis.call('HGET', meta, 'revert_after')
+if revert_after then ttl = ttl + math.ceil(tonumber(revert_after)) end
 local wv = redis.call('HMGET', meta, 'seg', 'max_failures')
 local wk = wv_keys(KEYS)
 local counts = {[SUCCEEDED] = 0, [FAILED] = 0, [UNCHANGED] = 0, [CANCELLED] = 0}
@@ -63,6 +67,15 @@ if total and recorded >= tonumber(total) then
     redis.call('HDEL', meta, 'paused_at')
     if redis.call('HEXISTS', meta, 'notify') == 1 then
       redis.call('SADD', OUTBOX, string.match(meta, '{(.*)}'))
+    end
+    -- Its timed revert is due `revert_after` seconds from now (Redis's clock), if it may
+    -- have changed anything; in this same step, so that no crash can lose it.
+    if revert_after and redis.call('HLEN', KEYS[6]) > 0 then
+      local t = redis.call('TIME')
+      local due_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        + math.floor(tonumber(revert_after) * 1000)
+      redis.call('HSET', meta, 'revert_at', string.format('%.3f', due_ms / 1000))
+      redis.call('ZADD', SCHEDULE, due_ms, 'revert:' .. string.match(meta, '{(.*)}'))
     end
   end
 end

@@ -58,6 +58,10 @@ NOTIFY_OUTBOX = PREFIX + "notify:outbox"
 # ids, small: a resume empties it within a second); any worker's tick finishes the job
 # of a resumer that died (worker.coordination.bulk_control).
 WAKING = PREFIX + "bulks:waking"
+# Timed work (worker.coordination.schedule): a zset of "start:<bulk id>" (a bulk submitted
+# with --at) and "revert:<bulk id>" (--revert-after), scored by when it is due (ms,
+# Redis's clock); any worker's once-a-second tick takes what is due.
+SCHEDULE = PREFIX + "schedule"
 
 # The HTTP API (httpapi): its callers' keys, and which caller made a job or a bulk.
 API_KEYS = PREFIX + "apikeys"  # hash: key name -> sha256 of the key (never the key)

@@ -31,9 +31,10 @@ from . import recovery
 from .backend import backend_url
 
 # Where the task definitions live; a worker imports them, a producer sends by name.
-TASK_MODULES = ("tasks.voicemail", "tasks.chunk")
+TASK_MODULES = ("tasks.voicemail", "tasks.chunk", "tasks.timed")
 BULK_QUEUE = "voicemail.bulk"
 CHUNK_TASK = "voicemail.bulk_chunk"
+TIMED_REVERT_TASK = "voicemail.timed_revert"  # sent by a worker's tick (coordination.schedule)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -17,12 +17,12 @@ from typing import Any
 from celery import signals
 from celery.concurrency import get_implementation
 
-from ..coordination import bulk_control
+from ..coordination import bulk_control, schedule
 from ..core.logs import install_redaction, use_json
 from ..core.redis_server import check_server
 from ..core.settings import get_settings
 from . import context, deadletter, internals, kombu_patches, liveness, notify, recovery
-from .app import app, producer_connections, remember_job, send_chunk
+from .app import BULK_QUEUE, TIMED_REVERT_TASK, app, producer_connections, remember_job, send_chunk
 from .lease import LeaseKeeper
 from .readback_reader import ReadBackReader
 
@@ -103,7 +103,7 @@ def republish(record: dict[str, Any], job_id: str) -> None:
 
 def _tick() -> None:
     """Once a second, beside the lease: statistics out, settled bulks' notifications sent,
-    resumed bulks' chunks queued when their resumer died."""
+    resumed bulks' chunks queued when their resumer died, timed work that is due done."""
     ctx = context.started()
     if ctx is None:  # the worker is shutting down
         return
@@ -117,6 +117,16 @@ def _tick() -> None:
         bulk_control.wake_orphans(ctx.redis, send_chunk)
     except Exception:  # still on record: the next tick tries again
         logger.warning("could not queue the chunks of a resumed bulk", exc_info=True)
+    try:  # bulks due to start (--at), reverts due (--revert-after): usually one EVALSHA
+        schedule.run_due(ctx.redis, send_chunk, _send_timed_revert)
+    except Exception:  # the schedule keeps them: the next tick tries again
+        logger.warning("could not run the timed work that is due", exc_info=True)
+
+
+def _send_timed_revert(bulk_id: str) -> None:
+    # Bulk work, on the bulk queue: a worker that takes only bulks takes it too.
+    what = f"timed revert of bulk {bulk_id}"
+    app.send_task(TIMED_REVERT_TASK, args=[bulk_id], queue=BULK_QUEUE, argsrepr=what)
 
 
 def _on_ready(sender: Any = None, **_: Any) -> None:
