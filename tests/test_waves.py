@@ -222,3 +222,18 @@ def test_apply_rolls_a_plan_out_in_waves(setup: Setup, tmp_path: Path) -> None:
     setup.cli("bulk", "resume", bulk_id)
     status = setup.wait_state(bulk_id, "DONE")
     assert (status["succeeded"], status["stale"], status["wave"]) == (100, 0, 2)
+
+
+@pytest.mark.integration
+def test_a_scheduled_bulk_in_waves_starts_with_its_first_wave(setup: Setup) -> None:
+    args = ("bulk", "submit", "-", "--waves", "10,100%", "--at", "+3s")
+    code, submitted, err = setup.cli(*args, stdin=rows_csv(1, 100))
+    assert code == 0, err
+    bulk_id = str(submitted["bulk_id"])
+    assert setup.status(bulk_id)["state"] == "SCHEDULED"
+    assert setup.times(1, 100) == []
+
+    status = setup.wait_state(bulk_id, "DONE")
+    assert (status["succeeded"], status["wave"], status["waves"]) == (100, 2, 2)
+    ended = setup.meta(bulk_id, "wave_ended:1")
+    assert max(setup.times(1, 10)) < ended <= min(setup.times(11, 100))
