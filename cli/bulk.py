@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from .bulk_schedule import cancel_revert_cmd, note_scheduled, schedule_options
+from .bulk_waves import rollout_options, rows_for, stopped_line
 from .common import EXIT_JOB_NOT_OK, emit
 from .who import who_options
 
@@ -56,7 +57,8 @@ def _follow(bulk_id: str, timeout: float) -> Any:
                 rate=status.rate,
                 failed=status.failed,
             )
-            if status.done or time.monotonic() > deadline:
+            # A bulk that paused itself (bulk_waves) waits for someone: say so, now.
+            if status.done or status.paused_reason or time.monotonic() > deadline:
                 return status
             time.sleep(0.2)
 
@@ -88,6 +90,7 @@ def _name_failures(bulk_id: str, failed: int) -> None:
 def _finish(status: Any, wait: bool) -> None:
     if status.failed and (wait or status.state == "DRY_RUN"):
         _name_failures(status.bulk_id, status.failed)
+    stopped_line(status)
     emit(status.summary() if wait or status.state == "DRY_RUN" else {"bulk_id": status.bulk_id})
     if status.state in ("UNKNOWN", "CANCELLED") or status.failed or (wait and not status.done):
         sys.exit(EXIT_JOB_NOT_OK)
@@ -130,6 +133,7 @@ def _finish(status: Any, wait: bool) -> None:
 )
 @who_options
 @schedule_options
+@rollout_options
 def bulk_submit(
     file: str,
     wait: bool,
@@ -145,6 +149,7 @@ def bulk_submit(
     reason: str | None,
     at: str | None,
     revert_after: str | None,
+    **rollout: Any,
 ) -> None:
     """Queue the rows of FILE (header account,send,email; .jsonl for JSON Lines; - for stdin)."""
     from tasks.bulk import bulk_status, submit_bulk
@@ -153,7 +158,7 @@ def bulk_submit(
 
     with open_input(file) as fh:
         bulk_id = submit_bulk(
-            read_rows(fh, fmt, file),
+            rows_for(file, fmt, read_rows(fh, fmt, file), rollout),
             dry_run=dry_run,
             only_changed=only_changed,
             revertible=revertible,
@@ -164,6 +169,7 @@ def bulk_submit(
             reason=reason,
             at=at,
             revert_after=revert_after,
+            **rollout,
         )
     status = bulk_status(bulk_id)
     note_scheduled(status)

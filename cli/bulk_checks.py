@@ -25,6 +25,7 @@ import click
 
 from .bulk import SHOWN_FAILURES, _finish, _follow, _name_failures, _unknown
 from .bulk_schedule import note_scheduled, schedule_options
+from .bulk_waves import rollout_options
 from .common import EXIT_JOB_NOT_OK, emit
 from .who import who_options
 
@@ -174,6 +175,7 @@ def bulk_plan(
 @click.option("--notify-queue", metavar="QUEUE", help="Queue for --notify.")
 @who_options
 @schedule_options
+@rollout_options
 def bulk_apply(plan_id: str, wait: bool, dry_run: bool, **options: Any) -> None:
     """Queue the rows PLAN_ID would change, as a bulk. A row is sent only if its account
     still holds what the plan read; one changed since fails as `Stale:`. Once per plan."""

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from worker.api.retry import capped_retry_after, requeue_delay
 from worker.coordination.bulk_control import park
 from worker.coordination.ordering import new_lock_owner
+from worker.coordination.waves import wake_bulk
 from worker.core import keys
 from worker.core.errors import ChunkLost, EngineUnavailable
 from worker.engine.halt import owner_instance
@@ -35,6 +36,7 @@ def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
     bulk_id, number = str(bulk_id), int(number)
     report = _run(self, ctx, bulk_id, number)
     _send_notifications(ctx, bulk_id)  # this chunk may have settled the bulk
+    _start_next_wave(ctx, bulk_id)  # or ended one of its waves
     if report.paused:
         try:
             return _park(self, ctx, bulk_id, number, report.as_dict())
@@ -89,6 +91,13 @@ def _send_notifications(ctx: WorkerContext, bulk_id: str) -> None:
         notify.drain(ctx.redis, app)
     except Exception:  # kept in the outbox: the worker's next tick sends it
         logger.warning("bulk %s: could not send its notification yet", bulk_id)
+
+
+def _start_next_wave(ctx: WorkerContext, bulk_id: str) -> None:
+    try:
+        wake_bulk(ctx.redis, bulk_id, send_chunk)
+    except RedisError:  # still on record: a worker's tick queues them (wake_orphans)
+        logger.warning("bulk %s: could not queue its next wave's chunks yet", bulk_id)
 
 
 def _log(task: Any, bulk_id: str, number: int, report: ChunkReport) -> None:

@@ -33,9 +33,9 @@ def test_outcomes_count_once_and_finish_the_bulk(redis_client: redis.Redis) -> N
         Outcome(3, UNCHANGED),
         Outcome.failed(4, "UserNotFound: User not found.", account="a", send=True, email="x@y.ru"),
     ]
-    assert record(keys=keys.record_keys(), args=record_args(batch, 60, now=101.0)) == [3, 0]
+    assert record(keys=keys.record_keys(), args=record_args(batch, 60, now=101.0)) == [3, 0, 0]
     # A redelivered chunk records the same lines again: nothing changes.
-    assert record(keys=keys.record_keys(), args=record_args(batch, 60, now=102.0)) == [0, 0]
+    assert record(keys=keys.record_keys(), args=record_args(batch, 60, now=102.0)) == [0, 0, 0]
     state = meta(redis_client, keys)
     assert (state["succeeded"], state["unchanged"], state["failed"]) == ("1", "1", "1")
     assert "finished_at" not in state

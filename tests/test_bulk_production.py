@@ -177,7 +177,9 @@ def test_a_worker_drops_a_notification_the_allow_list_refuses(
 ) -> None:
     allowed, refused = uuid.uuid4().hex, uuid.uuid4().hex
     for bulk_id, task in ((allowed, "billing.done"), (refused, "evil.task")):
-        meta = {"created_at": "1", "total": "0", "notify": task, "notify_queue": "billing"}
+        # Settled (the outbox holds settled bulks, and ones that paused themselves).
+        meta = {"created_at": "1", "total": "0", "finished_at": "2"}
+        meta.update(notify=task, notify_queue="billing")
         redis_client.hset(Keys(bulk_id).meta, mapping=meta)  # type: ignore[arg-type]
         redis_client.sadd(NOTIFY_OUTBOX, bulk_id)
     settings = load_settings(VOICEMAIL_NOTIFY_TASKS="billing.*", VOICEMAIL_NOTIFY_QUEUES="*")

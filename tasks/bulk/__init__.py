@@ -5,7 +5,8 @@
     bulk_status(bulk_id).summary()
     # {"bulk_id": ..., "state": "DONE", "total": 2, "succeeded": 2, "failed": 0, ...}
 
-- `submit`: `submit_bulk`, `bulk_status`, `bulk_failures`, `bulk_cancelled`, `retry_bulk`;
+- `submit`: `submit_bulk`, `retry_bulk`;
+- `results`: `bulk_status`, `bulk_failures`, `bulk_cancelled`;
 - `lifecycle`: `cancel_bulk`, `pause_bulk`, `resume_bulk`, `list_bulks`;
 - `revert`: `revert_bulk`;
 - `verify`: `verify_bulk`, `verify_summary`, `drifted_rows`, `fix_drifted`;
@@ -21,9 +22,10 @@ from worker.core.errors import RevertRefused
 
 from .lifecycle import cancel_bulk, change_bulk, list_bulks, pause_bulk, resume_bulk
 from .plan import PlanRefused, apply_plan, keep_plan, plan_bulk, plan_rows, plan_summary
+from .results import bulk_cancelled, bulk_failures, bulk_status
 from .revert import revert_bulk
 from .schedule import cancel_revert
-from .submit import bulk_cancelled, bulk_failures, bulk_status, retry_bulk, submit_bulk
+from .submit import retry_bulk, submit_bulk
 from .verify import drifted_rows, fix_drifted, verify_bulk, verify_summary
 
 __all__ = [

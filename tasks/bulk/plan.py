@@ -29,8 +29,9 @@ from worker.core.errors import InputError
 from worker.core.settings import get_settings
 
 from ..connection import redis_client, redis_errors
+from .results import bulk_failures
 from .revert import before_entries
-from .submit import BulkOptions, bulk_failures, bulk_options, submit_as, submit_once
+from .submit import BulkOptions, bulk_options, submit_as, submit_once
 from .who import who_fields
 
 REQUESTS_PER_ROW = 2  # an applied row is read (is it still as planned?), then written

@@ -1,9 +1,9 @@
-"""Submitting a bulk, and reading what became of it: `submit_bulk`, `bulk_status`,
-`bulk_failures`, `bulk_cancelled`, `retry_bulk`.
+"""Submitting a bulk: `submit_bulk`, `retry_bulk` (what became of it: `results`).
 
 Rows are streamed: checked, de-duplicated and cut into chunks of
 `VOICEMAIL_BULK_CHUNK_SIZE` as they arrive, each chunk stored in Redis and queued
-as one `voicemail.bulk_chunk` task (tasks.chunk); the producer never holds more than a chunk.
+as one `voicemail.bulk_chunk` task (tasks.chunk); the producer never holds more than a chunk
+(but for a bulk in waves, coordination.waves).
 A bad row is recorded as failed with its line number and reason; the rest run. A bulk
 of more than `VOICEMAIL_BULK_MAX_ROWS` rows stops at the cap, is cancelled, and raises.
 """
@@ -16,8 +16,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypedDict
+from collections.abc import Callable, Iterable
+from typing import Any, Unpack
 
 from redis.typing import EncodableT, FieldT
 
@@ -31,8 +31,9 @@ from worker.coordination.bulk_records import (
     line_runs,
     record_args,
 )
-from worker.coordination.bulk_status import BulkStatus, read_status
 from worker.coordination.ordering import Ordering
+from worker.coordination.waves import Cuts, Rollout, Segments, batches, segmented
+from worker.coordination.waves import options as wave_options
 from worker.core.connections import text as _text
 from worker.core.errors import InputError
 from worker.core.keys import ACCOUNTS, BULKS
@@ -43,7 +44,8 @@ from worker.queue import notify as _notify
 from ..connection import credential_store, current, once, redis_client, redis_errors
 from ..idempotency import BULK_LEASE
 from .lifecycle import cancel_bulk
-from .rows import batched, normalize
+from .results import bulk_cancelled, bulk_failures
+from .rows import normalize
 from .schedule import Duration, When, enter_schedule, schedule_fields
 from .who import reason_checked, who_fields
 
@@ -63,6 +65,7 @@ def submit_bulk(
     reason: str | None = None,
     at: When | None = None,
     revert_after: Duration | None = None,
+    **rollout: Unpack[Rollout],
 ) -> str:
     """Check and queue `rows` (each with account, send, email); returns the bulk id.
 
@@ -73,6 +76,8 @@ def submit_bulk(
     `at` (ISO 8601 with an offset, `+30m`, an aware datetime or an epoch time): the bulk is
     SCHEDULED and sends nothing before then. `revert_after` (`20s`, `2h`, or seconds;
     implies `revertible`): once the bulk settles, it is reverted that much later.
+    `rollout`: `waves`, `wave_pause`, `max_failures`, `min_sample`, as the options of
+    `voicemail bulk submit` (worker.coordination.waves).
     `actor` (default `$USER@host`) and `reason` go to every row's journal entry.
     """
     options = bulk_options(
@@ -83,6 +88,7 @@ def submit_bulk(
         notify_queue=notify_queue,
         at=at,
         revert_after=revert_after,
+        **rollout,
     )
     options.update(who_fields(actor, reason))
     bulk_id = uuid.uuid4().hex
@@ -104,7 +110,7 @@ def submit_once(key: str | None, bulk_id: str, submit: Callable[[], str]) -> str
             return submit()
 
 
-class BulkOptions(TypedDict, total=False):
+class BulkOptions(Rollout, total=False):
     """`submit_bulk`'s options, for the functions that take them along (`apply_plan`)."""
 
     dry_run: bool
@@ -125,6 +131,7 @@ def bulk_options(
     notify_queue: str | None = None,
     at: When | None = None,
     revert_after: Duration | None = None,
+    **rollout: Unpack[Rollout],
 ) -> dict[FieldT, EncodableT]:
     """The bulk record's fields for `submit_bulk`'s options, checked."""
     options: dict[FieldT, EncodableT] = {
@@ -134,6 +141,7 @@ def bulk_options(
     }
     options.update(_notify.checked_options(notify, notify_queue))
     options.update(schedule_fields(at, revert_after, dry_run=dry_run))
+    options.update(wave_options(**rollout))
     return options
 
 
@@ -152,6 +160,8 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
         client = redis_client()
         record = client.register_script(RECORD_SCRIPT)
         meta: dict[FieldT, EncodableT] = {"created_at": repr(time.time()), "rows": 0, **options}
+        rows, segments = segmented(rows, options)
+        meta.update(segments.fields() if segments else {})
         client.hset(keys.meta, mapping=meta)
         enter_schedule(client, bulk_id, options)  # a bulk with a time (`at`) waits for it
         # An index of recent bulks, for `voicemail metrics`; old entries pruned as we go.
@@ -160,7 +170,7 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
         client.zremrangebyscore(BULKS, 0, now - ttl)
         # No TTL on the bulk's keys until it settles (record_outcomes.lua): a chunk queued
         # behind a slow bulk must find its rows.
-        total, chunks, would_send, over = _stream(client, keys, rows, numbered, dry_run)
+        total, chunks, would_send, over = _stream(client, keys, rows, numbered, dry_run, segments)
         if over:  # nothing more of it is sent: its queued chunks record rows as cancelled
             cancel_bulk(bulk_id)
         final: dict[FieldT, EncodableT] = {"total": total, "chunks": chunks}
@@ -181,10 +191,16 @@ def submit_as(bulk_id: str, rows: Iterable[Any], options: dict[FieldT, Encodable
 
 
 def _stream(
-    client: Any, keys: Keys, rows: Iterable[Any], numbered: bool, dry_run: bool
+    client: Any,
+    keys: Keys,
+    rows: Iterable[Any],
+    numbered: bool,
+    dry_run: bool,
+    segments: Segments | None = None,
 ) -> tuple[int, int, int, bool]:
     """Check, record and queue the rows as they come: (rows accepted, chunks queued, rows
-    a dry run would send, whether reading stopped at `VOICEMAIL_BULK_MAX_ROWS`)."""
+    a dry run would send, whether reading stopped at `VOICEMAIL_BULK_MAX_ROWS`), no
+    chunk across the end of one of the bulk's `segments` (coordination.waves)."""
     settings = get_settings()
     size, ttl = settings.bulk_chunk_size, settings.result_expires
     record = client.register_script(RECORD_SCRIPT)
@@ -192,7 +208,8 @@ def _stream(
     chunks = total = would_send = 0
     over = False
     pending: list[BulkRow] = []
-    for batch in batched(normalize(rows), size):
+    cuts = Cuts(client, keys, segments, current().send_chunk)
+    for batch in batches(normalize(rows), size, segments):
         if client.hexists(keys.meta, "cancelled_at"):
             break  # cancelled while streaming: `total` is what was accepted so far
         if total + len(batch) > settings.bulk_max_rows:
@@ -207,10 +224,12 @@ def _stream(
             would_send += len(good)
             continue
         pending.extend(good)
-        while len(pending) >= size:
-            _queue_chunk(client, keys, keys.bulk_id, chunks, pending[:size])
+        while len(pending) >= size or (pending and cuts.at_end(total)):
+            cuts.queued += len(pending[:size])
+            _queue_chunk(client, keys, keys.bulk_id, chunks, pending[:size], cuts)
             del pending[:size]
             chunks += 1
+        cuts.passed(total)
     if pending and over:  # accepted, never queued: nothing of them is sent
         held = [
             Outcome.cancelled(r.line, account=r.account, send=r.send, email=r.email)
@@ -218,7 +237,7 @@ def _stream(
         ]
         record(keys=keys.record_keys(), args=record_args(held, ttl))
     elif pending:
-        _queue_chunk(client, keys, keys.bulk_id, chunks, pending)
+        _queue_chunk(client, keys, keys.bulk_id, chunks, pending, cuts)
         chunks += 1
     return total, chunks, would_send, over
 
@@ -275,9 +294,12 @@ def _failed(row: BulkRow, reason: str) -> Outcome:
     return Outcome.invalid(row.line, reason, account=row.account, send=row.send, email=row.email)
 
 
-def _queue_chunk(client: Any, keys: Keys, bulk_id: str, number: int, rows: list[BulkRow]) -> None:
+def _queue_chunk(
+    client: Any, keys: Keys, bulk_id: str, number: int, rows: list[BulkRow], cuts: Cuts
+) -> None:
     """Store a chunk's rows (kept, like every key of the bulk, until it settles) and its
-    lines (so a chunk whose rows are lost fails them by line), then queue its task."""
+    lines (so a chunk whose rows are lost fails them by line), then queue its task, or
+    hold it until its wave starts (`cuts`)."""
     with client.pipeline(transaction=False) as pipe:
         pipe.set(
             keys.chunk(number), json.dumps([row.to_json() for row in rows], ensure_ascii=False)
@@ -285,36 +307,11 @@ def _queue_chunk(client: Any, keys: Keys, bulk_id: str, number: int, rows: list[
         pipe.hset(keys.lines, number, line_runs(row.line for row in rows))
         pipe.hset(keys.meta, "chunks", number + 1)
         pipe.execute()
-    # A chunk of a bulk that waits (SCHEDULED, or paused meanwhile) waits parked, as a
-    # worker would park it: its start (or resume) queues it (coordination.bulk_control).
-    if not park(client, bulk_id, number, 0):
+    # A chunk of a wave not started waits held (`cuts`); one of a bulk that waits
+    # (SCHEDULED, or paused meanwhile) waits parked, as a worker would park it: its start
+    # (or resume) queues it (coordination.bulk_control).
+    if not cuts.hold(number) and not park(client, bulk_id, number, 0):
         current().send_chunk(bulk_id, number, what=f"{len(rows)} accounts of bulk {bulk_id}")
-
-
-def bulk_status(bulk_id: str) -> BulkStatus:
-    with redis_errors():
-        return read_status(redis_client(), bulk_id)
-
-
-def _rows_in(key: str, page: int) -> Iterator[dict[str, Any]]:
-    with redis_errors():
-        client = redis_client()
-        for start in itertools.count(0, page):
-            items = client.lrange(key, start, start + page - 1)
-            for item in items:
-                yield json.loads(item)
-            if len(items) < page:
-                return
-
-
-def bulk_failures(bulk_id: str, page: int = 1000) -> Iterator[dict[str, Any]]:
-    """The failed rows, each `{line, account, send, email, reason}`, in the order recorded."""
-    return _rows_in(Keys(bulk_id).failures, page)
-
-
-def bulk_cancelled(bulk_id: str, page: int = 1000) -> Iterator[dict[str, Any]]:
-    """The rows a cancel kept from being sent, in the same shape as `bulk_failures`."""
-    return _rows_in(Keys(bulk_id).cancelled, page)
 
 
 def retry_bulk(bulk_id: str) -> str:
@@ -335,4 +332,6 @@ def retry_bulk(bulk_id: str) -> str:
 RETRIED_OPTIONS = (
     *("only_changed", "revertible", "reverts", "verify", "plan", "applies"),
     *("notify", "notify_queue", "actor", "reason"),
+    # A retry is guarded, and rolled out, as its bulk was (coordination.waves).
+    *("waves_spec", "wave_pause", "max_failures", "fail_rows", "fail_pct", "min_sample"),
 )

@@ -19,7 +19,8 @@ from worker.coordination.bulk_status import BulkStatus
 from worker.core.validation import SELF_ACTOR
 
 from ..connection import redis_errors
-from .submit import bulk_failures, submit_as, submit_bulk
+from .results import bulk_failures
+from .submit import submit_as, submit_bulk
 from .who import who_fields
 
 DRIFTED_PREFIX = "Drifted: "

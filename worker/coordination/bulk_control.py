@@ -21,10 +21,12 @@ from typing import Any, Literal
 
 from ..core import lua
 from ..core.connections import text
-from ..core.keys import WAKING
+from ..core.keys import NOTIFY_OUTBOX, WAKING
 from .bulk_records import Keys
 
-CONTROL_SCRIPT = lua.load(__package__, "control.lua", {"WAKING": WAKING})
+CONTROL_SCRIPT = lua.load(
+    __package__, "control.lua", {"WAKING": WAKING, "OUTBOX": NOTIFY_OUTBOX}, include=["waves.lua"]
+)
 PARK_SCRIPT = lua.load(__package__, "park.lua")
 WAKE_TAKE_SCRIPT = lua.load(__package__, "wake_take.lua", {"WAKING": WAKING})
 UNWAKE_SCRIPT = lua.load(__package__, "unwake.lua")

@@ -147,7 +147,8 @@ RECORD_SCRIPT = lua.load(
     __package__,
     "record_outcomes.lua",
     {name.upper(): code for code, name in {**COUNTERS, **FAILED_KINDS}.items()}
-    | {"OUTBOX": NOTIFY_OUTBOX, "SCHEDULE": keys.SCHEDULE},
+    | {"OUTBOX": NOTIFY_OUTBOX, "SCHEDULE": keys.SCHEDULE, "WAKING": keys.WAKING},
+    include=["waves.lua"],
 )
 
 

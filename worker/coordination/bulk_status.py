@@ -9,6 +9,7 @@ from typing import Any
 from ..core import keys
 from ..core.connections import text
 from .bulk_records import COUNTERS, FAILED_KINDS, RATE_WINDOW, Keys
+from .waves import wave_status
 
 # Every state a bulk can be in; `done` says which of them are settled.
 STATES = (
@@ -49,6 +50,9 @@ class BulkStatus:
     scheduled_at: float | None = None  # when a SCHEDULED bulk starts
     revert_after: float | None = None  # seconds after it settles that it is reverted
     revert_at: float | None = None  # when its timed revert runs, once it settled
+    wave: int = 1  # the wave running, or the last one run (coordination.waves)
+    waves: int = 1
+    paused_reason: str | None = None  # why a PAUSED bulk paused itself
 
     @property
     def done(self) -> bool:
@@ -94,6 +98,9 @@ class BulkStatus:
         }
         if self.paused_at is not None:
             out["paused_at"] = _iso(self.paused_at)
+        out.update(wave=self.wave, waves=self.waves)
+        if self.paused_reason is not None:
+            out["paused_reason"] = self.paused_reason
         if self.cancelled_at is not None:
             out["cancelled_at"] = _iso(self.cancelled_at)
         if self.reverted_by:
@@ -185,6 +192,8 @@ def status_from(
         scheduled_at=_num(meta, "scheduled_at") if state in ("SCHEDULED", "SUBMITTING") else None,
         revert_after=_num(meta, "revert_after"),
         revert_at=_num(meta, "revert_at"),
+        paused_reason=meta.get("paused_reason") if state == "PAUSED" else None,
+        **wave_status(meta),
         **counts,
         **kinds,
     )

@@ -59,10 +59,15 @@ if out[1] == 0 then
   if not paused then hand_out(out) end
   return out
 end
-if op == 'cancel' then redis.call('HSET', meta, 'cancelled_at', now) end
+if op == 'cancel' then
+  redis.call('HSET', meta, 'cancelled_at', now)
+  wv_cancelled(wv_keys(KEYS))  -- chunks of waves not started: run, they record cancelled
+end
 if paused then
   -- A scheduled bulk is a paused one until it starts: whatever ends the wait ends both.
   redis.call('HDEL', meta, 'paused_at', 'scheduled_at')
-  hand_out(out)
+  -- Before the hand-out, so that a wave this starts (or resumes) is queued with the rest.
+  if op ~= 'cancel' then wv_resumed(wv_keys(KEYS), now) end
 end
+if paused or op == 'cancel' then hand_out(out) end
 return out

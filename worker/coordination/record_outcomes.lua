@@ -10,12 +10,16 @@
 -- its chunks included, a TTL of `ttl` seconds; later calls renew it. The codes come from
 -- Python: a failed row of a kind (STALE, DRIFTED, INVALID) counts as failed and in its
 -- kind's own field too.
+-- A bulk with waves or --max-failures (waves.lua) may start its next wave, or stop
+-- itself, in this step: it returns {added, settled, 1 if it paused the bulk, else 0}.
 local meta, done, failures, rate, cancelled = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now, ttl = ARGV[1], tonumber(ARGV[2])
 -- A bulk with a timed revert (--revert-after) keeps its records until the revert is due
 -- and their usual time after it.
 local revert_after = redis.call('HGET', meta, 'revert_after')
 if revert_after then ttl = ttl + math.ceil(tonumber(revert_after)) end
+local wv = redis.call('HMGET', meta, 'seg', 'max_failures')
+local wk = wv_keys(KEYS)
 local counts = {[SUCCEEDED] = 0, [FAILED] = 0, [UNCHANGED] = 0, [CANCELLED] = 0}
 local kinds = {[STALE] = 'stale', [DRIFTED] = 'drifted', [INVALID] = 'invalid'}
 local of_kind = {}
@@ -33,6 +37,12 @@ for i = 3, #ARGV, 3 do
     added = added + 1
     if ARGV[i + 2] ~= '' then
       redis.call('RPUSH', code == CANCELLED and cancelled or failures, ARGV[i + 2])
+      if wv[2] and code == FAILED and kind ~= 'stale' then
+        -- Counted by its kind, the exception's name before the first colon.
+        local reason = tostring(cjson.decode(ARGV[i + 2]).reason or '?')
+        local name = string.match(reason, '^([%w_%.]+):') or string.sub(reason, 1, 60)
+        redis.call('HINCRBY', wk.reasons, name, 1)
+      end
     end
   end
 end
@@ -69,9 +79,14 @@ if total and recorded >= tonumber(total) then
     end
   end
 end
+local stopped = 0
+if wv[1] or wv[2] then
+  stopped = wv_guard(wk, now)
+  wv_advance(wk, now)
+end
 if redis.call('HEXISTS', meta, 'finished_at') == 0 then
   for _, key in ipairs(KEYS) do redis.call('PERSIST', key) end
-  return {added, settled}
+  return {added, settled, stopped}
 end
 for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
 if settled == 1 then
@@ -81,4 +96,4 @@ if settled == 1 then
   local chunks = tonumber(redis.call('HGET', meta, 'chunks') or '0')
   for n = 0, chunks - 1 do redis.call('EXPIRE', meta .. ':chunk:' .. n, ttl) end
 end
-return {added, settled}
+return {added, settled, stopped}

@@ -128,6 +128,8 @@ class BulkKeys:
         self.lines = base + ":lines"  # chunk number -> its lines, as runs "2-999,1001-1002"
         self.parked = base + ":parked"
         self.waking = base + ":waking"  # parked chunks handed out to be queued again
+        self.held = base + ":held"  # chunks of waves not started yet (coordination.waves)
+        self.reasons = base + ":reasons"  # failure reason -> rows, for --max-failures
         self.chunk_prefix = base + ":chunk:"
 
     def chunk(self, number: int) -> str:
@@ -141,10 +143,10 @@ class BulkKeys:
 
     def all(self) -> list[str]:
         """Every key of the bulk but its chunks: meta, done, failures, rate, cancelled,
-        before, seen, lines (8th: `record_outcomes.lua`), then `parked` and `waking` last
-        (`control.lua`)."""
+        before, seen, lines (8th: `record_outcomes.lua`), held and reasons (`waves.lua`
+        finds them by name), then `parked` and `waking` last (`control.lua`)."""
         head = [self.meta, self.done, self.failures, self.rate, self.cancelled, self.before]
-        return [*head, self.seen, self.lines, self.parked, self.waking]
+        return [*head, self.seen, self.lines, self.held, self.reasons, self.parked, self.waking]
 
 
 # The journal of changes (worker.coordination.journal), when it lives in Redis.

@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -47,6 +47,7 @@ from ..core.errors import (
 )
 from ..core.keys import ACCOUNTS
 from .before_notes import BeforeNotes
+from .claim_guard import SENDABLE, ClaimGuard, ClaimLost, Halted
 from .engine_context import EngineContext
 from .halt import Halt, watch_control
 from .lost import record_lost
@@ -61,20 +62,6 @@ logger = logging.getLogger(__name__)
 
 # Errors that settle a row for good, whatever run this is.
 _PERMANENT = (PermanentError, InputError, AccountNotFound, CredentialError, Conflict)
-# A row still waiting for its request: the claim holds (or is to be checked first).
-_SENDABLE = (Verdict.CLAIMED, Verdict.UNSURE)
-
-
-class _Halted(Exception):
-    """The bulk was cancelled or paused: this row is not sent."""
-
-
-class _ClaimLost(Exception):
-    """Redis went away after the row was claimed, and on its return the claim did not hold."""
-
-    def __init__(self, verdict: Verdict) -> None:
-        super().__init__(verdict)
-        self.verdict = verdict
 
 
 async def process_chunk(
@@ -101,6 +88,7 @@ class ChunkRun:
         self.deadline = row_deadline(ctx.settings)
         self.mode = Mode()
         self.journal = BulkJournal(bulk_id)
+        self.lanes = ctx.settings.bulk_in_flight  # rows in flight at most
         # Claimed accounts whose row has not settled: renewed while they wait, released
         # unapplied if the chunk stops early.
         self.held: dict[str, int] = {}
@@ -135,10 +123,13 @@ class ChunkRun:
 
     async def unrecorded(self, rows: list[BulkRow]) -> tuple[list[BulkRow], Any, Any]:
         """The rows no earlier delivery recorded, and the bulk's cancel and pause marks."""
-        fields = ["cancelled_at", "paused_at", *MODE_FIELDS, *JOURNAL_FIELDS]  # JOURNAL_ last
-        cancelled_at, paused_at, *flags = await self.ctx.redis.hmget(self.keys.meta, fields)
+        fields = ["cancelled_at", "paused_at", "min_sample", *MODE_FIELDS, *JOURNAL_FIELDS]
+        cancelled_at, paused_at, sample, *flags = await self.ctx.redis.hmget(self.keys.meta, fields)
         self.mode = Mode.from_meta(flags[: len(MODE_FIELDS)])
-        self.journal = BulkJournal.from_meta(self.keys.bulk_id, flags, self.mode)
+        self.journal = BulkJournal.from_meta(self.keys.bulk_id, flags, self.mode)  # fields last
+        if sample is not None:  # --max-failures: at most `sample` in flight; a stop at once
+            self.lanes = min(self.lanes, int(sample))
+            self.recorder.guard(lambda: self.halt.seen(cancelled=False, paused=True))
         recorded = await recorded_lines(self.ctx.redis, self.keys, [row.line for row in rows])
         todo = [row for row, seen in zip(rows, recorded, strict=True) if not seen]
         self.report.skipped = len(rows) - len(todo)
@@ -165,7 +156,7 @@ class ChunkRun:
         blobs = await self.ctx.redis.hmget(ACCOUNTS, accounts) if todo else []
         verdicts = await self.claim(todo)
         self.held = {
-            row.account: row.seq for row, v in zip(todo, verdicts, strict=True) if v in _SENDABLE
+            row.account: row.seq for row, v in zip(todo, verdicts, strict=True) if v in SENDABLE
         }
         watchers = [
             asyncio.create_task(self.health.watch()),
@@ -192,7 +183,7 @@ class ChunkRun:
 
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(min(self.ctx.settings.bulk_in_flight, count)):
+                for _ in range(min(self.lanes, count)):
                     group.create_task(lane())
         except BaseExceptionGroup as errors:
             # Only Redis trouble and cancellation get here (a row's own error fails the
@@ -201,20 +192,20 @@ class ChunkRun:
             raise first from (errors if len(errors.exceptions) > 1 else None)
 
     async def run_row(self, row: BulkRow, blob: Any, verdict: Verdict) -> None:
-        if self.halt.is_set() and verdict in (Verdict.LOCKED, *_SENDABLE):
+        if self.halt.is_set() and verdict in (Verdict.LOCKED, *SENDABLE):
             unsent = Settled.UNKNOWN if verdict == Verdict.UNSURE else Settled.NOT_APPLIED
             release = None if verdict == Verdict.LOCKED else Release(row.account, row.seq, unsent)
             await self.hold_back(row, release)
         elif verdict == Verdict.LOCKED and not self.final:  # another update of it runs
             self.report.transient += 1
-        elif verdict not in _SENDABLE:
+        elif verdict not in SENDABLE:
             self.journal.note_verdict(row.line, verdict)
             await self.settle(row, settled_elsewhere(row, verdict, self.ctx.settings), None)
         else:
             await self.send(row, blob, verdict)
 
     async def send(self, row: BulkRow, blob: Any, verdict: Verdict) -> None:
-        guard = _ClaimGuard(self, row)
+        guard = ClaimGuard(self, row)
         try:
             async with asyncio.timeout(self.deadline):
                 code = await apply_row(
@@ -229,9 +220,9 @@ class ChunkRun:
                     read=self.journal.note_read,
                     on_failure=lambda exc: self.note_attempt(row, exc),
                 )
-        except _Halted:
+        except Halted:
             await self.hold_back(row, Release(row.account, row.seq, Settled.NOT_APPLIED))
-        except _ClaimLost as lost:
+        except ClaimLost as lost:
             await self.claim_lost(row, lost.verdict)
         except (TransientError, TimeoutError) as exc:
             await self.failed_for_now(row, exc)
@@ -312,38 +303,3 @@ class ChunkRun:
                     await self.ctx.ordering.renew(self.lock_owner, list(self.held))
                 except RedisError:
                     logger.warning("could not renew the locks of %d rows", len(self.held))
-
-
-class _ClaimGuard:
-    """Runs before every request of one row: no request while the bulk is halted or Redis
-    is away (its outcome could not be recorded), and none on a claim from before an
-    outage unless it still holds."""
-
-    def __init__(self, run: ChunkRun, row: BulkRow) -> None:
-        self.run = run
-        self.row = row
-        self.claimed_in = run.health.epoch
-
-    def check(self) -> Awaitable[None] | None:
-        # The usual case, without a coroutine: nothing to wait for.
-        health = self.run.health
-        if not self.run.halt.is_set() and health.up and self.claimed_in == health.epoch:
-            return None
-        return self.recheck()
-
-    async def recheck(self) -> None:
-        health = self.run.health
-        while True:
-            if self.run.halt.is_set():
-                raise _Halted
-            await health.wait_up()
-            if self.claimed_in == health.epoch:
-                return
-            try:
-                (again,) = await self.run.claim([self.row])
-            except RedisError:  # a stale connection right after a restart, say
-                health.down()
-                continue
-            self.claimed_in = health.epoch
-            if again not in _SENDABLE:
-                raise _ClaimLost(again)

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +67,14 @@ class Recorder:
     # The journal's entries of the buffered outcomes (worker.coordination.journal_rows).
     entries: list[JournalEntry] = field(default_factory=list)
     last: float = field(default_factory=time.monotonic)
+    # A bulk with --max-failures (coordination.waves): a failed row is recorded at once,
+    # no request of the chunk starts while one is being recorded (`wait_recorded`), and
+    # `on_stop` is called when its step paused the bulk: the chunk stops before its next
+    # request rather than at its next look at the bulk's flags.
+    eager: bool = False
+    on_stop: Callable[[], None] | None = None
+    recording: int = 0  # failed rows of a guarded bulk being recorded
+    recorded: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def add(
         self, outcome: Outcome, release: Release | None, entry: JournalEntry | None = None
@@ -74,8 +84,30 @@ class Recorder:
             self.releases.append(release)
         if entry is not None:
             self.entries.append(entry)
-        if len(self.buffer) >= _FLUSH_ROWS or time.monotonic() - self.last > _FLUSH_SECONDS:
+        if self.eager and counter_of(outcome.code) == "failed":
+            await self.flush_failure()
+        elif len(self.buffer) >= _FLUSH_ROWS or time.monotonic() - self.last > _FLUSH_SECONDS:
             await self.flush()
+
+    def guard(self, on_stop: Callable[[], None]) -> None:
+        """For a bulk with --max-failures (coordination.waves): see `eager`."""
+        self.eager, self.on_stop = True, on_stop
+
+    async def flush_failure(self) -> None:
+        self.recording += 1
+        self.recorded.clear()
+        try:
+            await self.flush()
+        finally:
+            self.recording -= 1
+            if not self.recording:
+                self.recorded.set()
+
+    async def wait_recorded(self) -> None:
+        """Until no failed row of a guarded bulk waits to be recorded: the step that
+        records it may stop the bulk."""
+        while self.recording:
+            await self.recorded.wait()
 
     async def release_only(self, release: Release) -> None:
         self.releases.append(release)
@@ -113,35 +145,41 @@ class Recorder:
             await self.ctx.ordering.release(self.owner, releases)
             releases.clear()
         if batch or entries:
-            await self._record(batch, entries)
+            answer = await self._record(batch, entries)
             batch.clear()
             entries.clear()
+            if answer is not None and len(answer) > 2 and int(answer[2]) and self.on_stop:
+                self.on_stop()  # this step paused the bulk (--max-failures)
         try:
             await aflush(self.ctx.redis, self.ctx.stats)
         except RedisError:  # counters only: never worth holding outcomes back
             logger.debug("could not flush request statistics", exc_info=True)
 
-    async def _record(self, batch: list[Outcome], entries: list[JournalEntry]) -> None:
+    async def _record(self, batch: list[Outcome], entries: list[JournalEntry]) -> Any:
         """The outcomes, and their journal entries in the same round trip when the journal
-        is in this Redis (a ZADD writes an entry once, however often it is retried)."""
+        is in this Redis (a ZADD writes an entry once, however often it is retried).
+        Returns the record step's answer (None without outcomes)."""
         keys = self.keys.record_keys()
         args = record_args(batch, self.ctx.settings.result_expires) if batch else None
         journal = self.ctx.journal
         if not isinstance(journal, AsyncRedisJournal) or not entries:
             await self._journal_elsewhere(entries)
-            if args is not None:
-                await self.ctx.record(keys=keys, args=args)
-            return
+            return None if args is None else await self.ctx.record(keys=keys, args=args)
         pipe = self.ctx.redis.pipeline(transaction=False)
         if args is not None:
             pipe.evalsha(self.ctx.record.sha, len(keys), *keys, *args)
         queue_writes(pipe, entries, journal.days)
-        try:
-            await pipe.execute()
-        except NoScriptError:  # a restarted Redis: each again on its own, which loads it
-            if args is not None:  # (both write what they wrote before once, not twice)
-                await self.ctx.record(keys=keys, args=args)
-            await journal.write_many(entries)
+        answers = await pipe.execute(raise_on_error=False)
+        # A restarted Redis lost the scripts: each again on its own, which loads it (each
+        # writes what it wrote before once, not twice).
+        if isinstance(answers[-1], NoScriptError):
+            answers[-1] = await journal.write_many(entries)
+        if args is not None and isinstance(answers[0], NoScriptError):
+            answers[0] = await self.ctx.record(keys=keys, args=args)
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        return answers[0] if args is not None else None
 
     async def _journal_elsewhere(self, entries: list[JournalEntry]) -> None:
         """PostgreSQL (or off): written first, and never holding the outcomes back."""

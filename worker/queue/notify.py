@@ -1,7 +1,9 @@
 """Tell another service that a bulk settled, instead of making it poll.
 
 A bulk submitted with `notify=TASK` settles (DONE, or CANCELLED with nothing in flight)
-in `record_outcomes.lua`, which puts its id in an outbox in the same step. `drain`
+in `record_outcomes.lua`, which puts its id in an outbox in the same step; so does a
+bulk that pauses itself (`waves.lua`: a wave ended with --wave-pause, or --max-failures
+stopped it), its status then PAUSED. `drain`
 sends, for each id there, the Celery task `TASK` by name to the bulk's notify queue
 (`voicemail.notify` unless the submitter chose another), with one argument: the status
 object `voicemail bulk status` prints. Workers drain after every chunk and once a
@@ -37,7 +39,11 @@ LOCK_SECONDS = 30
 UNTRACKED = "voicemail_untracked"  # a publish header: not a job of ours to track
 
 
-def task_id(bulk_id: str) -> str:
+def task_id(bulk_id: str, status: dict[str, Any] | None = None) -> str:
+    """One id per event: the bulk settled, or paused itself (waves: a wave ended with
+    --wave-pause, or --max-failures stopped it) at `paused_at`."""
+    if status is not None and status.get("state") == "PAUSED":
+        return f"voicemail-bulk-{bulk_id}-paused-{status.get('paused_at')}"
     return f"voicemail-bulk-{bulk_id}-settled"
 
 
@@ -73,6 +79,17 @@ def checked_options(notify: str | None, queue: str | None) -> dict[str, str]:
     return {"notify": notify, "notify_queue": queue}
 
 
+def _event_status(client: Any, bulk_id: str) -> dict[str, Any] | None:
+    """The status to send; None when the event is over: a bulk that paused itself was
+    resumed before its notification went out (the resumer knows; its settling will be
+    sent in its turn)."""
+    status = read_status(client, bulk_id)
+    if status.state in ("RUNNING", "SUBMITTING"):
+        logger.info("bulk %s: resumed before its pause was notified; not sent", bulk_id)
+        return None
+    return status.as_dict()
+
+
 def drain(client: Any, app: Any, settings: Settings | None = None) -> int:
     """Send the notifications of every settled bulk in the outbox; returns how many."""
     settings = settings or get_settings()
@@ -88,16 +105,15 @@ def drain(client: Any, app: Any, settings: Settings | None = None) -> int:
             refused = None if name is None else refusal(settings, text(name), target)
             if refused is not None:
                 logger.error("bulk %s: notification not sent, dropped: %s", bulk_id, refused)
-            elif name is not None:
-                status = read_status(client, bulk_id).as_dict()
+            elif name is not None and (status := _event_status(client, bulk_id)) is not None:
                 app.send_task(
                     text(name),
                     args=[status],
                     queue=target,
-                    task_id=task_id(bulk_id),
+                    task_id=task_id(bulk_id, status),
                     headers={UNTRACKED: 1},
                 )
-                logger.info("bulk %s settled: sent %s", bulk_id, text(name))
+                logger.info("bulk %s %s: sent %s", bulk_id, status["state"], text(name))
                 sent += 1
             client.srem(NOTIFY_OUTBOX, bulk_id)
         finally:
