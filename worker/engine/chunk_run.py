@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -44,8 +44,9 @@ from ..core.errors import (
     RateLimited,
     TransientError,
 )
-from ..core.keys import ACCOUNTS
+from ..core.keys import ACCOUNTS, EPOCH
 from .before_notes import BeforeNotes
+from .claim_guard import SENDABLE, ClaimGuard, ClaimLost, Halted, Reread
 from .engine_context import EngineContext
 from .halt import Halt, watch_control
 from .lost import record_lost
@@ -60,20 +61,6 @@ logger = logging.getLogger(__name__)
 
 # Errors that settle a row for good, whatever run this is.
 _PERMANENT = (PermanentError, InputError, AccountNotFound, CredentialError, Conflict)
-# A row still waiting for its request: the claim holds (or is to be checked first).
-_SENDABLE = (Verdict.CLAIMED, Verdict.UNSURE)
-
-
-class _Halted(Exception):
-    """The bulk was cancelled or paused: this row is not sent."""
-
-
-class _ClaimLost(Exception):
-    """Redis went away after the row was claimed, and on its return the claim did not hold."""
-
-    def __init__(self, verdict: Verdict) -> None:
-        super().__init__(verdict)
-        self.verdict = verdict
 
 
 async def process_chunk(
@@ -160,14 +147,18 @@ class ChunkRun:
         await self.ctx.redis.hsetnx(self.keys.meta, "started_at", repr(time.time()))
         accounts = [row.account for row in todo]
         blobs = await self.ctx.redis.hmget(ACCOUNTS, accounts) if todo else []
+        # Before the claims: the epoch they are taken in (worker.queue.continuity).
+        self.health.saw_data_epoch(await self.ctx.redis.get(EPOCH))
         verdicts = await self.claim(todo)
         self.held = {
-            row.account: row.seq for row, v in zip(todo, verdicts, strict=True) if v in _SENDABLE
+            row.account: row.seq for row, v in zip(todo, verdicts, strict=True) if v in SENDABLE
         }
         watchers = [
             asyncio.create_task(self.health.watch()),
             asyncio.create_task(self.keep_locks()),
-            asyncio.create_task(watch_control(self.ctx, self.keys, self.halt, self.lock_owner)),
+            asyncio.create_task(
+                watch_control(self.ctx, self.keys, self.halt, self.lock_owner, self.health)
+            ),
         ]
         try:
             await self.run_lanes(iter(zip(todo, blobs, verdicts, strict=True)), len(todo))
@@ -198,35 +189,51 @@ class ChunkRun:
             raise first from (errors if len(errors.exceptions) > 1 else None)
 
     async def run_row(self, row: BulkRow, blob: Any, verdict: Verdict) -> None:
-        if self.halt.is_set() and verdict in (Verdict.LOCKED, *_SENDABLE):
+        if self.halt.is_set() and verdict in (Verdict.LOCKED, *SENDABLE):
             unsent = Settled.UNKNOWN if verdict == Verdict.UNSURE else Settled.NOT_APPLIED
             release = None if verdict == Verdict.LOCKED else Release(row.account, row.seq, unsent)
             await self.hold_back(row, release)
         elif verdict == Verdict.LOCKED and not self.final:  # another update of it runs
             self.report.transient += 1
-        elif verdict not in _SENDABLE:
+        elif verdict not in SENDABLE:
             await self.settle(row, settled_elsewhere(row, verdict, self.ctx.settings), None)
         else:
             await self.send(row, blob, verdict)
 
+    async def apply(self, row: BulkRow, blob: Any, unsure: bool, guard: ClaimGuard) -> str:
+        return await apply_row(
+            self.ctx,
+            row,
+            blob,
+            self.mode,
+            unsure,
+            guard=guard.check,
+            before=self.notes.write_before,
+            note=self.notes.write_plan,
+            on_failure=lambda exc: self.note_attempt(row, exc),
+        )
+
+    async def apply_through(self, row: BulkRow, blob: Any, unsure: bool, guard: ClaimGuard) -> str:
+        """`apply_row`, again, reading first, when Redis lost its data since the claim, or
+        failed a call before the row's request left (the rate limit's, on a connection a
+        restart closed): the guard waits for Redis and checks the claim again first."""
+        while True:
+            try:
+                return await self.apply(row, blob, unsure, guard)
+            except Reread:
+                unsure = True
+            except RedisError:
+                self.health.down()
+                unsure = True
+
     async def send(self, row: BulkRow, blob: Any, verdict: Verdict) -> None:
-        guard = _ClaimGuard(self, row)
+        guard = ClaimGuard(row, self.halt, self.health, self.claim)
         try:
             async with asyncio.timeout(self.deadline):
-                code = await apply_row(
-                    self.ctx,
-                    row,
-                    blob,
-                    self.mode,
-                    verdict == Verdict.UNSURE,
-                    guard=guard.check,
-                    before=self.notes.write_before,
-                    note=self.notes.write_plan,
-                    on_failure=lambda exc: self.note_attempt(row, exc),
-                )
-        except _Halted:
+                code = await self.apply_through(row, blob, verdict == Verdict.UNSURE, guard)
+        except Halted:
             await self.hold_back(row, Release(row.account, row.seq, Settled.NOT_APPLIED))
-        except _ClaimLost as lost:
+        except ClaimLost as lost:
             await self.claim_lost(row, lost.verdict)
         except (TransientError, TimeoutError) as exc:
             await self.failed_for_now(row, exc)
@@ -306,38 +313,3 @@ class ChunkRun:
                     await self.ctx.ordering.renew(self.lock_owner, list(self.held))
                 except RedisError:
                     logger.warning("could not renew the locks of %d rows", len(self.held))
-
-
-class _ClaimGuard:
-    """Runs before every request of one row: no request while the bulk is halted or Redis
-    is away (its outcome could not be recorded), and none on a claim from before an
-    outage unless it still holds."""
-
-    def __init__(self, run: ChunkRun, row: BulkRow) -> None:
-        self.run = run
-        self.row = row
-        self.claimed_in = run.health.epoch
-
-    def check(self) -> Awaitable[None] | None:
-        # The usual case, without a coroutine: nothing to wait for.
-        health = self.run.health
-        if not self.run.halt.is_set() and health.up and self.claimed_in == health.epoch:
-            return None
-        return self.recheck()
-
-    async def recheck(self) -> None:
-        health = self.run.health
-        while True:
-            if self.run.halt.is_set():
-                raise _Halted
-            await health.wait_up()
-            if self.claimed_in == health.epoch:
-                return
-            try:
-                (again,) = await self.run.claim([self.row])
-            except RedisError:  # a stale connection right after a restart, say
-                health.down()
-                continue
-            self.claimed_in = health.epoch
-            if again not in _SENDABLE:
-                raise _ClaimLost(again)
