@@ -74,7 +74,7 @@ def test_a_redis_that_lost_its_data_never_lets_an_older_update_win(tmp_path: Pat
             assert code == 0, err
 
         chunk_done = re.compile(rf"bulk {bulk_id} chunk \d+: \d+ ok")
-        stack.wait_until(lambda: chunk_done.search(worker.log()), 120, "the chunk's end", 0.2)
+        stack.wait_until(lambda: bool(chunk_done.search(worker.log())), 120, "the chunk's end", 0.2)
         updated = re.compile(r"account=acct-\d+ (attempt=\d+ ok|seq=\d+ skipped)")
         stack.wait_until(
             lambda: len(updated.findall(worker.log())) >= NEWER, 60, "the newer updates' end", 0.2
