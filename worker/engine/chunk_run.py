@@ -25,7 +25,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..coordination.bulk_records import (
     BulkRow,
@@ -215,14 +217,15 @@ class ChunkRun:
 
     async def apply_through(self, row: BulkRow, blob: Any, unsure: bool, guard: ClaimGuard) -> str:
         """`apply_row`, again, reading first, when Redis lost its data since the claim, or
-        failed a call before the row's request left (the rate limit's, on a connection a
-        restart closed): the guard waits for Redis and checks the claim again first."""
+        a connection to it failed before the row's request left (the rate limit's call, on
+        a connection a restart closed): the guard waits for Redis and checks the claim
+        again first. Bounded by the row's deadline."""
         while True:
             try:
                 return await self.apply(row, blob, unsure, guard)
             except Reread:
                 unsure = True
-            except RedisError:
+            except (RedisConnectionError, RedisTimeoutError):
                 self.health.down()
                 unsure = True
 
