@@ -69,5 +69,5 @@ async def watch_control(
         if reaped and not halt.reaped:
             logger.warning("this worker was found dead: its chunk sends nothing more")
         if health is not None and health.saw_data_epoch(epoch):
-            logger.warning("Redis lost its data: each row's claim is checked again first")
+            logger.info("claims taken before Redis lost its data are taken again first")
         halt.seen(cancelled_at is not None, paused_at is not None, reaped)

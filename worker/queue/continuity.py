@@ -55,9 +55,9 @@ class Continuity:
         self.highest = max(self.highest, int(counter))
         if why:
             logger.error(
-                "Redis lost its data (%s): claims held before it are checked again and "
-                "read before sending; the update counter is reseeded to %d, above %d, the "
-                "highest number seen",
+                "Redis lost its data (%s): claims taken before it are taken again, and "
+                "running bulk rows read before sending; the update counter is reseeded "
+                "to %d, above %d, the highest number seen",
                 text(why),
                 self.highest,
                 seen,
