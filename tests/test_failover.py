@@ -10,6 +10,9 @@ how many PATCHes were sent twice.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -137,6 +140,29 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         found.stop()
 
 
+@contextlib.contextmanager
+def _replica_left_behind(cluster: Cluster) -> Iterator[None]:
+    """The replica stopped (SIGSTOP) and its link dropped, while the bulk writes on: what
+    the primary writes from then on never reaches it. The primary is killed inside the
+    block; the replica goes on (SIGCONT) after it."""
+    client = redis.Redis.from_url(cluster.primary.url)
+    os.kill(cluster.replica.process.pid, signal.SIGSTOP)
+    try:
+        client.client_kill_filter(_type="replica")
+        written = int(client.info("replication")["master_repl_offset"])
+        stack.wait_until(
+            lambda: int(client.info("replication")["master_repl_offset"]) > written + 100_000,
+            10,
+            "writes the replica never sees",
+            step=0.01,
+        )
+        client.close()
+        yield
+    finally:
+        client.close()
+        os.kill(cluster.replica.process.pid, signal.SIGCONT)
+
+
 def _rows(names: list[str]) -> str:
     return "account,send,email\n" + "".join(f"{n},true,{n}@failover.ru\n" for n in names)
 
@@ -146,8 +172,24 @@ def _done(env: dict[str, str], bulk_id: str) -> dict[str, Any]:
     return status
 
 
+def _settled(env: dict[str, str], bulk_id: str, timeout: float) -> dict[str, Any]:
+    """The bulk's status once DONE; at the deadline, a failure that shows the last one."""
+    deadline = time.monotonic() + timeout
+    status = _done(env, bulk_id)
+    while status.get("state") != "DONE":
+        assert time.monotonic() < deadline, f"the bulk did not settle: {status}"
+        time.sleep(0.5)  # polling the status, not synchronisation
+        status = _done(env, bulk_id)
+    return status
+
+
 @pytest.mark.timeout(420)
-def test_a_sentinel_failover_mid_bulk_loses_no_row(cluster: Cluster) -> None:
+@pytest.mark.parametrize("lagging", [False, True], ids=["in-sync", "lagging"])
+def test_a_sentinel_failover_mid_bulk_loses_no_row(cluster: Cluster, lagging: bool) -> None:
+    """`lagging`: the replica is left behind for a moment before the kill (about a second
+    of the bulk's writes: claims, outcomes, releases, acknowledgements never reach it), as
+    a replica that lagged; a running chunk writes again the outcomes Redis lost, and a
+    finished chunk whose acknowledgement was lost runs again."""
     sim_service = stack.start_simulator(cluster.log_dir, generate=ROWS)
     sim = stack.SimulatorControl(sim_service.url)
     names = [f"acct-{i:06d}" for i in range(1, ROWS + 1)]
@@ -171,7 +213,8 @@ def test_a_sentinel_failover_mid_bulk_loses_no_row(cluster: Cluster) -> None:
             lambda: sim.stats()["patch_total"] >= ROWS // 5, 120, "a fifth of the bulk", 0.1
         )
         old_port = int(cluster.primary.extra["port"])
-        cluster.primary.kill()
+        with _replica_left_behind(cluster) if lagging else contextlib.nullcontext():
+            cluster.primary.kill()
         killed_at = time.monotonic()
         stack.wait_until(
             lambda: cluster.master_port() not in (None, old_port), 60, "the promotion", 0.1
@@ -183,10 +226,7 @@ def test_a_sentinel_failover_mid_bulk_loses_no_row(cluster: Cluster) -> None:
         )
         resumed = time.monotonic() - promoted_at
 
-        stack.wait_until(
-            lambda: _done(env, bulk_id).get("state") == "DONE", 240, "the bulk settled", 0.5
-        )
-        final = _done(env, bulk_id)
+        final = _settled(env, bulk_id, 240)
         states = {n: sim.account(n) for n in names}
         stale = [n for n, s in states.items() if s["email"] != f"{n}@failover.ru"]
         resent = sum(max(0, len(s["applied"]) - 1) for s in states.values())
@@ -198,7 +238,14 @@ def test_a_sentinel_failover_mid_bulk_loses_no_row(cluster: Cluster) -> None:
         assert worker.process.poll() is None, "the worker must ride the failover, not exit"
         assert resumed <= RESUME_WITHIN, f"PATCHes resumed {resumed:.1f}s after the promotion"
         assert stale == [], f"{len(stale)} accounts lack the bulk's values: {stale[:5]}"
-        assert (final["succeeded"], final["failed"], final["pending"]) == (ROWS, 0, 0), final
+        if lagging:
+            # Left (docs/reliability.md): a chunk whose end the failover lost comes back to
+            # locks its first run still holds, and its rows may be reported failed once its
+            # re-queues run out, though applied (every account holds the bulk's values).
+            assert final["succeeded"] + final["failed"] == ROWS, final
+            assert final["pending"] == 0, final
+        else:
+            assert (final["succeeded"], final["failed"], final["pending"]) == (ROWS, 0, 0), final
     finally:
         worker.stop()
         sim.close()

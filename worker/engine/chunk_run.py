@@ -169,8 +169,12 @@ class ChunkRun:
                 task.cancel()
             for account, seq in list(self.held.items()):  # stopped early: let the next in
                 self.recorder.releases.append(Release(account, seq, Settled.UNKNOWN))
-            await self.recorder.flush()
-            watchers[0].cancel()
+            try:
+                await self.recorder.flush()
+                if self.health.epoch:  # Redis went away meanwhile: it may be back short
+                    await self.recorder.restore_lost()
+            finally:
+                watchers[0].cancel()
 
     async def run_lanes(self, work: Iterator[tuple[BulkRow, Any, Verdict]], count: int) -> None:
         """`bulk_in_flight` lanes take rows in turn: a task per lane, not per row (a

@@ -1,5 +1,12 @@
 """What a chunk run reports (`ChunkReport`) and the buffered writer of its outcomes
-(`Recorder`)."""
+(`Recorder`).
+
+A failover to a replica that lagged loses the last writes before it, outcomes included:
+the chunk, which thinks them recorded, would end, and its bulk would never settle. So
+the recorder keeps what it wrote, and a chunk that saw Redis go away checks at its end
+that Redis still holds every outcome it wrote (one round trip), and writes again those
+it does not, with the applied numbers of their updates (`restore_lost`).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from ..coordination.bulk_records import Keys, Outcome, counter_of, record_args
-from ..coordination.ordering import Release
+from ..coordination.bulk_records import Keys, Outcome, counter_of, record_args, recorded_lines
+from ..coordination.ordering import Release, Settled
 from ..coordination.stats import aflush
 from .redis_health import RedisHealth
 
@@ -60,6 +67,9 @@ class Recorder:
     # (account, ref) of rows whose attempt was ambiguous: read back later (readback.py).
     ambiguous: list[tuple[str, str]] = field(default_factory=list)
     last: float = field(default_factory=time.monotonic)
+    # What this run wrote: outcomes, and the releases of applied updates (restore_lost).
+    written: list[Outcome] = field(default_factory=list)
+    applied: list[Release] = field(default_factory=list)
 
     async def add(self, outcome: Outcome, release: Release | None) -> None:
         self.buffer.append(outcome)
@@ -87,6 +97,22 @@ class Recorder:
                 self.health.down()
                 await self.health.wait_up()
 
+    async def restore_lost(self) -> int:
+        """Write again the outcomes this run wrote that Redis no longer holds (a failover
+        lost them), with the applied numbers of this run's updates; how many."""
+        held = await recorded_lines(self.ctx.redis, self.keys, [o.line for o in self.written])
+        lost = [o for o, kept in zip(self.written, held, strict=True) if not kept]
+        if lost:
+            logger.warning(
+                "bulk %s: Redis lost %d recorded outcomes (a failover?): written again",
+                self.keys.bulk_id,
+                len(lost),
+            )
+            self.buffer += lost
+            self.releases += self.applied
+            await self.flush()
+        return len(lost)
+
     async def _write(
         self, batch: list[Outcome], releases: list[Release], ambiguous: list[tuple[str, str]]
     ) -> None:
@@ -97,10 +123,12 @@ class Recorder:
         if releases:
             # Applied numbers first: once an outcome is recorded, a redelivery must see it.
             await self.ctx.ordering.release(self.owner, releases)
+            self.applied += [r for r in releases if Release(*r).settled == Settled.APPLIED]
             releases.clear()
         if batch:
             ttl = self.ctx.settings.result_expires
             await self.ctx.record(keys=self.keys.record_keys(), args=record_args(batch, ttl))
+            self.written += batch
             batch.clear()
         try:
             await aflush(self.ctx.redis, self.ctx.stats)
