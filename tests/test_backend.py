@@ -60,3 +60,22 @@ def test_other_tasks_and_other_states_leave_no_letter(
     ours = Context(task="voicemail.get", args=["a"], kwargs={}, id=job)
     results.store_result(job, {"ok": True}, "SUCCESS", request=ours)
     assert store.keys() == []
+
+
+def test_a_started_state_redis_cannot_take_does_not_fail_the_job(tmp_path: Any) -> None:
+    """Redis gone the instant a job starts (a failover): storing STARTED raised, Celery
+    failed the job outside its body, stored FAILURE once Redis was back, and the message
+    was forgotten, never run (a bulk chunk lost in `test_failover.py`). Now the job runs
+    and meets Redis's absence its own way; any other state still raises."""
+    from simulator import stack
+
+    own = stack.start_redis(tmp_path)
+    app = Celery("backend-gone", backend=backend.backend_url(own.url))
+    own.stop()  # gone
+    request = Context(task="voicemail.bulk_chunk", args=["b", 1], kwargs={}, id="job-1")
+    try:
+        assert app.backend.store_result("job-1", {"pid": 1}, "STARTED", request=request)
+        with pytest.raises(redis.RedisError):
+            app.backend.store_result("job-1", {"ok": True}, "SUCCESS", request=request)
+    finally:
+        app.close()

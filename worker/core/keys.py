@@ -21,6 +21,9 @@ BULKS = PREFIX + "bulks"  # zset: bulk id -> created_at, recent bulks for the me
 
 # Ordering (worker.coordination.ordering and its Lua scripts).
 SEQ = PREFIX + "seq"  # the global update counter
+# Written once, by the first worker, and never expires: gone (or another) means Redis lost
+# its data (worker.queue.continuity).
+EPOCH = PREFIX + "epoch"
 APPLIED_PREFIX = PREFIX + "applied:"  # + day: hash account -> highest applied number
 
 # Liveness (worker.queue.liveness); claim.lua reads REAPED_PREFIX.

@@ -25,7 +25,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..coordination.bulk_records import (
     BulkRow,
@@ -45,9 +47,9 @@ from ..core.errors import (
     RateLimited,
     TransientError,
 )
-from ..core.keys import ACCOUNTS
+from ..core.keys import ACCOUNTS, EPOCH
 from .before_notes import BeforeNotes
-from .claim_guard import SENDABLE, ClaimGuard, ClaimLost, Halted
+from .claim_guard import SENDABLE, ClaimGuard, ClaimLost, Halted, Reread
 from .engine_context import EngineContext
 from .halt import Halt, watch_control
 from .lost import record_lost
@@ -154,6 +156,8 @@ class ChunkRun:
         await self.ctx.redis.hsetnx(self.keys.meta, "started_at", repr(time.time()))
         accounts = [row.account for row in todo]
         blobs = await self.ctx.redis.hmget(ACCOUNTS, accounts) if todo else []
+        # Before the claims: the epoch they are taken in (worker.queue.continuity).
+        self.health.saw_data_epoch(await self.ctx.redis.get(EPOCH))
         verdicts = await self.claim(todo)
         self.held = {
             row.account: row.seq for row, v in zip(todo, verdicts, strict=True) if v in SENDABLE
@@ -161,7 +165,9 @@ class ChunkRun:
         watchers = [
             asyncio.create_task(self.health.watch()),
             asyncio.create_task(self.keep_locks()),
-            asyncio.create_task(watch_control(self.ctx, self.keys, self.halt, self.lock_owner)),
+            asyncio.create_task(
+                watch_control(self.ctx, self.keys, self.halt, self.lock_owner, self.health)
+            ),
         ]
         try:
             await self.run_lanes(iter(zip(todo, blobs, verdicts, strict=True)), len(todo))
@@ -170,8 +176,12 @@ class ChunkRun:
                 task.cancel()
             for account, seq in list(self.held.items()):  # stopped early: let the next in
                 self.recorder.releases.append(Release(account, seq, Settled.UNKNOWN))
-            await self.recorder.flush()
-            watchers[0].cancel()
+            try:
+                await self.recorder.flush()
+                if self.health.epoch:  # Redis went away meanwhile: it may be back short
+                    await self.recorder.restore_lost()
+            finally:
+                watchers[0].cancel()
 
     async def run_lanes(self, work: Iterator[tuple[BulkRow, Any, Verdict]], count: int) -> None:
         """`bulk_in_flight` lanes take rows in turn: a task per lane, not per row (a
@@ -204,22 +214,39 @@ class ChunkRun:
         else:
             await self.send(row, blob, verdict)
 
+    async def apply(self, row: BulkRow, blob: Any, unsure: bool, guard: ClaimGuard) -> str:
+        return await apply_row(
+            self.ctx,
+            row,
+            blob,
+            self.mode,
+            unsure,
+            guard=guard.check,
+            before=self.notes.write_before,
+            note=self.notes.write_plan,
+            read=self.journal.note_read,
+            on_failure=lambda exc: self.note_attempt(row, exc),
+        )
+
+    async def apply_through(self, row: BulkRow, blob: Any, unsure: bool, guard: ClaimGuard) -> str:
+        """`apply_row`, again, reading first, when Redis lost its data since the claim, or
+        a connection to it failed before the row's request left (the rate limit's call, on
+        a connection a restart closed): the guard waits for Redis and checks the claim
+        again first. Bounded by the row's deadline."""
+        while True:
+            try:
+                return await self.apply(row, blob, unsure, guard)
+            except Reread:
+                unsure = True
+            except (RedisConnectionError, RedisTimeoutError):
+                self.health.down()
+                unsure = True
+
     async def send(self, row: BulkRow, blob: Any, verdict: Verdict) -> None:
         guard = ClaimGuard(self, row)
         try:
             async with asyncio.timeout(self.deadline):
-                code = await apply_row(
-                    self.ctx,
-                    row,
-                    blob,
-                    self.mode,
-                    verdict == Verdict.UNSURE,
-                    guard=guard.check,
-                    before=self.notes.write_before,
-                    note=self.notes.write_plan,
-                    read=self.journal.note_read,
-                    on_failure=lambda exc: self.note_attempt(row, exc),
-                )
+                code = await self.apply_through(row, blob, verdict == Verdict.UNSURE, guard)
         except Halted:
             await self.hold_back(row, Release(row.account, row.seq, Settled.NOT_APPLIED))
         except ClaimLost as lost:

@@ -1,6 +1,12 @@
 """What runs before every request of a bulk row (`ClaimGuard`), and how it refuses one:
-`Halted` (the bulk was cancelled or paused) or `ClaimLost` (the row's claim did not
-survive a Redis outage). Split out of `chunk_run`, which catches both."""
+`Halted` (the bulk was cancelled or paused), `ClaimLost` (the row's claim did not
+survive a Redis outage) or `Reread` (Redis lost its data since the claim). Split out of
+`chunk_run`, which catches all three.
+
+A claim from before Redis lost its data (`RedisHealth.lost_in`) is taken again and,
+when it holds, the row starts over reading its account first (`Reread`): the old claim,
+and any record of an earlier attempt of the row, went with the data.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +48,11 @@ class ClaimLost(Exception):
         self.verdict = verdict
 
 
+class Reread(Exception):
+    """Redis lost its data since the row was claimed: claimed again, the row is to be
+    read before it is sent, as an unsure one."""
+
+
 class ClaimGuard:
     """Runs before every request of one row: no request while the bulk is halted or Redis
     is away (its outcome could not be recorded), none on a claim from before an outage
@@ -69,6 +80,7 @@ class ClaimGuard:
             await health.wait_up()
             if self.claimed_in == health.epoch:
                 return
+            lost = health.lost_in > self.claimed_in
             try:
                 (again,) = await self.run.claim([self.row])
             except RedisError:  # a stale connection right after a restart, say
@@ -77,3 +89,5 @@ class ClaimGuard:
             self.claimed_in = health.epoch
             if again not in SENDABLE:
                 raise ClaimLost(again)
+            if lost:
+                raise Reread

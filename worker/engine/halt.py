@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from ..coordination.bulk_records import Keys
 from ..core import keys as key_names
 from .engine_context import EngineContext
+from .redis_health import RedisHealth
 
 logger = logging.getLogger(__name__)
 
@@ -42,24 +43,31 @@ def owner_instance(lock_owner: str) -> str:
 
 
 async def watch_control(
-    ctx: EngineContext, keys: Keys, halt: Halt, lock_owner: str | None = None
+    ctx: EngineContext,
+    keys: Keys,
+    halt: Halt,
+    lock_owner: str | None = None,
+    health: RedisHealth | None = None,
 ) -> None:
     """Polls the bulk's flags and, with `lock_owner`, its instance's reaped mark: a worker
     found dead had this delivery given back and its claims are another's to make, so it
-    sends nothing more on them (in the same round trip: nothing added per row)."""
+    sends nothing more on them; with `health`, Redis's epoch key: a Redis that lost its
+    data lost the claims too, so each is checked again (in the same round trip: nothing
+    added per row)."""
     mark = key_names.reaped(owner_instance(lock_owner)) if lock_owner else None
     while not halt.cancelled:
         await asyncio.sleep(CONTROL_POLL)
         try:
             async with ctx.redis.pipeline(transaction=False) as pipe:
                 pipe.hmget(keys.meta, ["cancelled_at", "paused_at"])
-                if mark is not None:
-                    pipe.exists(mark)
-                answers = await pipe.execute()
+                pipe.exists(mark or keys.meta)
+                pipe.get(key_names.EPOCH)
+                (cancelled_at, paused_at), reaped, epoch = await pipe.execute()
         except RedisError:  # Redis away: the health watcher holds every request back
             continue
-        cancelled_at, paused_at = answers[0]
-        reaped = bool(answers[1]) if mark is not None else False
+        reaped = bool(reaped) and mark is not None
         if reaped and not halt.reaped:
             logger.warning("this worker was found dead: its chunk sends nothing more")
+        if health is not None and health.saw_data_epoch(epoch):
+            logger.info("claims taken before Redis lost its data are taken again first")
         halt.seen(cancelled_at is not None, paused_at is not None, reaped)

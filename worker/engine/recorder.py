@@ -1,5 +1,12 @@
 """What a chunk run reports (`ChunkReport`) and the buffered writer of its outcomes
-(`Recorder`)."""
+(`Recorder`).
+
+A failover to a replica that lagged loses the last writes before it, outcomes included:
+the chunk, which thinks them recorded, would end, and its bulk would never settle. So
+the recorder keeps what it wrote, and a chunk that saw Redis go away checks at its end
+that Redis still holds every outcome it wrote (one round trip), and writes again those
+it does not, with the applied numbers of their updates (`restore_lost`).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError, RedisError
 
-from ..coordination.bulk_records import Keys, Outcome, counter_of, record_args
+from ..coordination.bulk_records import Keys, Outcome, counter_of, record_args, recorded_lines
 from ..coordination.journal_entry import JournalEntry
 from ..coordination.journal_redis import AsyncRedisJournal, queue_writes
-from ..coordination.ordering import Release
+from ..coordination.ordering import Release, Settled
 from ..coordination.stats import aflush
 from .redis_health import RedisHealth
 
@@ -75,6 +82,9 @@ class Recorder:
     on_stop: Callable[[], None] | None = None
     recording: int = 0  # failed rows of a guarded bulk being recorded
     recorded: asyncio.Event = field(default_factory=asyncio.Event)
+    # What this run wrote: outcomes, and the releases of applied updates (restore_lost).
+    written: list[Outcome] = field(default_factory=list)
+    applied: list[Release] = field(default_factory=list)
 
     async def add(
         self, outcome: Outcome, release: Release | None, entry: JournalEntry | None = None
@@ -129,6 +139,22 @@ class Recorder:
                 self.health.down()
                 await self.health.wait_up()
 
+    async def restore_lost(self) -> int:
+        """Write again the outcomes this run wrote that Redis no longer holds (a failover
+        lost them), with the applied numbers of this run's updates; how many."""
+        held = await recorded_lines(self.ctx.redis, self.keys, [o.line for o in self.written])
+        lost = [o for o, kept in zip(self.written, held, strict=True) if not kept]
+        if lost:
+            logger.warning(
+                "bulk %s: Redis lost %d recorded outcomes (a failover?): written again",
+                self.keys.bulk_id,
+                len(lost),
+            )
+            self.buffer += lost
+            self.releases += self.applied
+            await self.flush()
+        return len(lost)
+
     async def _write(
         self,
         batch: list[Outcome],
@@ -143,9 +169,11 @@ class Recorder:
         if releases:
             # Applied numbers first: once an outcome is recorded, a redelivery must see it.
             await self.ctx.ordering.release(self.owner, releases)
+            self.applied += [r for r in releases if Release(*r).settled == Settled.APPLIED]
             releases.clear()
         if batch or entries:
             answer = await self._record(batch, entries)
+            self.written += batch
             batch.clear()
             entries.clear()
             if answer is not None and len(answer) > 2 and int(answer[2]) and self.on_stop:

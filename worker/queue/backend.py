@@ -5,6 +5,7 @@ found.`); the traceback, with file paths and code, stays in the worker's log.
 A job's dead letter is written before its FAILURE is stored, so whoever saw the
 failure through `wait` finds it in `voicemail dead list` (Celery's `task_failure`
 signal fires only after the result is stored, celery/app/trace.py handle_failure).
+A job whose STARTED state cannot be stored (Redis gone at that instant) runs all the same.
 Configured as `worker.queue.backend:RedisBackend+redis://...` (Celery's `class+URL`).
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 from celery import states
 from celery.backends.redis import RedisBackend as _CeleryRedisBackend
 from celery.backends.redis import SentinelBackend as _CelerySentinelBackend
+from redis.exceptions import RedisError
 
 from ..core.settings import get_settings
 from . import deadletter
@@ -59,7 +61,17 @@ class _NoTraceback:
             client = dead_letter_store()
             if client is not None:
                 _dead_letter(client, task_id, request, result)
-        return super().store_result(task_id, result, state, None, request, **kwargs)  # type: ignore[misc]
+        try:
+            return super().store_result(task_id, result, state, None, request, **kwargs)  # type: ignore[misc]
+        except RedisError:
+            if state != states.STARTED:
+                raise
+            # STARTED only informs. Raised, it fails the job outside its body (Celery's
+            # internal error): a FAILURE is stored once Redis is back, and the message
+            # is then forgotten, never run, as a chunk at the instant of a failover was.
+            # The body goes on and meets Redis's absence its own way (a re-queue).
+            logger.warning("job %s: could not store its STARTED state", task_id)
+            return result
 
 
 class RedisBackend(_NoTraceback, _CeleryRedisBackend):

@@ -6,7 +6,8 @@ behind other work: renewing tens of thousands of held deliveries, reading kombu'
 `unacked` hash, republishing lost jobs or sending bulk notifications (the lease thread's
 work, `worker.queue.lease`) once took a tick past 4 s, and a live worker was reaped while
 its bulk engine went on sending. Here a thread of its own, with a Redis client of its own,
-does one small call a second (`beat.lua`).
+does one small call a second (`beat.lua`), and one more that looks for a Redis that lost
+its data (`continuity.lua`), so it is noticed within a second, on reconnect included.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 import redis
 
 from ..core.connections import redis_client
+from .continuity import Continuity
 from .liveness import Liveness
 
 logger = logging.getLogger(__name__)
@@ -30,12 +32,14 @@ class Heartbeat(threading.Thread):
         # Its own client and connection: never queued behind another thread's call.
         self._client = redis_client(url, socket_timeout=1.5, socket_connect_timeout=1.5)
         self._liveness = liveness
+        self.continuity = Continuity()
         self._stop_event = threading.Event()
         self._failing = False
 
     def beat(self) -> None:
         try:
             self._liveness.beat(self._client)
+            self.continuity.check(self._client)
         except redis.RedisError as exc:
             if not self._failing:
                 logger.warning("heartbeat: Redis did not answer: %s", exc)

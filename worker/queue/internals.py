@@ -5,8 +5,9 @@ later inside a catch-all: `celery.worker.state.scheduled_requests` missing, say,
 fail every lease tick quietly, and no lease, reap or sweep would ever run. So `require()`
 runs first in `install()` and exits with one line (a non-zero exit) on anything missing.
 
-- `celery.worker.state`'s `active_requests`, `reserved_requests` and
-  `scheduled_requests` (the lease thread: `worker.queue.lease.held_delivery_tags`);
+- `celery.worker.state`'s `active_requests`, `reserved_requests`,
+  `scheduled_requests` and `requests` (the lease thread:
+  `worker.queue.lease.held_delivery_tags`);
 - kombu's Redis `QoS.restore_unacked(self, client)`, `_delivered`, `restore_by_tag`,
   `ack`, `reject` and `Channel._create_client(self, asynchronous)` with its `pool`
   property (`worker.queue.kombu_patches`; `restore_by_tag` gives back held deliveries);
@@ -25,7 +26,7 @@ from kombu.transport import virtual
 
 from . import kombu_patches
 
-STATE_NAMES = ("active_requests", "reserved_requests", "scheduled_requests")
+STATE_NAMES = ("active_requests", "reserved_requests", "scheduled_requests", "requests")
 
 
 def missing() -> list[str]:

@@ -32,10 +32,19 @@ logger = logging.getLogger(__name__)
 
 
 def held_delivery_tags() -> set[str]:
+    """The deliveries Celery still holds. A request it finished is not one of them, even
+    when a list still names it: `Consumer.on_close` puts its snapshot of the running
+    requests back into `reserved_requests` after the broker connection went, and a job
+    that ended in between (its `task_ready` already done) stays there for good, its lease
+    renewed here forever and its message never given back. Finished, it has left
+    `state.requests`, which every live request is in."""
     tags: set[str] = set()
     groups = (state.active_requests, state.reserved_requests, state.scheduled_requests)  # type: ignore[attr-defined]
+    live: dict[Any, Any] = state.requests
     for group in groups:
         for request in list(group):
+            if live.get(getattr(request, "id", None)) is not request:
+                continue
             tag = getattr(getattr(request, "message", None), "delivery_tag", None)
             if tag:
                 tags.add(str(tag))
