@@ -8,8 +8,8 @@ its account as it settles.
 Per row the single-job semantics hold: short tenacity retries, permanent errors
 recorded at once, a 429 waits its Retry-After without spending an attempt. Rows still
 failing transiently are left unrecorded and the chunk task re-queues itself; on its last
-run they are recorded as failed. Any other exception fails its row alone, with its
-reason; the other rows go on.
+run they are recorded as failed (a row waiting for a lock never is). Any other exception
+fails its row alone, with its reason; the other rows go on.
 
 A cancel or a pause (seen within `CONTROL_POLL` seconds, and before every request)
 stops new requests; those in flight finish. A cancel records the rows not sent as
@@ -202,8 +202,8 @@ class ChunkRun:
             unsent = Settled.UNKNOWN if verdict == Verdict.UNSURE else Settled.NOT_APPLIED
             release = None if verdict == Verdict.LOCKED else Release(row.account, row.seq, unsent)
             await self.hold_back(row, release)
-        elif verdict == Verdict.LOCKED and not self.final:  # another update of it runs
-            self.report.transient += 1
+        elif verdict == Verdict.LOCKED:  # another update of it runs: wait, even on a final run
+            self.wait_for_lock()
         elif verdict not in _SENDABLE:
             await self.settle(row, settled_elsewhere(row, verdict, self.ctx.settings), None)
         else:
@@ -269,10 +269,17 @@ class ChunkRun:
         self.held.pop(row.account, None)
         if verdict == Verdict.LOCKED and self.halt.is_set():
             await self.hold_back(row, None)
-        elif verdict == Verdict.LOCKED and not self.final:
-            self.report.transient += 1
+        elif verdict == Verdict.LOCKED:
+            self.wait_for_lock()
         else:
             await self.settle(row, settled_elsewhere(row, verdict, self.ctx.settings), None)
+
+    def wait_for_lock(self) -> None:
+        """Another update holds the account, or a reaped owner's request may still land:
+        the row goes to the next run, never failed for it (a lock frees within its TTL or
+        that window), spending no re-queue budget (tasks/chunk.py), as a single job."""
+        self.report.transient += 1
+        self.report.locked += 1
 
     async def failed_for_now(self, row: BulkRow, exc: BaseException) -> None:
         release = Release(row.account, row.seq, settled_by(exc))

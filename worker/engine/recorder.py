@@ -34,6 +34,7 @@ class ChunkReport:
     cancelled: int = 0
     paused: int = 0  # held back by a pause: left for the run after the resume
     transient: int = 0  # left for the next run
+    locked: int = 0  # of those, waiting for another update's lock (not API trouble)
     retry_after: float | None = None
     missing: bool = False  # its data was gone: finished before, or lost (then `lost`)
     lost: int = 0  # rows recorded as failed because their chunk's data was gone
