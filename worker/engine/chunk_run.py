@@ -102,6 +102,7 @@ class ChunkRun:
         # Claimed accounts whose row has not settled: renewed while they wait, released
         # unapplied if the chunk stops early.
         self.held: dict[str, int] = {}
+        self.claim_epoch = 0  # Redis's health epoch when the rows were claimed
 
     async def run(self) -> ChunkReport:
         started = time.perf_counter()
@@ -158,18 +159,18 @@ class ChunkRun:
 
     async def send_all(self, todo: list[BulkRow]) -> None:
         await self.ctx.redis.hsetnx(self.keys.meta, "started_at", repr(time.time()))
-        accounts = [row.account for row in todo]
-        blobs = await self.ctx.redis.hmget(ACCOUNTS, accounts) if todo else []
-        verdicts = await self.claim(todo)
-        self.held = {
-            row.account: row.seq for row, v in zip(todo, verdicts, strict=True) if v in _SENDABLE
-        }
-        watchers = [
-            asyncio.create_task(self.health.watch()),
-            asyncio.create_task(self.keep_locks()),
-            asyncio.create_task(watch_control(self.ctx, self.keys, self.halt, self.lock_owner)),
-        ]
+        # Watched from before the claim: one answered only after an outage (a partition's
+        # link back) is checked again before any request, as after any outage (_ClaimGuard).
+        watchers = [asyncio.create_task(self.health.watch())]
+        self.claim_epoch = self.health.epoch
         try:
+            blobs = await self.ctx.redis.hmget(ACCOUNTS, [r.account for r in todo]) if todo else []
+            verdicts = await self.claim(todo)
+            sendable = [row for row, v in zip(todo, verdicts, strict=True) if v in _SENDABLE]
+            self.held = {row.account: row.seq for row in sendable}
+            watchers.append(asyncio.create_task(self.keep_locks()))
+            control = watch_control(self.ctx, self.keys, self.halt, self.lock_owner)
+            watchers.append(asyncio.create_task(control))
             await self.run_lanes(iter(zip(todo, blobs, verdicts, strict=True)), len(todo))
         finally:
             for task in watchers[1:]:
@@ -276,8 +277,7 @@ class ChunkRun:
 
     def wait_for_lock(self) -> None:
         """Another update holds the account, or a reaped owner's request may still land:
-        the row goes to the next run, never failed for it (a lock frees within its TTL or
-        that window), spending no re-queue budget (tasks/chunk.py), as a single job."""
+        the next run takes the row; never failed for it, no re-queue budget spent."""
         self.report.transient += 1
         self.report.locked += 1
 
@@ -323,7 +323,7 @@ class _ClaimGuard:
     def __init__(self, run: ChunkRun, row: BulkRow) -> None:
         self.run = run
         self.row = row
-        self.claimed_in = run.health.epoch
+        self.claimed_in = run.claim_epoch
 
     def check(self) -> Awaitable[None] | None:
         # The usual case, without a coroutine: nothing to wait for.
