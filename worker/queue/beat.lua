@@ -10,5 +10,5 @@ local t = redis.call('TIME')
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[5], ARGV[1], t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000)))
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[4]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], ARGV[1]) end
 return 1
