@@ -159,8 +159,7 @@ class ChunkRun:
 
     async def send_all(self, todo: list[BulkRow]) -> None:
         await self.ctx.redis.hsetnx(self.keys.meta, "started_at", repr(time.time()))
-        # Watched from before the claim: one answered only after an outage (a partition's
-        # link back) is checked again before any request, as after any outage (_ClaimGuard).
+        # From before the claim: one answered after an outage is checked again (_ClaimGuard).
         watchers = [asyncio.create_task(self.health.watch())]
         self.claim_epoch = self.health.epoch
         try:
@@ -204,7 +203,7 @@ class ChunkRun:
             release = None if verdict == Verdict.LOCKED else Release(row.account, row.seq, unsent)
             await self.hold_back(row, release)
         elif verdict == Verdict.LOCKED:  # another update of it runs: wait, even on a final run
-            self.wait_for_lock()
+            self.report.wait_for_lock()
         elif verdict not in _SENDABLE:
             await self.settle(row, settled_elsewhere(row, verdict, self.ctx.settings), None)
         else:
@@ -271,15 +270,9 @@ class ChunkRun:
         if verdict == Verdict.LOCKED and self.halt.is_set():
             await self.hold_back(row, None)
         elif verdict == Verdict.LOCKED:
-            self.wait_for_lock()
+            self.report.wait_for_lock()
         else:
             await self.settle(row, settled_elsewhere(row, verdict, self.ctx.settings), None)
-
-    def wait_for_lock(self) -> None:
-        """Another update holds the account, or a reaped owner's request may still land:
-        the next run takes the row; never failed for it, no re-queue budget spent."""
-        self.report.transient += 1
-        self.report.locked += 1
 
     async def failed_for_now(self, row: BulkRow, exc: BaseException) -> None:
         release = Release(row.account, row.seq, settled_by(exc))

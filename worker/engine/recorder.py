@@ -40,6 +40,13 @@ class ChunkReport:
     lost: int = 0  # rows recorded as failed because their chunk's data was gone
     seconds: float = 0.0
 
+    def wait_for_lock(self) -> None:
+        """Another update holds the row's account, or a reaped owner's request may still
+        land: the next run takes the row; never failed for it, no re-queue budget spent
+        (`tasks/chunk.py`), as a single job's wait."""
+        self.transient += 1
+        self.locked += 1
+
     def count(self, code: str) -> None:
         name = counter_of(code)
         setattr(self, name, getattr(self, name) + 1)
