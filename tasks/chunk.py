@@ -6,7 +6,7 @@ Runs in the worker only: it hands the chunk to the worker context's bulk engine.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from redis.exceptions import RedisError
 
@@ -56,10 +56,19 @@ def bulk_chunk(self: Any, bulk_id: str, number: int) -> dict[str, Any]:
     return {"bulk_state": "CANCELLED" if report.cancelled else "RUNNING", **report.as_dict()}
 
 
+def _lock_waits(task: Any, ctx: WorkerContext) -> int:
+    """Re-queues spent waiting for other updates' account locks: not API trouble, so not
+    counted against `requeue_max` (a single job's waits are not either)."""
+    if not task.request.retries:
+        return 0
+    return int(ctx.redis.get(keys.lock_waits(str(task.request.id))) or 0)
+
+
 def _run(task: Any, ctx: WorkerContext, bulk_id: str, number: int) -> ChunkReport:
     """The engine's run of the chunk; trouble outside the rows re-queues the task."""
     settings = ctx.settings
-    final = task.request.retries >= settings.requeue_max
+    waits = _lock_waits(task, ctx)
+    final = task.request.retries - waits >= settings.requeue_max
     try:
         # One lock owner per delivery: a duplicate of this message is a different owner.
         owner = new_lock_owner(ctx.instance)
@@ -74,7 +83,8 @@ def _run(task: Any, ctx: WorkerContext, bulk_id: str, number: int) -> ChunkRepor
         logger.warning("bulk %s chunk %d: this worker was found dead; re-queued", bulk_id, number)
         raise task.retry(countdown=1, max_retries=None) from None
     except EngineUnavailable as exc:
-        raise task.retry(exc=exc, countdown=1, max_retries=settings.requeue_max + 5) from None
+        limit = settings.requeue_max + 5 + waits
+        raise task.retry(exc=exc, countdown=1, max_retries=limit) from None
     except (RedisError, OSError) as exc:
         # Redis gone mid-chunk: rows already recorded stay recorded; the rest go on as soon
         # as Redis is back (a short countdown, outside the budget for API trouble).
@@ -82,8 +92,9 @@ def _run(task: Any, ctx: WorkerContext, bulk_id: str, number: int) -> ChunkRepor
         raise task.retry(exc=exc, countdown=1, max_retries=None) from None
     except Exception as exc:
         logger.warning("bulk %s chunk %d failed: %s: %s", bulk_id, number, type(exc).__name__, exc)
-        countdown = requeue_delay(settings, task.request.retries, None)
-        raise task.retry(exc=exc, countdown=countdown, max_retries=settings.requeue_max) from None
+        countdown = requeue_delay(settings, task.request.retries - waits, None)
+        limit = settings.requeue_max + waits
+        raise task.retry(exc=exc, countdown=countdown, max_retries=limit) from None
 
 
 def _send_notifications(ctx: WorkerContext, bulk_id: str) -> None:
@@ -123,14 +134,21 @@ def _log(task: Any, bulk_id: str, number: int, report: ChunkReport) -> None:
     )
 
 
+LOCK_RETRY_DELAY = 1.0  # seconds between runs of a chunk whose rows wait only for locks
+
+
 def _requeue(task: Any, ctx: WorkerContext, bulk_id: str, number: int, report: ChunkReport) -> None:
-    """Rows still failing transiently: the chunk runs again after a countdown."""
+    """Rows still failing transiently: the chunk runs again after a countdown. Rows that
+    only wait for another update's lock look again shortly, spending no budget."""
     settings = ctx.settings
+    waits = _lock_waits(task, ctx)
+    if report.transient == report.locked:
+        _wait_for_locks(task, ctx, bulk_id, number, report.locked)
     hint = report.retry_after
     countdown = (
         capped_retry_after(settings, hint)
         if hint is not None
-        else requeue_delay(settings, task.request.retries, None)
+        else requeue_delay(settings, task.request.retries - waits, None)
     )
     # The chunk's rows outlive the wait: nothing of a bulk expires before it settles.
     logger.info(
@@ -140,7 +158,25 @@ def _requeue(task: Any, ctx: WorkerContext, bulk_id: str, number: int, report: C
         report.transient,
         countdown,
     )
-    raise task.retry(countdown=countdown, max_retries=settings.requeue_max)
+    raise task.retry(countdown=countdown, max_retries=settings.requeue_max + waits)
+
+
+def _wait_for_locks(
+    task: Any, ctx: WorkerContext, bulk_id: str, number: int, rows: int
+) -> NoReturn:
+    key = keys.lock_waits(str(task.request.id))
+    with ctx.redis.pipeline(transaction=False) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, ctx.settings.result_expires)
+        pipe.execute()
+    logger.info(
+        "bulk %s chunk %d: %d rows wait for other updates of their accounts; again in %.1fs",
+        bulk_id,
+        number,
+        rows,
+        LOCK_RETRY_DELAY,
+    )
+    raise task.retry(countdown=LOCK_RETRY_DELAY, max_retries=None)
 
 
 def _park(

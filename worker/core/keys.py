@@ -30,6 +30,7 @@ APPLIED_PREFIX = PREFIX + "applied:"  # + day: hash account -> highest applied n
 INSTANCES = PREFIX + "instances"  # hash: instance -> node name, pid
 REAPED_PREFIX = PREFIX + "reaped:"  # + instance: set once a reaper gave its messages back
 NODES = PREFIX + "nodes"  # hash: worker node name -> the instance it runs as now (health)
+BEATS = PREFIX + "beats"  # hash: instance -> its last beat, ms on Redis's clock
 
 # Lost-job recovery (worker.queue.recovery).
 PENDING = PREFIX + "pending"  # zset: job id -> when it was (last) published

@@ -8,8 +8,8 @@ its account as it settles.
 Per row the single-job semantics hold: short tenacity retries, permanent errors
 recorded at once, a 429 waits its Retry-After without spending an attempt. Rows still
 failing transiently are left unrecorded and the chunk task re-queues itself; on its last
-run they are recorded as failed. Any other exception fails its row alone, with its
-reason; the other rows go on.
+run they are recorded as failed (a row waiting for a lock never is). Any other exception
+fails its row alone, with its reason; the other rows go on.
 
 A cancel or a pause (seen within `CONTROL_POLL` seconds, and before every request)
 stops new requests; those in flight finish. A cancel records the rows not sent as
@@ -94,6 +94,7 @@ class ChunkRun:
         # Claimed accounts whose row has not settled: renewed while they wait, released
         # unapplied if the chunk stops early.
         self.held: dict[str, int] = {}
+        self.claim_epoch = 0  # Redis's health epoch when the rows were claimed
 
     async def run(self) -> ChunkReport:
         started = time.perf_counter()
@@ -154,22 +155,19 @@ class ChunkRun:
 
     async def send_all(self, todo: list[BulkRow]) -> None:
         await self.ctx.redis.hsetnx(self.keys.meta, "started_at", repr(time.time()))
-        accounts = [row.account for row in todo]
-        blobs = await self.ctx.redis.hmget(ACCOUNTS, accounts) if todo else []
-        # Before the claims: the epoch they are taken in (worker.queue.continuity).
-        self.health.saw_data_epoch(await self.ctx.redis.get(EPOCH))
-        verdicts = await self.claim(todo)
-        self.held = {
-            row.account: row.seq for row, v in zip(todo, verdicts, strict=True) if v in SENDABLE
-        }
-        watchers = [
-            asyncio.create_task(self.health.watch()),
-            asyncio.create_task(self.keep_locks()),
-            asyncio.create_task(
-                watch_control(self.ctx, self.keys, self.halt, self.lock_owner, self.health)
-            ),
-        ]
+        # From before the claim: one answered after an outage is checked again (ClaimGuard).
+        watchers = [asyncio.create_task(self.health.watch())]
+        self.claim_epoch = self.health.epoch
         try:
+            blobs = await self.ctx.redis.hmget(ACCOUNTS, [r.account for r in todo]) if todo else []
+            # Before the claims: the epoch they are taken in (worker.queue.continuity).
+            self.health.saw_data_epoch(await self.ctx.redis.get(EPOCH))
+            verdicts = await self.claim(todo)
+            sendable = [row for row, v in zip(todo, verdicts, strict=True) if v in SENDABLE]
+            self.held = {row.account: row.seq for row in sendable}
+            watchers.append(asyncio.create_task(self.keep_locks()))
+            control = watch_control(self.ctx, self.keys, self.halt, self.lock_owner, self.health)
+            watchers.append(asyncio.create_task(control))
             await self.run_lanes(iter(zip(todo, blobs, verdicts, strict=True)), len(todo))
         finally:
             for task in watchers[1:]:
@@ -206,8 +204,8 @@ class ChunkRun:
             unsent = Settled.UNKNOWN if verdict == Verdict.UNSURE else Settled.NOT_APPLIED
             release = None if verdict == Verdict.LOCKED else Release(row.account, row.seq, unsent)
             await self.hold_back(row, release)
-        elif verdict == Verdict.LOCKED and not self.final:  # another update of it runs
-            self.report.transient += 1
+        elif verdict == Verdict.LOCKED:  # another update of it runs: wait, even on a final run
+            self.report.wait_for_lock()
         elif verdict not in SENDABLE:
             self.journal.note_verdict(row.line, verdict)
             await self.settle(row, settled_elsewhere(row, verdict, self.ctx.settings), None)
@@ -292,8 +290,8 @@ class ChunkRun:
         self.held.pop(row.account, None)
         if verdict == Verdict.LOCKED and self.halt.is_set():
             await self.hold_back(row, None)
-        elif verdict == Verdict.LOCKED and not self.final:
-            self.report.transient += 1
+        elif verdict == Verdict.LOCKED:
+            self.report.wait_for_lock()
         else:
             self.journal.note_verdict(row.line, verdict)
             await self.settle(row, settled_elsewhere(row, verdict, self.ctx.settings), None)

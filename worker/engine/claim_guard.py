@@ -28,6 +28,7 @@ class GuardedRun(Protocol):
     halt: Halt
     health: RedisHealth
     recorder: Recorder
+    claim_epoch: int  # Redis's health epoch from before the rows' claim was sent
 
     async def claim(self, rows: list[BulkRow]) -> list[Verdict]: ...
 
@@ -61,7 +62,9 @@ class ClaimGuard:
     def __init__(self, run: GuardedRun, row: BulkRow) -> None:
         self.run = run
         self.row = row
-        self.claimed_in = run.health.epoch
+        # From before the claim: one sent before an outage and answered after it (a link
+        # cut mid-call) is checked again.
+        self.claimed_in = run.claim_epoch
 
     def check(self) -> Awaitable[None] | None:
         # The usual case, without a coroutine: nothing to wait for.

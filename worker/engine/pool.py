@@ -154,6 +154,10 @@ async def _inline(
         await ctx.aclose()
 
 
+# A pool just spawned, and each of its processes' first answer (its pid).
+_Launched = tuple[concurrent.futures.ProcessPoolExecutor, list[concurrent.futures.Future[int]]]
+
+
 class Engine:
     """A pool of engine processes; a broken pool (a process died) is replaced on next use."""
 
@@ -166,24 +170,43 @@ class Engine:
             self.processes = 0
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        # Launched, not yet known to be up.
+        self._launched: _Launched | None = None
+
+    def launch(self) -> None:
+        """Spawn every process and return at once: they import while the worker goes on
+        starting (connecting, mingling), and `start` or the first chunk waits for them.
+        Call it from a thread that lives as long as the processes: they are bound to die
+        with the thread that spawned them (`_die_with_parent`)."""
+        if not self.processes:
+            return
+        with self._lock:
+            if self._pool is None and self._launched is None:
+                self._launched = self._spawn()
 
     def start(self) -> None:
-        """Start every process now (the executor spawns lazily), so the first chunk of
-        the first bulk does not pay for interpreter start-up."""
+        """Every process up now (the executor spawns lazily), so the first chunk of the
+        first bulk does not pay for interpreter start-up."""
         self._executor()
+
+    def _spawn(self) -> _Launched:
+        pool = concurrent.futures.ProcessPoolExecutor(
+            self.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_child_init,
+            initargs=(os.getpid(),),
+        )
+        # One submit spawns one process while none is idle: these start them all.
+        return pool, [pool.submit(_child_ping) for _ in range(self.processes)]
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor | None:
         if not self.processes:
             return None
         with self._lock:
             if self._pool is None:
-                pool = concurrent.futures.ProcessPoolExecutor(
-                    self.processes,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_child_init,
-                    initargs=(os.getpid(),),
-                )
-                for ready in [pool.submit(_child_ping) for _ in range(self.processes)]:
+                pool, answers = self._launched or self._spawn()
+                self._launched = None
+                for ready in answers:
                     ready.result()
                 self._pool = pool
             return self._pool
@@ -228,5 +251,8 @@ class Engine:
     def shutdown(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
+            if pool is None and self._launched is not None:
+                pool, _ = self._launched
+            self._launched = None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

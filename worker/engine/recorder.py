@@ -45,10 +45,18 @@ class ChunkReport:
     cancelled: int = 0
     paused: int = 0  # held back by a pause: left for the run after the resume
     transient: int = 0  # left for the next run
+    locked: int = 0  # of those, waiting for another update's lock (not API trouble)
     retry_after: float | None = None
     missing: bool = False  # its data was gone: finished before, or lost (then `lost`)
     lost: int = 0  # rows recorded as failed because their chunk's data was gone
     seconds: float = 0.0
+
+    def wait_for_lock(self) -> None:
+        """Another update holds the row's account, or a reaped owner's request may still
+        land: the next run takes the row; never failed for it, no re-queue budget spent
+        (`tasks/chunk.py`), as a single job's wait."""
+        self.transient += 1
+        self.locked += 1
 
     def count(self, code: str) -> None:
         name = counter_of(code)

@@ -8,6 +8,7 @@ node name, so the name alone would not do) keeps, in Redis:
     voicemail:held:{instance}   set     delivery tags it received and has not acknowledged
     voicemail:reaped:{instance} string  set once a reaper gave its messages back (a day)
     voicemail:nodes             hash    node name -> the instance it runs as now
+    voicemail:beats             hash    instance -> its last beat (ms, Redis's clock)
 
 Each second, in a thread of its own that does nothing else (`worker.queue.heartbeat`), a
 worker renews its heartbeat (`beat`); one found reaped goes on under a new identity.
@@ -19,8 +20,10 @@ Each second, in the lease thread (`worker.queue.lease`), a worker:
   forgotten if the job already has its result;
 - reaps dead instances: one whose heartbeat lapsed has its deliveries put back in their
   queues and is marked dead, which frees its account locks (`coordination.ordering`
-  treats a dead owner's lock as free). A Redis that restarted, or a reaper that was itself
-  cut off, waits `REAP_GRACE` seconds first, so an outage never makes every worker look dead.
+  treats a dead owner's lock as free). An instance whose last beat came before Redis
+  restarted, or any lapsed instance seen by a reaper that was itself cut off, waits
+  `REAP_GRACE` seconds first, so an outage never makes every worker look dead; one that
+  beat since Redis started and stopped is reaped at once.
 kombu's visibility timeout stays as the last resort.
 """
 
@@ -61,6 +64,12 @@ def dead_key(instance: str) -> str:
 
 def new_instance_id() -> str:
     return uuid.uuid4().hex[:16]
+
+
+def redis_ms(client: Any) -> int:
+    """Now on Redis's clock, in milliseconds."""
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def record_received(client: Any, instance: str, tag: str) -> None:
@@ -121,7 +130,13 @@ class Liveness:
 
     def _beat_script(self, client: Any, instance: str) -> bool:
         script = client.register_script(_BEAT)
-        keys_ = [heartbeat_key(instance), INSTANCES_KEY, dead_key(instance), keys.NODES]
+        keys_ = [
+            heartbeat_key(instance),
+            INSTANCES_KEY,
+            dead_key(instance),
+            keys.NODES,
+            keys.BEATS,
+        ]
         ttl = int(HEARTBEAT_TTL * 1000)
         return bool(
             script(keys=keys_, args=[instance, ttl, json.dumps({"node": self.node}), self.node])
@@ -194,11 +209,8 @@ class Liveness:
                 pipe.exists(heartbeat_key(other))
             alive = pipe.execute()
         lapsed = [o for o, beating in zip(others, alive, strict=True) if not beating]
-        if not lapsed:
-            return 0
-        uptime = int(self.store.info("server").get("uptime_in_seconds", 0))
-        if uptime < REAP_GRACE:
-            return 0  # Redis just came back: give every worker time to beat again
+        if lapsed:
+            lapsed = self._past_restart_grace(lapsed)
         reaped = 0
         for other in lapsed:
             if not self.store.set(keys.reap_lock(other), self.instance, nx=True, ex=30):
@@ -211,15 +223,34 @@ class Liveness:
                     len(tags),
                 )
                 self._restore(tags)
-            seconds, micros = self.store.time()
             with self.store.pipeline(transaction=True) as pipe:
                 # When, on Redis's clock: its locks wait out its requests still in flight.
-                pipe.set(dead_key(other), seconds * 1000 + micros // 1000, ex=86_400)
+                pipe.set(dead_key(other), redis_ms(self.store), ex=86_400)
                 pipe.delete(held_key(other))
                 pipe.hdel(INSTANCES_KEY, other)
+                pipe.hdel(keys.BEATS, other)
                 pipe.execute()
             reaped += 1
         return reaped
+
+    def _past_restart_grace(self, lapsed: list[str]) -> list[str]:
+        """Those of the `lapsed` instances that may be reaped now. One that beat in this
+        Redis's life and stopped is dead, however young Redis is. One whose last beat is
+        older than Redis's start (a restart: its heartbeat may have expired while Redis was
+        down) waits until Redis has been up `REAP_GRACE` seconds, so a live worker has time
+        to reconnect and beat again. (This once held back every reap in Redis's first
+        `REAP_GRACE` seconds, a worker killed then included.)"""
+        uptime = int(self.store.info("server").get("uptime_in_seconds", 0))
+        if uptime >= REAP_GRACE:
+            return lapsed
+        # `uptime_in_seconds` is rounded down: Redis started no later than this.
+        started_ms = redis_ms(self.store) - uptime * 1000
+        beats = self.store.hmget(keys.BEATS, lapsed)
+        return [
+            other
+            for other, at in zip(lapsed, beats, strict=True)
+            if at is not None and int(at) > started_ms
+        ]
 
     def leave(self) -> None:
         """A clean shutdown: stop beating now, so a live worker gives back whatever kombu

@@ -60,6 +60,12 @@ def _on_init(sender: Any = None, **_: Any) -> None:
     runs_jobs = not _is_prefork(getattr(sender, "pool_cls", None))
     ctx = context.start(get_settings(), runs_jobs=runs_jobs)
     refuse_unfit_redis(ctx.redis, ctx.settings.allow_eviction)
+    if runs_jobs:
+        # The engine's processes import while Celery connects and mingles (a second or
+        # more, and more on a busy host), not after: a worker restarted after a kill
+        # resumes its bulks that much sooner. From the main thread, which they die with;
+        # `_on_ready` waits for them.
+        ctx.engine.launch()
 
 
 def refuse_unfit_redis(client: Any, allow_eviction: bool) -> None:
@@ -146,8 +152,8 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     reader.start()
     ctx.store.mark_env_account()
     if ctx.runs_jobs:
-        # Chunks run in this process (thread or solo pool): start the engine's processes
-        # now, not on the first chunk. A prefork child runs chunks inline instead.
+        # Chunks run in this process (thread or solo pool): the engine's processes, launched
+        # at init, are up before the first job. A prefork child runs chunks inline instead.
         ctx.engine.start()
 
 
