@@ -90,7 +90,6 @@ def test_outage_pauses_calls_and_recovers(
     accounts = [make_account() for _ in range(200)]
     for account in accounts[:60]:
         sim.script(account.name, ["503"] * 3)  # the first 60 rows meet an outage
-    before = sim.stats()["total"]
     rows = [{"account": a.name, "send": True, "email": "cb@acme.ru"} for a in accounts]
     bulk_id = submit_bulk(rows)
     opened: list[bool] = []
@@ -108,7 +107,8 @@ def test_outage_pauses_calls_and_recovers(
     # 180 failures were scripted; no retry storm on top: each row at most its attempts,
     # and for each of the 60 rows whose 503s were ambiguous, a read before sending again
     # (one per re-run of its chunk: at most two here, the breaker pausing the first).
-    assert sim.stats()["total"] - before <= 200 + 180 + 2 * 60
+    # (Counted on this bulk's accounts: read-backs of another test's may land meanwhile.)
+    assert sum(sim.account(a.name)["requests"] for a in accounts) <= 200 + 180 + 2 * 60
 
 
 @pytest.mark.integration
@@ -140,11 +140,15 @@ def test_every_account_reaches_its_target_through_api_faults(
     faults = collections.Counter(after["faults_injected"])
     faults.subtract(before["faults_injected"])
     injected = sum(faults.values())
-    sent = after["total"] - before["total"]
     assert injected > 0
-    # Bounded: one request per row plus, at most, one per injected fault, and one read per
-    # ambiguous one (a reset, or a slow answer past the read timeout): that PATCH may have
-    # been applied, so a row that comes back with its claim unsettled reads the account
-    # before it sends again, rather than send twice.
-    assert sent <= 400 + injected + faults["reset"] + faults["slow"]
+    # Only this bulk's accounts: the read-backs an earlier test's ambiguous answers
+    # scheduled (VOICEMAIL_VERIFY_AFTER later) may land while this one runs.
+    sent = sum(sim.account(a.name)["requests"] for a in accounts)
+    # Bounded: one request per row plus, at most, one per injected fault, and two reads per
+    # ambiguous one (a gateway's 5xx, a reset, a slow answer past the read timeout): that
+    # PATCH may have been applied, so a row that comes back with its claim unsettled reads
+    # the account before it sends again, rather than send twice, and the account is read
+    # back VOICEMAIL_VERIFY_AFTER later, which a slow run may see.
+    ambiguous = faults["503"] + faults["502"] + faults["reset"] + faults["slow"]
+    assert sent <= 400 + injected + 2 * ambiguous
     assert max(sim.account(a.name)["requests"] for a in accounts) <= 6
