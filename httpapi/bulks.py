@@ -9,7 +9,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from cli.row_files import read_rows
@@ -85,6 +85,30 @@ def _within(key: ApiKey, rows: Iterable[BulkRow | RowError]) -> Iterator[BulkRow
             yield row
 
 
+def _rollout(
+    waves: Annotated[str | None, Query(description="Cumulative wave sizes: 1%,10%,100%.")] = None,
+    wave_pause: Annotated[bool, Query(description="Pause after each wave but the last.")] = False,
+    max_failures: Annotated[
+        str | None, Query(description="Pause itself past N, or P%, failed rows.")
+    ] = None,
+    min_sample: Annotated[int | None, Query(description="Settled rows first (20).")] = None,
+    at: Annotated[str | None, Query(description="Start then: ISO 8601, or +30m.")] = None,
+    revert_after: Annotated[
+        str | None, Query(description="Revert it this long after it settles: 2h.")
+    ] = None,
+) -> dict[str, Any]:
+    """A bulk's rollout and schedule, as `voicemail bulk submit`'s options (docs/bulk.md),
+    checked by `submit_bulk`: a bad one is answered 422, naming it."""
+    given = {
+        "waves": waves,
+        "max_failures": max_failures,
+        "min_sample": min_sample,
+        "at": at,
+        "revert_after": revert_after,
+    }
+    return {"wave_pause": wave_pause} | {k: v for k, v in given.items() if v is not None}
+
+
 @router.post(
     "",
     status_code=202,
@@ -97,6 +121,7 @@ async def submit(
     request: Request,
     response: Response,
     key: Caller,
+    rollout: Annotated[dict[str, Any], Depends(_rollout)],
     idempotency_key: IdempotencyKey = None,
     content_type: Annotated[str | None, Header(include_in_schema=False)] = None,
     dry_run: Annotated[bool, Query(description="Check every row, send nothing.")] = False,
@@ -120,6 +145,7 @@ async def submit(
             idempotency_key=scoped(key, idempotency_key),
             actor=actor_of(key),
             reason=reason,
+            **rollout,
         )
 
     # Checking rows talks to Redis for every chunk: off the event loop.

@@ -64,6 +64,20 @@ def test_status_states() -> None:
     assert FAILED == "f"
 
 
+def test_status_shows_who_and_a_revert_to_come_only_while_one_may() -> None:
+    meta = {"created_at": "1", "total": "2", "revert_after": "30", "actor": "bob@ops"}
+    running = status_from("b", {**meta, "reason": "ticket 7"}, {}, 2).as_dict()
+    assert (running["actor"], running["reason"], running["revert_after"]) == (
+        "bob@ops",
+        "ticket 7",
+        30,
+    )
+    # Settled without changing anything (no revert_at stamped): no revert will come.
+    settled = status_from("b", {**meta, "unchanged": "2", "finished_at": "3"}, {}, 4).as_dict()
+    assert settled["state"] == "DONE" and "revert_after" not in settled
+    assert "reason" not in settled  # none given
+
+
 def test_pause_keeps_records_parks_chunks_and_resume_hands_them_back(
     redis_client: redis.Redis,
 ) -> None:

@@ -271,6 +271,32 @@ def test_pause_resume_and_cancel_a_bulk(
         is_problem(http.post("/v1/bulks/no-such-bulk/resume"), 404, "UnknownBulk")
 
 
+def test_a_bulk_takes_the_rollout_and_schedule_options(
+    api: str, make_account: MakeAccount, make_key: MakeKey
+) -> None:
+    accounts = [make_account() for _ in range(4)]
+    rows = "account,send,email\n" + "".join(f"{a.name},true,w@acme.ru\n" for a in accounts)
+    options = {"waves": "1,100%", "max_failures": "50%", "at": "+1h", "revert_after": "2h"}
+    with client(api, make_key("*")) as http:
+        posted = http.post(
+            "/v1/bulks", content=rows, params=options, headers={"content-type": "text/csv"}
+        )
+        assert posted.status_code == 202, posted.text
+        status = http.get(f"/v1/bulks/{posted.json()['bulk_id']}").json()
+        assert (status["state"], status["waves"], status["revertible"]) == ("SCHEDULED", 2, True)
+        assert status["scheduled_at"] and status["revert_after"] == 7200
+        assert status["actor"].startswith("api:")
+        http.post(f"/v1/bulks/{status['bulk_id']}/cancel")
+
+        bad = http.post(
+            "/v1/bulks",
+            content=rows,
+            params={"waves": "10,5"},
+            headers={"content-type": "text/csv"},
+        )
+        assert "waves" in is_problem(bad, 422, "InputError")["detail"]
+
+
 def test_openapi_document_is_valid(api: str) -> None:
     spec = httpx.get(api + "/openapi.json").json()
     validate(spec)  # raises on anything OpenAPI 3.1 does not allow

@@ -136,6 +136,10 @@ def test_a_bulk_of_100_rows_leaves_one_entry_per_row(
     )
     assert code == 0, err
     bulk_id = json.loads(out)["bulk_id"]
+    code, out, err = journaled.cli("bulk", "status", bulk_id)
+    assert code == 0, err
+    status = json.loads(out)
+    assert (status["actor"], status["reason"]) == ("bob@ops", "move to new mailboxes")
 
     entries = journaled.lines("bulk", "journal", bulk_id)
     assert [e["line"] for e in entries] == list(range(2, 102))

@@ -53,6 +53,8 @@ class BulkStatus:
     wave: int = 1  # the wave running, or the last one run (coordination.waves)
     waves: int = 1
     paused_reason: str | None = None  # why a PAUSED bulk paused itself
+    actor: str | None = None  # who submitted it, and why (the journal's; tasks.bulk.who)
+    reason: str | None = None
 
     @property
     def done(self) -> bool:
@@ -109,6 +111,10 @@ class BulkStatus:
             out["kind"] = self.kind
         if self.applied_by:
             out["applied_by"] = self.applied_by
+        if self.actor:
+            out["actor"] = self.actor
+        if self.reason:
+            out["reason"] = self.reason
         out.update(self._timed())
         return out
 
@@ -118,7 +124,8 @@ class BulkStatus:
             out["scheduled_at"] = _iso(self.scheduled_at)
         if self.revert_at is not None:
             out["revert_at"] = _iso(self.revert_at)
-        elif self.revert_after is not None:
+        elif self.revert_after is not None and not self.done:
+            # (Settled with no revert_at: it changed nothing, so there is nothing to undo.)
             after = self.revert_after  # seconds: 7200, not 7200.0
             out["revert_after"] = int(after) if after.is_integer() else after
         return out
@@ -193,6 +200,8 @@ def status_from(
         revert_after=_num(meta, "revert_after"),
         revert_at=_num(meta, "revert_at"),
         paused_reason=meta.get("paused_reason") if state == "PAUSED" else None,
+        actor=meta.get("actor") or None,
+        reason=meta.get("reason") or None,
         **wave_status(meta),
         **counts,
         **kinds,
