@@ -24,13 +24,13 @@ from worker.queue import notify
 
 from . import test_bulk_safety
 from .conftest import VOICEMAIL, Isolated, voicemail
-from .test_bulk_safety import Setup, name, rows_csv
+from .own_stack import OwnStack, name, rows_csv
 
 pytestmark = [pytest.mark.integration]
 setup = test_bulk_safety.setup  # the fixture: a worker, a Redis, a simulator of its own
 
 
-def test_a_chunk_whose_rows_are_gone_fails_them_by_line(setup: Setup) -> None:
+def test_a_chunk_whose_rows_are_gone_fails_them_by_line(setup: OwnStack) -> None:
     # Queued with no worker up, so every chunk waits in the queue.
     setup.worker.stop()
     _, submitted, _ = setup.cli("bulk", "submit", "-", stdin=rows_csv(1, 200))
@@ -96,7 +96,7 @@ lifecycle.resume_bulk(sys.argv[1])
 """
 
 
-def test_a_resume_interrupted_before_its_requeue_loses_no_chunk(setup: Setup) -> None:
+def test_a_resume_interrupted_before_its_requeue_loses_no_chunk(setup: OwnStack) -> None:
     _, submitted, _ = setup.cli("bulk", "submit", "-", stdin=rows_csv(1, 200))
     bulk_id = str(submitted["bulk_id"])
     keys = Keys(bulk_id)
@@ -125,7 +125,7 @@ def test_a_resume_interrupted_before_its_requeue_loses_no_chunk(setup: Setup) ->
     assert setup.redis.exists(keys.waking) == 0
 
 
-def test_a_bulk_over_the_row_cap_is_refused_and_cancelled(setup: Setup) -> None:
+def test_a_bulk_over_the_row_cap_is_refused_and_cancelled(setup: OwnStack) -> None:
     env = {**setup.env, "VOICEMAIL_BULK_MAX_ROWS": "120"}
     code, _, err = voicemail(env, "bulk", "submit", "-", stdin=rows_csv(1, 200))
     assert code == 2 and len(err.strip().splitlines()) == 1, err
@@ -140,7 +140,7 @@ def test_a_bulk_over_the_row_cap_is_refused_and_cancelled(setup: Setup) -> None:
     assert code == 0 and out["state"] == "DONE" and out["succeeded"] == 120, err
 
 
-def test_notify_allow_list_is_checked_at_submit(setup: Setup) -> None:
+def test_notify_allow_list_is_checked_at_submit(setup: OwnStack) -> None:
     env = {**setup.env, "VOICEMAIL_NOTIFY_TASKS": "billing.*", "VOICEMAIL_NOTIFY_QUEUES": "bill*"}
     rows = rows_csv(1, 3)
     for options, setting in (

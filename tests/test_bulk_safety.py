@@ -9,89 +9,29 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from simulator import stack
 from worker.coordination.bulk_records import Keys
 from worker.queue import notify
-from worker.store.credentials import AccountRow, CredentialStore
 
-from .conftest import TEST_SECRET_KEY, VOICEMAIL, voicemail, worker_env
+from .conftest import VOICEMAIL
+from .own_stack import OwnStack, name, own_stack, rows_csv
 
 pytestmark = [pytest.mark.integration]
 ACCOUNTS = 300
 
 
-def name(i: int) -> str:
-    return f"acct-{i:06d}"
-
-
-def rows_csv(first: int, last: int, email: str = "new{i}@e.ru", send: str = "true") -> str:
-    body = "".join(f"{name(i)},{send},{email.format(i=i)}\n" for i in range(first, last + 1))
-    return "account,send,email\n" + body
-
-
-class Setup:
-    def __init__(self, tmp: Path, env: dict[str, str], sim: stack.SimulatorControl) -> None:
-        self.tmp, self.env, self.sim = tmp, env, sim
-        self.sim_url = env["PLUSOFON_API_URL"]
-        self.redis = redis.Redis.from_url(env["REDIS_URL"])
-        self.worker = self.start_worker("safety")
-
-    def start_worker(self, label: str) -> stack.Service:
-        return stack.start_worker(self.tmp, self.env, name=label)
-
-    def cli(self, *args: str, stdin: str = "") -> tuple[int, dict[str, Any], str]:
-        return voicemail(self.env, *args, stdin=stdin)
-
-    def status(self, bulk_id: str) -> dict[str, Any]:
-        return self.cli("bulk", "status", bulk_id)[1]
-
-    def wait_settled(self, bulk_id: str, timeout: float = 60) -> dict[str, Any]:
-        stack.wait_until(
-            lambda: self.status(bulk_id)["pending"] == 0, timeout, f"bulk {bulk_id}", step=0.3
-        )
-        return self.status(bulk_id)
-
-    def arrivals(self, first: int, last: int) -> list[float]:
-        return [t for i in range(first, last + 1) for t in self.sim.account(name(i))["times"]]
-
-    def patches(self) -> int:
-        return sum(self.sim.stats()["patches"].values())
-
-
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[Setup]:
-    own_redis = stack.start_redis(tmp_path)
-    sim_service = stack.start_simulator(tmp_path, generate=ACCOUNTS)
-    sim = stack.SimulatorControl(sim_service.url)
-    client = redis.Redis.from_url(own_redis.url)
-    CredentialStore(client, TEST_SECRET_KEY).put_many(
-        AccountRow(name(i), f"tok-{name(i)}") for i in range(1, ACCOUNTS + 1)
-    )
-    env = worker_env(
-        sim_service.url,
-        REDIS_URL=own_redis.url,
-        VOICEMAIL_RATE_LIMIT="50",
-        VOICEMAIL_BULK_CHUNK_SIZE="50",
-    )
-    s = Setup(tmp_path, env, sim)
-    try:
-        yield s
-    finally:
-        s.worker.stop()
-        sim.close()
-        sim_service.stop()
-        s.redis.close()
-        client.close()
-        own_redis.stop()
+def setup(tmp_path: Path) -> Iterator[OwnStack]:
+    limits = {"VOICEMAIL_RATE_LIMIT": "50", "VOICEMAIL_BULK_CHUNK_SIZE": "50"}
+    with own_stack(tmp_path, ACCOUNTS, "safety", **limits) as own:
+        yield own
 
 
-def test_cancel_stops_a_running_bulk_within_a_second(setup: Setup) -> None:
+def test_cancel_stops_a_running_bulk_within_a_second(setup: OwnStack) -> None:
     _, submitted, _ = setup.cli("bulk", "submit", "-", stdin=rows_csv(1, ACCOUNTS))
     bulk_id = str(submitted["bulk_id"])
     stack.wait_until(lambda: setup.patches() >= 40, 30, "40 rows PATCHed")
@@ -104,7 +44,7 @@ def test_cancel_stops_a_running_bulk_within_a_second(setup: Setup) -> None:
     counted = final["succeeded"] + final["failed"] + final["cancelled"] + final["unchanged"]
     assert counted == final["total"] == ACCOUNTS
     # No request for the bulk started later than a second after the command returned.
-    arrivals = setup.arrivals(1, ACCOUNTS)
+    arrivals = setup.times(1, ACCOUNTS)
     late = [t - returned for t in arrivals if t > returned + 1.0]
     assert late == [], f"{len(late)} requests started more than 1 s after the cancel"
     print(f"last request {max(arrivals) - returned:+.3f}s after the cancel returned")
@@ -118,7 +58,7 @@ def test_cancel_stops_a_running_bulk_within_a_second(setup: Setup) -> None:
     assert new_status["total"] == final["cancelled"] + final["failed"]
 
 
-def test_pause_holds_across_a_worker_kill_then_resume_finishes(setup: Setup) -> None:
+def test_pause_holds_across_a_worker_kill_then_resume_finishes(setup: OwnStack) -> None:
     _, submitted, _ = setup.cli("bulk", "submit", "-", stdin=rows_csv(1, 200))
     bulk_id = str(submitted["bulk_id"])
     stack.wait_until(lambda: setup.patches() >= 30, 30, "30 rows PATCHed")
@@ -129,7 +69,7 @@ def test_pause_holds_across_a_worker_kill_then_resume_finishes(setup: Setup) -> 
     # In-flight requests settle; then nothing moves. (Waiting out a span on purpose: what
     # is checked is that nothing happens in it.)
     time.sleep(1.5)
-    late = [t - returned for t in setup.arrivals(1, 200) if t > returned + 1.0]
+    late = [t - returned for t in setup.times(1, 200) if t > returned + 1.0]
     assert late == [], f"{len(late)} requests started more than 1 s after the pause"
     held = setup.status(bulk_id)
     assert held["state"] == "PAUSED" and held["pending"] > 0
@@ -165,7 +105,7 @@ def test_pause_holds_across_a_worker_kill_then_resume_finishes(setup: Setup) -> 
     assert code == 0 and "nothing to resume" in err
 
 
-def test_a_paused_bulk_can_be_cancelled(setup: Setup) -> None:
+def test_a_paused_bulk_can_be_cancelled(setup: OwnStack) -> None:
     _, submitted, _ = setup.cli("bulk", "submit", "-", stdin=rows_csv(1, 200))
     bulk_id = str(submitted["bulk_id"])
     stack.wait_until(lambda: setup.patches() >= 20, 30, "20 rows PATCHed")
@@ -178,7 +118,7 @@ def test_a_paused_bulk_can_be_cancelled(setup: Setup) -> None:
     assert counted == final["total"] == 200
 
 
-def test_revert_restores_every_account_but_one_changed_by_hand(setup: Setup) -> None:
+def test_revert_restores_every_account_but_one_changed_by_hand(setup: OwnStack) -> None:
     originals = {i: setup.sim.account(name(i)) for i in range(1, 101)}
     # Row 5 already holds its target: unchanged, and not reverted.
     already = (originals[5]["send"], originals[5]["email"])
@@ -228,7 +168,7 @@ def test_revert_restores_every_account_but_one_changed_by_hand(setup: Setup) -> 
     assert expected_keys <= set(listed[1])
 
 
-def test_revert_refuses_a_bulk_not_revertible_or_still_running(setup: Setup) -> None:
+def test_revert_refuses_a_bulk_not_revertible_or_still_running(setup: OwnStack) -> None:
     code, done, _ = setup.cli("bulk", "submit", "-", "--wait", stdin=rows_csv(101, 110))
     assert code == 0
     code, _, err = setup.cli("bulk", "revert", str(done["bulk_id"]))
@@ -240,7 +180,7 @@ def test_revert_refuses_a_bulk_not_revertible_or_still_running(setup: Setup) -> 
     setup.cli("bulk", "cancel", str(running["bulk_id"]))
 
 
-def test_notify_sends_one_message_with_the_status(setup: Setup) -> None:
+def test_notify_sends_one_message_with_the_status(setup: OwnStack) -> None:
     code, done, err = setup.cli(
         "bulk", "submit", "-", "--wait", "--notify", "billing.voicemail_done",
         stdin=rows_csv(201, 220),
@@ -262,7 +202,7 @@ def test_notify_sends_one_message_with_the_status(setup: Setup) -> None:
     assert setup.redis.llen(notify.DEFAULT_QUEUE) == 1
 
 
-def test_cancel_stops_a_streaming_producer(setup: Setup) -> None:
+def test_cancel_stops_a_streaming_producer(setup: OwnStack) -> None:
     producer = subprocess.Popen(
         [VOICEMAIL, "bulk", "submit", "-"],
         stdin=subprocess.PIPE,
@@ -292,7 +232,7 @@ def test_cancel_stops_a_streaming_producer(setup: Setup) -> None:
     assert final["total"] == accepted < 179 + 120
 
 
-def _stdout(setup: Setup, *args: str) -> list[str]:
+def _stdout(setup: OwnStack, *args: str) -> list[str]:
     done = subprocess.run(
         [VOICEMAIL, *args], capture_output=True, text=True, env=setup.env, timeout=60
     )

@@ -16,10 +16,10 @@ import redis
 
 from simulator import stack
 from worker.coordination import ordering as O
+from worker.core.connections import text
 from worker.queue import liveness as L
-from worker.store.credentials import AccountRow, CredentialStore
 
-from .conftest import TEST_SECRET_KEY, voicemail, worker_env
+from .own_stack import own_stack, rows_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -272,33 +272,20 @@ def test_a_worker_found_dead_stops_its_bulk_sends_within_a_second(tmp_path: Path
     """Finding 4: a reaped worker's engine went on sending on its old claims (its guard
     only checked that Redis answered). Every instance the worker takes is marked reaped
     while we count, as a reaper would, so no claim of it can hold."""
-    own_redis = stack.start_redis(tmp_path)
-    sim_service = stack.start_simulator(tmp_path, generate=BULK_ROWS)
-    sim = stack.SimulatorControl(sim_service.url)
-    names = [f"acct-{i:06d}" for i in range(1, BULK_ROWS + 1)]
-    client = redis.Redis.from_url(own_redis.url, decode_responses=True)
-    CredentialStore(client, TEST_SECRET_KEY).put_many(AccountRow(n, f"tok-{n}") for n in names)
-    env = worker_env(
-        sim_service.url,
-        REDIS_URL=own_redis.url,
-        VOICEMAIL_RATE_LIMIT="100",  # about 10 s for the bulk: one chunk, running
-        VOICEMAIL_BULK_CHUNK_SIZE=str(BULK_ROWS),
-    )
-    worker = stack.start_worker(tmp_path, env, name="ghost")
-    try:
-        rows = "account,send,email\n" + "".join(f"{n},true,{n}-x@e.ru\n" for n in names)
-        code, _, err = voicemail(env, "bulk", "submit", "-", stdin=rows)
+    limits = {
+        "VOICEMAIL_RATE_LIMIT": "100",  # about 10 s for the bulk: one chunk, running
+        "VOICEMAIL_BULK_CHUNK_SIZE": str(BULK_ROWS),
+    }
+    with own_stack(tmp_path, BULK_ROWS, "ghost", **limits) as own:
+        code, _, err = own.cli("bulk", "submit", "-", stdin=rows_csv(1, BULK_ROWS))
         assert code in (0, 1), err
-
-        def patches() -> int:
-            return sum(sim.stats()["patches"].values())
-
-        stack.wait_until(lambda: patches() >= 100, 60, "the bulk sending")
+        stack.wait_until(lambda: own.patches() >= 100, 60, "the bulk sending")
+        client = own.redis
 
         def reap_every_instance() -> None:
             for instance in client.hkeys(L.INSTANCES_KEY):
                 seconds, micros = client.time()
-                client.set(L.dead_key(str(instance)), seconds * 1000 + micros // 1000, ex=3600)
+                client.set(L.dead_key(text(instance)), seconds * 1000 + micros // 1000, ex=3600)
                 client.hdel(L.INSTANCES_KEY, instance)
 
         reap_every_instance()
@@ -306,14 +293,9 @@ def test_a_worker_found_dead_stops_its_bulk_sends_within_a_second(tmp_path: Path
         while time.monotonic() < marked + 1.0:
             reap_every_instance()
             time.sleep(0.05)
-        before = patches()
+        before = own.patches()
         while time.monotonic() < marked + 4.0:
             reap_every_instance()
             time.sleep(0.05)
-        assert patches() == before, "a reaped worker went on sending on its old claims"
+        assert own.patches() == before, "a reaped worker went on sending on its old claims"
         assert before < BULK_ROWS
-    finally:
-        worker.stop()
-        sim.close()
-        sim_service.stop()
-        own_redis.stop()

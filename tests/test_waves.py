@@ -8,85 +8,28 @@ import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import redis
 
 from simulator import stack
 from worker.coordination.bulk_records import Keys
 from worker.queue import notify
-from worker.store.credentials import AccountRow, CredentialStore
 
-from .conftest import TEST_SECRET_KEY, voicemail, worker_env
+from .own_stack import OwnStack, name, own_stack, rows_csv
 
 ACCOUNTS = 1000
 
 
-def name(i: int) -> str:
-    return f"acct-{i:06d}"
-
-
-def rows_csv(first: int, last: int) -> str:
-    body = "".join(f"{name(i)},true,new{i}@e.ru\n" for i in range(first, last + 1))
-    return "account,send,email\n" + body
-
-
-# -- through the CLI, a worker and the simulator ----------------------------------------
-
-
-class Setup:
-    def __init__(self, tmp: Path, env: dict[str, str], sim: stack.SimulatorControl) -> None:
-        self.tmp, self.env, self.sim = tmp, env, sim
-        self.redis = redis.Redis.from_url(env["REDIS_URL"])
-        self.worker = stack.start_worker(tmp, env, name="waves")
-
-    def cli(self, *args: str, stdin: str = "") -> tuple[int, dict[str, Any], str]:
-        return voicemail(self.env, *args, stdin=stdin)
-
-    def status(self, bulk_id: str) -> dict[str, Any]:
-        return self.cli("bulk", "status", bulk_id)[1]
-
-    def wait_state(self, bulk_id: str, state: str, timeout: float = 60) -> dict[str, Any]:
-        stack.wait_until(
-            lambda: self.status(bulk_id)["state"] == state, timeout, f"bulk {state}", step=0.2
-        )
-        return self.status(bulk_id)
-
-    def times(self, first: int, last: int) -> list[float]:
-        """When the simulator received each request for accounts first..last."""
-        return [t for i in range(first, last + 1) for t in self.sim.account(name(i))["times"]]
-
-    def meta(self, bulk_id: str, field: str) -> float:
-        return float(self.redis.hget(Keys(bulk_id).meta, field) or "nan")
-
-
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[Setup]:
-    own_redis = stack.start_redis(tmp_path)
-    sim_service = stack.start_simulator(tmp_path, generate=ACCOUNTS)
-    sim = stack.SimulatorControl(sim_service.url)
-    client = redis.Redis.from_url(own_redis.url)
-    CredentialStore(client, TEST_SECRET_KEY).put_many(
-        AccountRow(name(i), f"tok-{name(i)}") for i in range(1, ACCOUNTS + 1)
-    )
+def setup(tmp_path: Path) -> Iterator[OwnStack]:
     # The default chunk size (1000) and rows in flight: a wave's end, not a chunk's, cuts.
-    env = worker_env(sim_service.url, REDIS_URL=own_redis.url)
-    s = Setup(tmp_path, env, sim)
-    try:
-        yield s
-    finally:
-        s.worker.stop()
-        sim.close()
-        sim_service.stop()
-        s.redis.close()
-        client.close()
-        own_redis.stop()
+    with own_stack(tmp_path, ACCOUNTS, "waves") as own:
+        yield own
 
 
 @pytest.mark.integration
 def test_no_row_of_a_wave_is_sent_before_the_wave_before_settled(
-    setup: Setup, tmp_path: Path
+    setup: OwnStack, tmp_path: Path
 ) -> None:
     path = tmp_path / "rows.csv"
     path.write_text(rows_csv(1, ACCOUNTS))
@@ -107,7 +50,9 @@ def test_no_row_of_a_wave_is_sent_before_the_wave_before_settled(
 
 
 @pytest.mark.integration
-def test_wave_pause_stops_after_each_wave_and_resume_goes_on(setup: Setup, tmp_path: Path) -> None:
+def test_wave_pause_stops_after_each_wave_and_resume_goes_on(
+    setup: OwnStack, tmp_path: Path
+) -> None:
     path = tmp_path / "rows.csv"
     path.write_text(rows_csv(1, ACCOUNTS))
     args = ("bulk", "submit", str(path), "--waves", "1%,10%,100%", "--wave-pause")
@@ -136,7 +81,7 @@ def test_wave_pause_stops_after_each_wave_and_resume_goes_on(setup: Setup, tmp_p
 
 
 @pytest.mark.integration
-def test_max_failures_pauses_the_bulk_and_notifies(setup: Setup, tmp_path: Path) -> None:
+def test_max_failures_pauses_the_bulk_and_notifies(setup: OwnStack, tmp_path: Path) -> None:
     # Every row after the 100th names an account the vendor does not know.
     setup.sim.add_accounts(
         [
@@ -190,7 +135,7 @@ def test_max_failures_pauses_the_bulk_and_notifies(setup: Setup, tmp_path: Path)
 
 
 @pytest.mark.integration
-def test_cancel_between_waves_sends_nothing_of_the_waves_left(setup: Setup) -> None:
+def test_cancel_between_waves_sends_nothing_of_the_waves_left(setup: OwnStack) -> None:
     args = ("bulk", "submit", "-", "--waves", "10,100%", "--wave-pause", "--wait")
     code, first, err = setup.cli(*args, stdin=rows_csv(1, 100))
     assert code == 1 and first["state"] == "PAUSED", err
@@ -206,7 +151,7 @@ def test_cancel_between_waves_sends_nothing_of_the_waves_left(setup: Setup) -> N
 
 
 @pytest.mark.integration
-def test_apply_rolls_a_plan_out_in_waves(setup: Setup, tmp_path: Path) -> None:
+def test_apply_rolls_a_plan_out_in_waves(setup: OwnStack, tmp_path: Path) -> None:
     path = tmp_path / "rows.csv"
     path.write_text(rows_csv(1, 100))
     code, plan, err = setup.cli("bulk", "plan", str(path))
@@ -225,7 +170,7 @@ def test_apply_rolls_a_plan_out_in_waves(setup: Setup, tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_a_scheduled_bulk_in_waves_starts_with_its_first_wave(setup: Setup) -> None:
+def test_a_scheduled_bulk_in_waves_starts_with_its_first_wave(setup: OwnStack) -> None:
     args = ("bulk", "submit", "-", "--waves", "10,100%", "--at", "+3s")
     code, submitted, err = setup.cli(*args, stdin=rows_csv(1, 100))
     assert code == 0, err
