@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from cli import cli
 from simulator import stack
-from tasks.bulk import bulk_failures, bulk_status, retry_bulk, submit_bulk
+from tasks.bulk import bulk_failures, bulk_status, cancel_revert, retry_bulk, submit_bulk
 from tasks.producer import credential_store
 from worker.coordination.bulk_status import BulkStatus
 from worker.store.credentials import AccountRow
@@ -122,7 +122,7 @@ def test_only_changed_skips_accounts_in_the_target_state(sim: stack.SimulatorCon
 def test_failures_then_retry(sim: stack.SimulatorControl) -> None:
     good = make_accounts(sim, 20)
     missing = make_accounts(sim, 3, mode="missing-200")
-    bulk_id = submit_bulk(rows_for(good + missing))
+    bulk_id = submit_bulk(rows_for(good + missing), revert_after="1h", max_failures="50%")
     status = wait_bulk(bulk_id)
     assert (status.succeeded, status.failed) == (20, 3)
     failures = list(bulk_failures(bulk_id))
@@ -135,6 +135,10 @@ def test_failures_then_retry(sim: stack.SimulatorControl) -> None:
     retried = wait_bulk(retry_bulk(bulk_id))
     assert (retried.total, retried.succeeded, retried.failed) == (3, 3, 0)
     assert all(sim.account(n)["patches"] == 1 for n in good + missing)
+    # Undone on the same timer as its bulk: the retry's changes too.
+    assert retried.revertible and retried.revert_at is not None
+    assert retried.revert_at - (retried.finished_at or 0) == pytest.approx(3600, abs=5)
+    assert cancel_revert(retried.bulk_id) and cancel_revert(bulk_id)
 
 
 def test_a_finished_bulk_keeps_a_bit_per_row_and_its_failures(

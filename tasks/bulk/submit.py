@@ -332,6 +332,9 @@ def retry_bulk(bulk_id: str) -> str:
 RETRIED_OPTIONS = (
     *("only_changed", "revertible", "reverts", "verify", "plan", "applies"),
     *("notify", "notify_queue", "actor", "reason"),
+    # Undone on the same timer as its bulk: what the retry changes is reverted DURATION
+    # after the retry settles (coordination.schedule). A start time (`--at`) is past.
+    "revert_after",
     # A retry is guarded, and rolled out, as its bulk was (coordination.waves).
     *("waves_spec", "wave_pause", "max_failures", "fail_rows", "fail_pct", "min_sample"),
 )
