@@ -1,12 +1,12 @@
-"""A stack of a test's own, for the bulk tests that drive the `voicemail` executable: a
-Redis no other test shares, a simulator with `accounts` generated accounts (`acct-000001`
-…, token `tok-<name>`) stored in the credential store, and a worker started as a user
-starts one. What was sent, and when, comes from the simulator."""
+"""A stack of a test's own, for the tests that drive the `voicemail` executable: a Redis no
+other test shares, a simulator with `accounts` generated accounts (`acct-000001` …, token
+`tok-<name>`) stored in the credential store, and workers started as a user starts them,
+every one stopped at the end. What was sent, and when, comes from the simulator."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +29,22 @@ def rows_csv(first: int, last: int, email: str = "new{i}@e.ru", send: str = "tru
 
 
 class OwnStack:
-    def __init__(
-        self, tmp: Path, env: dict[str, str], sim: stack.SimulatorControl, worker: str
-    ) -> None:
+    def __init__(self, tmp: Path, env: dict[str, str], sim: stack.SimulatorControl) -> None:
         self.tmp, self.env, self.sim = tmp, env, sim
         self.sim_url = env["PLUSOFON_API_URL"]
         self.redis = redis.Redis.from_url(env["REDIS_URL"])
-        self.worker = self.start_worker(worker)
+        self.started: list[stack.Service] = []
 
-    def start_worker(self, label: str) -> stack.Service:
-        return stack.start_worker(self.tmp, self.env, name=label)
+    @property
+    def worker(self) -> stack.Service:
+        """The worker started last."""
+        return self.started[-1]
+
+    def start_worker(self, label: str, prefix: Sequence[str] = (), **env: str) -> stack.Service:
+        """A worker more (run through `prefix`: `ip netns exec NS`), `env` on top."""
+        service = stack.start_worker(self.tmp, {**self.env, **env}, name=label, prefix=prefix)
+        self.started.append(service)
+        return service
 
     def cli(self, *args: str, stdin: str = "") -> tuple[int, dict[str, Any], str]:
         return voicemail(self.env, *args, stdin=stdin)
@@ -70,26 +76,32 @@ class OwnStack:
 
 
 @contextlib.contextmanager
-def own_stack(tmp: Path, accounts: int, worker: str, **env: str) -> Iterator[OwnStack]:
-    """The stack, its worker named `worker` started with `env` on top of the tests' own."""
-    own_redis = stack.start_redis(tmp)
-    sim_service = stack.start_simulator(tmp, generate=accounts)
+def own_stack(
+    tmp: Path,
+    accounts: int,
+    worker: str | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    appendonly: bool = False,
+) -> Iterator[OwnStack]:
+    """The stack, `env` on top of the tests' own, with a worker named `worker` started
+    (None: none yet). Redis and the simulator listen on `host`."""
+    own_redis = stack.start_redis(tmp, bind=host, appendonly=appendonly)
+    sim_service = stack.start_simulator(tmp, host=host, generate=accounts)
     sim = stack.SimulatorControl(sim_service.url)
-    client = redis.Redis.from_url(own_redis.url)
-    CredentialStore(client, TEST_SECRET_KEY).put_many(
-        AccountRow(name(i), f"tok-{name(i)}") for i in range(1, accounts + 1)
-    )
-    own: OwnStack | None = None
+    own = OwnStack(tmp, worker_env(sim_service.url, REDIS_URL=own_redis.url, **(env or {})), sim)
     try:
-        own = OwnStack(
-            tmp, worker_env(sim_service.url, REDIS_URL=own_redis.url, **env), sim, worker
+        CredentialStore(own.redis, TEST_SECRET_KEY).put_many(
+            AccountRow(name(i), f"tok-{name(i)}") for i in range(1, accounts + 1)
         )
+        if worker is not None:
+            own.start_worker(worker)
         yield own
     finally:
-        if own is not None:
-            own.worker.stop()
-            own.redis.close()
+        for service in own.started:
+            service.stop()
+        own.redis.close()
         sim.close()
         sim_service.stop()
-        client.close()
         own_redis.stop()

@@ -38,7 +38,7 @@ def test_a_chunk_whose_rows_are_gone_fails_them_by_line(setup: OwnStack) -> None
     keys = Keys(bulk_id)
     assert setup.redis.ttl(keys.chunk(1)) == -1  # nothing of a queued bulk expires
     setup.redis.delete(keys.chunk(1))  # chunk 1: file lines 52..101
-    setup.worker = setup.start_worker("lost")
+    setup.start_worker("lost")
 
     final = setup.wait_settled(bulk_id)
     assert (final["state"], final["succeeded"], final["failed"]) == ("DONE", 150, 50)

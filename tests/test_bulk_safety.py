@@ -27,7 +27,7 @@ ACCOUNTS = 300
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[OwnStack]:
     limits = {"VOICEMAIL_RATE_LIMIT": "50", "VOICEMAIL_BULK_CHUNK_SIZE": "50"}
-    with own_stack(tmp_path, ACCOUNTS, "safety", **limits) as own:
+    with own_stack(tmp_path, ACCOUNTS, "safety", limits) as own:
         yield own
 
 
@@ -76,7 +76,7 @@ def test_pause_holds_across_a_worker_kill_then_resume_finishes(setup: OwnStack) 
 
     # Kill the worker outright and start another: the bulk stays paused.
     setup.worker.kill()
-    setup.worker = setup.start_worker("safety2")
+    setup.start_worker("safety2")
     before = setup.patches()
     keys = Keys(bulk_id)
     stack.wait_until(lambda: setup.redis.hlen(keys.parked) > 0, 30, "chunks parked")

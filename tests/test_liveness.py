@@ -276,7 +276,7 @@ def test_a_worker_found_dead_stops_its_bulk_sends_within_a_second(tmp_path: Path
         "VOICEMAIL_RATE_LIMIT": "100",  # about 10 s for the bulk: one chunk, running
         "VOICEMAIL_BULK_CHUNK_SIZE": str(BULK_ROWS),
     }
-    with own_stack(tmp_path, BULK_ROWS, "ghost", **limits) as own:
+    with own_stack(tmp_path, BULK_ROWS, "ghost", limits) as own:
         code, _, err = own.cli("bulk", "submit", "-", stdin=rows_csv(1, BULK_ROWS))
         assert code in (0, 1), err
         stack.wait_until(lambda: own.patches() >= 100, 60, "the bulk sending")

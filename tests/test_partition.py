@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from simulator import stack
 from worker.coordination import ordering as O
 from worker.queue import liveness as L
-from worker.store.credentials import AccountRow, CredentialStore
 
-from .conftest import TEST_SECRET_KEY, voicemail, worker_env
+from .conftest import voicemail
+from .own_stack import name, own_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -117,34 +116,25 @@ def _resent(states: dict[str, Any]) -> dict[str, int]:
 
 
 def test_a_cut_off_worker_never_writes_older_values(link: Link, tmp_path: Path) -> None:
-    own_redis = stack.start_redis(tmp_path, bind=link.host_ip, appendonly=True)
-    sim_service = stack.start_simulator(tmp_path, host=link.host_ip, generate=ACCOUNTS)
-    sim = stack.SimulatorControl(sim_service.url)
-    names = [f"acct-{i:06d}" for i in range(1, ACCOUNTS + 1)]
-    client = redis.Redis.from_url(own_redis.url)
-    CredentialStore(client, TEST_SECRET_KEY).put_many(AccountRow(n, f"tok-{n}") for n in names)
-    env = worker_env(
-        sim_service.url,
-        REDIS_URL=own_redis.url,
-        VOICEMAIL_RATE_LIMIT="200",  # about 15 s for the whole first bulk
-        VOICEMAIL_BULK_CHUNK_SIZE="100",
-    )
-    workers: list[stack.Service] = []
-    try:
-        workers.append(
-            stack.start_worker(
-                tmp_path, env, name="cut", prefix=["ip", "netns", "exec", link.namespace]
-            )
-        )
+    names = [name(i) for i in range(1, ACCOUNTS + 1)]
+    limits = {
+        "VOICEMAIL_RATE_LIMIT": "200",  # about 15 s for the whole first bulk
+        "VOICEMAIL_BULK_CHUNK_SIZE": "100",
+    }
+    with own_stack(tmp_path, ACCOUNTS, None, limits, host=link.host_ip, appendonly=True) as own:
+        env, sim = own.env, own.sim
+        own.start_worker("cut", prefix=["ip", "netns", "exec", link.namespace])
         older = str(_cli(env, "bulk", "submit", "-", stdin=_rows(names, "old@e.ru"))["bulk_id"])
         stack.wait_until(
             lambda: len(sim.stats()["patches"]) >= ACCOUNTS // 10, 60, "a tenth of the bulk"
         )
         link.down()
-        newer = str(_cli(env, "bulk", "submit", "-", stdin=_rows(names, "new@e.ru"))["bulk_id"])
-        workers.append(stack.start_worker(tmp_path, env, name="other"))
-        time.sleep(PARTITION_SECONDS)  # the partition itself, not synchronisation
-        link.up()
+        try:
+            newer = str(_cli(env, "bulk", "submit", "-", stdin=_rows(names, "new@e.ru"))["bulk_id"])
+            own.start_worker("other")
+            time.sleep(PARTITION_SECONDS)  # the partition itself, not synchronisation
+        finally:
+            link.up()
 
         def settled(bulk_id: str) -> bool:
             return bool(_cli(env, "bulk", "status", bulk_id)["state"] == "DONE")
@@ -159,14 +149,6 @@ def test_a_cut_off_worker_never_writes_older_values(link: Link, tmp_path: Path) 
         resent = _resent(states)
         print(f"re-sent PATCHes: {resent}")
         assert sum(resent.values()) <= ACCOUNTS // 100, f"PATCHes sent twice: {resent}"
-    finally:
-        link.up()
-        for worker in workers:
-            worker.stop()
-        sim.close()
-        sim_service.stop()
-        client.close()
-        own_redis.stop()
 
 
 def test_bulk_rows_wait_out_a_reaped_owners_window_without_failing(tmp_path: Path) -> None:
@@ -176,37 +158,26 @@ def test_bulk_rows_wait_out_a_reaped_owners_window_without_failing(tmp_path: Pat
     the chunk's re-queue budget ran out (about a second here), leaving the older values on
     the accounts; the partition test passed only when its queue order or rate limit kept
     the newer chunks back long enough."""
-    own_redis = stack.start_redis(tmp_path)
     count = 200
-    sim_service = stack.start_simulator(tmp_path, generate=count)
-    sim = stack.SimulatorControl(sim_service.url)
-    names = [f"acct-{i:06d}" for i in range(1, count + 1)]
-    client = redis.Redis.from_url(own_redis.url)
-    CredentialStore(client, TEST_SECRET_KEY).put_many(AccountRow(n, f"tok-{n}") for n in names)
-    env = worker_env(sim_service.url, REDIS_URL=own_redis.url, VOICEMAIL_BULK_CHUNK_SIZE="100")
-    # A worker instance that claimed every account, then was cut off and reaped just now.
-    gone = L.new_instance_id()
-    seconds, micros = client.time()
-    older = int(seconds) * 1_000_000 + int(micros)
-    verdicts = O.Ordering(client).claim(f"{gone}:f1", [(n, older) for n in names])
-    assert set(verdicts) == {O.Verdict.CLAIMED}
-    client.set(L.dead_key(gone), L.redis_ms(client), ex=3600)
-    worker = stack.start_worker(tmp_path, env, name="waiter")
-    try:
+    names = [name(i) for i in range(1, count + 1)]
+    with own_stack(tmp_path, count, None, {"VOICEMAIL_BULK_CHUNK_SIZE": "100"}) as own:
+        env, client = own.env, own.redis
+        # A worker instance that claimed every account, then was cut off and reaped now.
+        gone = L.new_instance_id()
+        seconds, micros = client.time()
+        older = int(seconds) * 1_000_000 + int(micros)
+        verdicts = O.Ordering(client).claim(f"{gone}:f1", [(n, older) for n in names])
+        assert set(verdicts) == {O.Verdict.CLAIMED}
+        client.set(L.dead_key(gone), L.redis_ms(client), ex=3600)
+        worker = own.start_worker("waiter")
         bulk_id = str(_cli(env, "bulk", "submit", "-", stdin=_rows(names, "new@e.ru"))["bulk_id"])
         stack.wait_until(
             lambda: _cli(env, "bulk", "status", bulk_id)["state"] == "DONE", 120, "DONE", 0.5
         )
         status = _cli(env, "bulk", "status", bulk_id)
         assert (status["succeeded"], status["failed"]) == (count, 0), status
-        assert all(sim.account(n)["email"] == f"{n}-new@e.ru" for n in names)
+        assert all(own.sim.account(n)["email"] == f"{n}-new@e.ru" for n in names)
         assert "wait for other updates of their accounts" in worker.log()
-    finally:
-        worker.stop()
-        sim.close()
-        sim_service.stop()
-        client.close()
-        own_redis.stop()
 
 
 @pytest.mark.timeout(300)  # the old job waits out a 30 to 60 s backoff on purpose
@@ -217,39 +188,32 @@ def test_a_single_job_retrying_while_cut_off_sends_nothing_after_the_link_return
     account goes through on another worker. When the link returns, the cut-off worker's
     next attempt finds its claim gone (it was declared dead) and sends nothing: the newer
     values stay."""
-    own_redis = stack.start_redis(tmp_path, bind=link.host_ip, appendonly=True)
-    sim_service = stack.start_simulator(tmp_path, host=link.host_ip, generate=1)
-    sim = stack.SimulatorControl(sim_service.url)
-    account = "acct-000001"
-    client = redis.Redis.from_url(own_redis.url)
-    CredentialStore(client, TEST_SECRET_KEY).put(account, f"tok-{account}")
-    env = worker_env(sim_service.url, REDIS_URL=own_redis.url)
-    # The cut-off worker waits 30 to 60 s before its second attempt: the partition and the
-    # newer update both fit in that wait.
-    slow = {**env, "VOICEMAIL_RETRY_BASE_DELAY": "60", "VOICEMAIL_RETRY_MAX_DELAY": "60"}
-    workers: list[stack.Service] = []
-    try:
-        cut = stack.start_worker(
-            tmp_path, slow, name="cut1", prefix=["ip", "netns", "exec", link.namespace]
-        )
-        workers.append(cut)
+    account = name(1)
+    with own_stack(tmp_path, 1, None, host=link.host_ip, appendonly=True) as own:
+        env, sim = own.env, own.sim
+        # The cut-off worker waits 30 to 60 s before its second attempt: the partition and
+        # the newer update both fit in that wait.
+        slow = {"VOICEMAIL_RETRY_BASE_DELAY": "60", "VOICEMAIL_RETRY_MAX_DELAY": "60"}
+        cut = own.start_worker("cut1", prefix=["ip", "netns", "exec", link.namespace], **slow)
         sim.script(account, ["503"])  # its first attempt fails; it sleeps before the next
         _cli(env, "update", account, "--send", "--email", "older@e.ru")
         stack.wait_until(lambda: sim.requests(account) >= 1, 30, "the first attempt")
         link.down()
-        workers.append(stack.start_worker(tmp_path, env, name="other1"))
-        _cli(env, "update", account, "--send", "--email", "newer@e.ru")
-        stack.wait_until(
-            lambda: sim.account(account)["email"] == "newer@e.ru", 60, "the newer update"
-        )
-        link.up()
+        try:
+            other = own.start_worker("other1")
+            _cli(env, "update", account, "--send", "--email", "newer@e.ru")
+            stack.wait_until(
+                lambda: sim.account(account)["email"] == "newer@e.ru", 60, "the newer update"
+            )
+        finally:
+            link.up()
 
         # Its next attempt finds the claim gone (to the newer update, or with its worker
         # declared dead): it sends nothing (tasks/voicemail.py ClaimGone, logged).
         # (Or, had its wait ended with Redis out of reach, its redelivery finds the newer
         # update applied.) Either way the old job is over without sending.
         def old_job_over() -> bool:
-            logs = cut.log() + workers[1].log()
+            logs = cut.log() + other.log()
             return any(said in logs for said in (*CLAIM_GONE, "a later update is already"))
 
         stack.wait_until(old_job_over, 150, "the old job", 0.5)
@@ -259,11 +223,3 @@ def test_a_single_job_retrying_while_cut_off_sends_nothing_after_the_link_return
         # worker was reaped, ran elsewhere); nothing older ever came after the newer one.
         emails = [email for _, email in state["applied"]]
         assert "older@e.ru" not in emails[emails.index("newer@e.ru") :], emails
-    finally:
-        link.up()
-        for worker in workers:
-            worker.stop()
-        sim.close()
-        sim_service.stop()
-        client.close()
-        own_redis.stop()
