@@ -27,32 +27,19 @@ from worker.core import keys
 from worker.core.errors import ConfigError
 from worker.core.settings import load_settings
 
-from .journal_helpers import PG_URL, Make, make_entry, unique
-
-
-@pytest.fixture
-def make() -> Make:
-    return make_entry
-
-
-@pytest.fixture
-def redis_journal(redis_client: redis.Redis) -> RedisJournal:
-    return RedisJournal(redis_client, days=90)
-
+from .journal_helpers import PG_URL, make_entry, unique
 
 # Off, and the choice of store
 
 
-def test_off_writes_nothing(
-    monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis, make: Make
-) -> None:
+def test_off_writes_nothing(monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis) -> None:
     monkeypatch.setenv("VOICEMAIL_JOURNAL", "off")
     settings = load_settings()
     assert settings.journal is False
     journal = open_journal(settings, redis_client)
     assert isinstance(journal, NullJournal)
     account = unique("acct")
-    assert journal.write_many([make(account=account)]) == 0
+    assert journal.write_many([make_entry(account=account)]) == 0
     assert not redis_client.exists(keys.journal_account(account))
     assert isinstance(journal_store(settings, redis_client), RedisJournal)  # for reading
 
@@ -99,12 +86,10 @@ def test_postgres_without_psycopg_says_which_extra(
 # The CLI, against the test Redis
 
 
-def test_cli_history_prints_json_lines_newest_first(
-    redis_journal: RedisJournal, make: Make
-) -> None:
+def test_cli_history_prints_json_lines_newest_first(redis_client: redis.Redis) -> None:
     account, start = unique("acct"), utc_now() - timedelta(minutes=1)
-    entries = [make(account=account, time=start + timedelta(seconds=i)) for i in range(4)]
-    redis_journal.write_many(entries)
+    entries = [make_entry(account=account, time=start + timedelta(seconds=i)) for i in range(4)]
+    RedisJournal(redis_client, days=90).write_many(entries)
     result = CliRunner().invoke(cli, ["history", account, "--limit", "3"])
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -112,10 +97,10 @@ def test_cli_history_prints_json_lines_newest_first(
     assert all(list(json.loads(line)) == list(FIELDS) for line in lines)
 
 
-def test_cli_bulk_journal_prints_lines_in_order(redis_journal: RedisJournal, make: Make) -> None:
+def test_cli_bulk_journal_prints_lines_in_order(redis_client: redis.Redis) -> None:
     bulk_id = unique("bulk")
-    rows = [make(account=unique("acct"), bulk_id=bulk_id, line=n) for n in (3, 1, 2)]
-    redis_journal.write_many(rows)
+    rows = [make_entry(account=unique("acct"), bulk_id=bulk_id, line=n) for n in (3, 1, 2)]
+    RedisJournal(redis_client, days=90).write_many(rows)
     result = CliRunner().invoke(cli, ["bulk", "journal", bulk_id])
     assert result.exit_code == 0, result.stderr
     assert [json.loads(line)["line"] for line in result.stdout.splitlines()] == [1, 2, 3]
