@@ -46,7 +46,7 @@ PARTS = [
     ("  task body (argument check, work)", "tasks.voicemail", "VoicemailTask.__call__"),
     ("    credential read and decrypt", "worker.store.credentials", "CredentialStore.get"),
     ("    API call (limiter, breaker, stats)", "worker.api.client", "PlusofonClient._request"),
-    ("      httpx send", "httpx", "Client.send"),
+    ("      httpx transport", "httpx", "HTTPTransport.handle_request"),
     ("  results stored (STARTED, SUCCESS)", "worker.queue.backend", "_NoTraceback.store_result"),
     (
         "    of which Celery's read before write",

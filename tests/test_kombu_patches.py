@@ -114,7 +114,7 @@ def test_blocking_client_sockets_reset_on_close() -> None:
     from worker.core.settings import load_settings
 
     client = PlusofonClient(load_settings(PLUSOFON_API_URL="http://api.test"))
-    pool = client._http._transport._pool  # type: ignore[attr-defined]
+    pool = client._transport._pool  # type: ignore[attr-defined]
     assert ABORT_ON_CLOSE in pool._socket_options
     client.close()
 

@@ -44,24 +44,19 @@ class PlusofonClient:
         self._limiter = limiter
         self._breaker = breaker
         self.stats = stats
-        # Each request is built here, whole, and handed to `send`: the client's own merging
-        # of base URL, headers and cookies cost about a quarter of a request's CPU (see
-        # benchmarks/job_cost.py). And no cookie of one account is sent with another's.
+        # Each request is built here, whole, and handed to the transport (`_send`): httpx's
+        # Client would merge base URL, headers and cookies, then add auth, redirects and
+        # hooks, for half of a request's CPU. And no cookie of one account goes with another's.
         self._url = httpx.URL(settings.api_url.rstrip("/") + C.VOICEMAIL_PATH)
         self._headers = default_headers()
-        # A request built by hand carries its timeouts itself: httpx 0.27's `send` does not
-        # add the client's to a request that has none (no read timeout at all, then).
+        # A request handed to the transport carries its timeouts itself (no Client adds them).
         self._timeouts = {"timeout": timeout_of(settings).as_dict()}
-        self._http = httpx.Client(
-            timeout=timeout_of(settings),
-            transport=transport
-            or httpx.HTTPTransport(
-                limits=httpx.Limits(
-                    max_connections=settings.max_connections,
-                    max_keepalive_connections=C.DEFAULT_MAX_KEEPALIVE,
-                ),
-                socket_options=[ABORT_ON_CLOSE],
+        self._transport = transport or httpx.HTTPTransport(
+            limits=httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=C.DEFAULT_MAX_KEEPALIVE,
             ),
+            socket_options=[ABORT_ON_CLOSE],
         )
 
     def __enter__(self) -> PlusofonClient:
@@ -71,7 +66,19 @@ class PlusofonClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        self._transport.close()
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        """`request` through the transport, its body read. Not `httpx.Client.send`: around
+        the transport it adds auth, redirects, cookies and event hooks, none of which we
+        use (no cookie of one account may go with another's), for a quarter of the
+        request's CPU (benchmarks/job_cost.py)."""
+        response = self._transport.handle_request(request)
+        try:
+            response.read()
+        finally:
+            response.close()
+        return response
 
     def _request(
         self, method: str, creds: Credentials, payload: dict[str, Any] | None = None
@@ -85,7 +92,7 @@ class PlusofonClient:
         started = time.perf_counter()
         try:
             with map_transport_errors():
-                response = self._http.send(
+                response = self._send(
                     httpx.Request(
                         method,
                         self._url,
