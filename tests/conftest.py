@@ -112,6 +112,18 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture(scope="module")
+def quiet_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
+    """A Redis of the module's own, on which no worker ticks. Once a second the session's
+    worker takes what the bulk scripts leave in shared keys for any worker (orphaned
+    chunks in `voicemail:waking`, the notify outbox), racing a test that checks them."""
+    server = stack.start_redis(tmp_path_factory.mktemp("quiet-redis"))
+    client = redis.Redis.from_url(server.url)
+    yield client
+    client.close()
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def log_dir() -> Path:
     return _log_dir

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 import redis
 
 from worker.coordination import bulk_control
@@ -22,6 +23,11 @@ from worker.coordination.bulk_status import status_from
 def meta(client: redis.Redis, keys: Keys) -> dict[str, str]:
     raw: dict[bytes, bytes] = client.hgetall(keys.meta)  # type: ignore[assignment]
     return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+@pytest.fixture
+def redis_client(quiet_redis: redis.Redis) -> redis.Redis:
+    return quiet_redis  # the scripts' shared keys, with no worker's tick racing the test
 
 
 def test_outcomes_count_once_and_finish_the_bulk(redis_client: redis.Redis) -> None:

@@ -18,6 +18,12 @@ from worker.core.errors import InputError
 from worker.core.keys import NOTIFY_OUTBOX
 from worker.queue import notify
 
+
+@pytest.fixture
+def redis_client(quiet_redis: redis.Redis) -> redis.Redis:
+    return quiet_redis  # the scripts' shared keys, with no worker's tick racing the test
+
+
 # -- the plan of segments, without a worker ---------------------------------------------
 
 
