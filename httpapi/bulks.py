@@ -98,15 +98,15 @@ def _rollout(
     ] = None,
 ) -> dict[str, Any]:
     """A bulk's rollout and schedule, as `voicemail bulk submit`'s options (docs/bulk.md),
-    checked by `submit_bulk`: a bad one is answered 422, naming it."""
-    given = {
+    checked by `submit_bulk`: a bad one is answered 422, naming it. None is its default."""
+    return {
         "waves": waves,
+        "wave_pause": wave_pause,
         "max_failures": max_failures,
         "min_sample": min_sample,
         "at": at,
         "revert_after": revert_after,
     }
-    return {"wave_pause": wave_pause} | {k: v for k, v in given.items() if v is not None}
 
 
 @router.post(
